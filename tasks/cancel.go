@@ -1,0 +1,91 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Canceled is what Cancel did.
+type Canceled struct {
+	Job *Job
+	// Idle is true when the job was queued or waiting for a retry and is now
+	// canceled; its asynq task (generation Gen, on Job.Queue) can be deleted.
+	// Otherwise a running job was asked to stop and its worker will record
+	// the cancel within seconds.
+	Idle bool
+	Gen  int64
+}
+
+// Cancel cancels job id for tenant ("" = any). It returns ENOTFOUND for an
+// unknown, expired or other tenant's job and ECONFLICT for a finished one.
+// The cancel flag is durable: no later claim or retry runs the job.
+func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error) {
+	if !ValidID(id) {
+		return nil, Errorf(ENOTFOUND, "no job with id %q", id)
+	}
+	res, err := cancelScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, id).StringSlice()
+	if err != nil {
+		return nil, redisErr("store.Cancel "+id, err)
+	}
+	switch res[0] {
+	case "missing":
+		return nil, Errorf(ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+	case "finished":
+		j, err := DecodeJob([]byte(res[1]))
+		if err != nil {
+			return nil, err
+		}
+		return nil, Errorf(ECONFLICT, "job %s already finished (%s); only queued or running jobs can be canceled", id, j.State)
+	}
+	token, _ := strconv.ParseInt(res[1], 10, 64)
+	j, err := DecodeJob([]byte(res[2]))
+	if err != nil {
+		return nil, err
+	}
+	var opts Options
+	_ = json.Unmarshal([]byte(res[3]), &opts)
+	gen, _ := strconv.ParseInt(res[4], 10, 64)
+	if res[0] == "running" {
+		j.CancelRequested = true
+		return &Canceled{Job: j, Gen: gen}, nil
+	}
+	MarkCanceled(j, s.now())
+	_, err = s.Save(ctx, j, token, SaveArgs{TTL: RetentionOr(opts.Retention)})
+	if errors.Is(err, ErrFenced) {
+		// A worker claimed it meanwhile; it sees the flag and records the cancel.
+		j, err = s.Get(ctx, id, "")
+		if err != nil {
+			return nil, err
+		}
+		j.CancelRequested = !j.State.Terminal()
+		return &Canceled{Job: j, Gen: gen}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Canceled{Job: j, Idle: true, Gen: gen}, nil
+}
+
+// MarkCanceled moves j to the canceled state at now: the stage that was
+// running is canceled too.
+func MarkCanceled(j *Job, now time.Time) {
+	j.State, j.CancelRequested, j.NextAttemptAt = StateCanceled, false, nil
+	j.FinishedAt = &now
+	for i := range j.Stages {
+		if st := j.Stages[i].State; st == StateRunning || st == StateRetrying {
+			j.Stages[i].State = StateCanceled
+			j.Stages[i].FinishedAt = &now
+		}
+	}
+}
+
+// RetentionOr returns d, or RetentionDefault when d is 0.
+func RetentionOr(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return RetentionDefault
+}

@@ -1,0 +1,54 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// DefaultQueue is the asynq queue jobs go to unless the submit names one.
+const DefaultQueue = "default"
+
+// Payload is the asynq task payload: which job, and which generation of its
+// task this is. A task whose generation is no longer the job's is stale and
+// finishes without doing anything.
+type Payload struct {
+	ID  string `json:"id"`
+	Gen int64  `json:"gen"`
+}
+
+// DecodePayload parses a task payload.
+func DecodePayload(b []byte) (Payload, error) {
+	var p Payload
+	err := json.Unmarshal(b, &p)
+	if err == nil && !ValidID(p.ID) {
+		err = errors.New("payload has no valid job id")
+	}
+	return p, err
+}
+
+// Enqueue puts generation gen of job j's task on its queue. maxRetry is the
+// number of asynq retries left; timeout is the per-attempt job timeout.
+// A task of that generation that exists already is not an error.
+func Enqueue(ctx context.Context, c *asynq.Client, j *Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
+	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
+	q := j.Queue
+	if q == "" {
+		q = DefaultQueue
+	}
+	if timeout <= 0 {
+		timeout = DefaultJobTimeout
+	}
+	_, err := c.EnqueueContext(ctx, asynq.NewTask(j.Type, b),
+		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(q), asynq.MaxRetry(max(maxRetry, 0)),
+		// The runner enforces the timeout itself, naming the stage; asynq's
+		// deadline is only the backstop.
+		asynq.Timeout(timeout+time.Minute), asynq.Retention(RetentionOr(retention)))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return redisErr("tasks.Enqueue "+j.ID, err)
+}

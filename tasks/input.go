@@ -1,0 +1,151 @@
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+)
+
+// InputSpec validates a pipeline's input and describes its fields.
+type InputSpec struct {
+	// Fields describes each input field, for GET /v1/pipelines.
+	Fields []Field
+	// Defaults is the input used when none is given.
+	Defaults json.RawMessage
+	decode   func(raw json.RawMessage) (json.RawMessage, error)
+}
+
+// Field describes one input field.
+type Field struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"` // JSON Schema type: integer, number, string, boolean, object, array
+	Default     any    `json:"default"`
+	Description string `json:"description,omitempty"`
+}
+
+// Normalize decodes raw (a JSON object, or empty/null for all defaults),
+// rejects unknown fields and wrong types (EINVALID) and values the pipeline's
+// check refuses (EUNPROCESSABLE, naming the field), and returns the input
+// with defaults applied.
+func (s *InputSpec) Normalize(raw json.RawMessage) (json.RawMessage, error) {
+	if s == nil {
+		return normalizeObject(raw)
+	}
+	return s.decode(raw)
+}
+
+func normalizeObject(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage(`{}`), nil
+	}
+	if raw[0] != '{' {
+		return nil, &Error{Code: EINVALID, Field: "input", Message: "input must be a JSON object"}
+	}
+	return raw, nil
+}
+
+// InputOf builds an InputSpec for inputs of type T (a struct with json tags;
+// a `doc` tag describes a field). defaults supplies every field's default;
+// check, if not nil, validates a decoded input and should return a
+// FieldError naming the offending field.
+func InputOf[T any](defaults T, check func(*T) error) *InputSpec {
+	def, err := json.Marshal(defaults)
+	if err != nil {
+		panic(err)
+	}
+	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults))}
+	spec.decode = func(raw json.RawMessage) (json.RawMessage, error) {
+		raw, err := normalizeObject(raw)
+		if err != nil {
+			return nil, err
+		}
+		v := defaults
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
+			return nil, inputDecodeError(err)
+		}
+		if dec.More() {
+			return nil, &Error{Code: EINVALID, Field: "input", Message: "input has trailing data after the JSON object"}
+		}
+		if check != nil {
+			if err := check(&v); err != nil {
+				var e *Error
+				if errors.As(err, &e) {
+					return nil, e
+				}
+				return nil, &Error{Code: EUNPROCESSABLE, Field: "input", Message: err.Error()}
+			}
+		}
+		return json.Marshal(v)
+	}
+	return spec
+}
+
+func inputDecodeError(err error) *Error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		f := "input." + te.Field
+		return &Error{Code: EINVALID, Field: f, Message: "field " + f + " must be " + jsonType(te.Type) + ", not " + te.Value, Err: err}
+	}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name := strings.Trim(rest, `"`)
+		return &Error{Code: EINVALID, Field: "input." + name, Message: "unknown input field " + rest, Err: err}
+	}
+	return &Error{Code: EINVALID, Field: "input", Message: "input is not valid JSON: " + strings.TrimPrefix(msg, "json: "), Err: err}
+}
+
+func fieldsOf(v reflect.Value) []Field {
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	t := v.Type()
+	var fs []Field
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		fs = append(fs, Field{Name: name, Type: jsonType(sf.Type), Default: v.Field(i).Interface(), Description: sf.Tag.Get("doc")})
+	}
+	return fs
+}
+
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	default:
+		return "object"
+	}
+}
+
+// Decode is a helper for stage functions: it unmarshals a stage's in into
+// a T, wrapping a failure as a Permanent error.
+func Decode[T any](in json.RawMessage) (T, error) {
+	var v T
+	if err := json.Unmarshal(in, &v); err != nil {
+		return v, Permanent(err)
+	}
+	return v, nil
+}

@@ -1,0 +1,135 @@
+package tasks
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// State is a job's or a stage's lifecycle state.
+type State string
+
+// Job and stage states.
+const (
+	StateQueued    State = "queued"
+	StateRunning   State = "running"
+	StateRetrying  State = "retrying"
+	StateSucceeded State = "succeeded"
+	StateFailed    State = "failed"
+	StateCanceled  State = "canceled"
+	StatePending   State = "pending" // a stage not started yet
+)
+
+// Terminal reports whether s is a final job state.
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateCanceled
+}
+
+// Job is the job record: what the API returns and what the hash's "rec"
+// field holds, as JSON.
+type Job struct {
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	State    State           `json:"state"`
+	Stage    StageRef        `json:"stage"`
+	Progress float64         `json:"progress"`
+	Stages   []StageStatus   `json:"stages"`
+	Partial  json.RawMessage `json:"partial"`
+	Result   json.RawMessage `json:"result"`
+	Error    *JobError       `json:"error"`
+	Attempt  int             `json:"attempt"`
+	Queue    string          `json:"queue"`
+
+	// CancelRequested is true once a cancel was asked for a running job and
+	// until the worker has stopped it.
+	CancelRequested bool `json:"cancel_requested,omitempty"`
+	// NextAttemptAt is when a retrying job runs again.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	Links      Links      `json:"links"`
+}
+
+// StageRef says which stage a job is in: Index is 1-based, 0 before the first
+// stage starts.
+type StageRef struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	Total int    `json:"total"`
+}
+
+// StageStatus is one entry of the record's stages list.
+type StageStatus struct {
+	Name       string     `json:"name"`
+	State      State      `json:"state"`
+	Attempts   int        `json:"attempts"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// JobError says which stage failed and why.
+type JobError struct {
+	Stage   string `json:"stage"`
+	Message string `json:"message"`
+}
+
+// Links are the job's URLs, relative to the API's root.
+type Links struct {
+	Self   string `json:"self"`
+	Events string `json:"events"`
+	Page   string `json:"page"`
+}
+
+// Options are the per-job settings given at submit time; zero values take
+// the pipeline's or the server's defaults.
+type Options struct {
+	Retention  time.Duration `json:"retention"`
+	Timeout    time.Duration `json:"timeout"`
+	MaxRetries int           `json:"max_retries"`
+	Queue      string        `json:"queue"`
+}
+
+// NewJob returns a queued record for a new job of pipeline p.
+func NewJob(p *Pipeline, queue string, now time.Time) *Job {
+	id := uuid.NewString()
+	j := &Job{
+		ID: id, Type: p.Name, State: StateQueued, Queue: queue,
+		Stage:     StageRef{Total: len(p.Stages)},
+		Stages:    make([]StageStatus, len(p.Stages)),
+		CreatedAt: now, UpdatedAt: now,
+		Links: LinksFor(id),
+	}
+	for i, s := range p.Stages {
+		j.Stages[i] = StageStatus{Name: s.Name, State: StatePending}
+	}
+	return j
+}
+
+// LinksFor returns the links of job id.
+func LinksFor(id string) Links {
+	return Links{Self: "/v1/jobs/" + id, Events: "/v1/jobs/" + id + "/events", Page: "/jobs/" + id}
+}
+
+// ValidID reports whether s has the shape of a job id (a UUID), so that
+// malformed ids never reach Redis.
+func ValidID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+// DecodeJob parses a record as stored in Redis.
+func DecodeJob(b []byte) (*Job, error) {
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, &Error{Code: EINTERNAL, Message: "corrupt job record", Err: err}
+	}
+	return &j, nil
+}

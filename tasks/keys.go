@@ -1,0 +1,56 @@
+package tasks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// The Redis key schema. Every key staged writes has a TTL. All of one job's
+// keys share the hash tag {id}, so they live in one Redis Cluster slot and
+// the Lua scripts that touch them are Cluster-safe.
+const (
+	keyPrefix = "staged:"
+	// LeasesKey is a sorted set of running job ids scored by lease deadline
+	// (Unix ms); the reconciler reads the lapsed ones.
+	LeasesKey = keyPrefix + "leases"
+	// EventsChannel carries "id" on every record write, for watchers.
+	EventsChannel = keyPrefix + "events"
+	// CancelChannel carries "id" when a running job is canceled.
+	CancelChannel = keyPrefix + "cancel"
+)
+
+// JobKey is the hash holding the record and its bookkeeping fields.
+func JobKey(id string) string { return keyPrefix + "job:{" + id + "}" }
+
+// EventsKey is the job's event stream: one entry per record write.
+func EventsKey(id string) string { return keyPrefix + "job:{" + id + "}:events" }
+
+// LeaseKey holds the fencing token of the worker running the job, with a
+// short TTL that the worker keeps renewing.
+func LeaseKey(id string) string { return keyPrefix + "job:{" + id + "}:lease" }
+
+// IdempotencyKey maps a tenant's Idempotency-Key to the job it created.
+func IdempotencyKey(tenant, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return keyPrefix + "idem:" + tenant + ":" + hex.EncodeToString(sum[:16])
+}
+
+// IDFromKey returns the job id in a key made by JobKey, EventsKey or LeaseKey.
+func IDFromKey(key string) string {
+	_, rest, ok := strings.Cut(key, "{")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "}")
+	return id
+}
+
+// TaskID is the asynq task id of generation gen of job id: the job id itself
+// for the first, so asynqmon shows the job's id.
+func TaskID(id string, gen int64) string {
+	if gen <= 1 {
+		return id
+	}
+	return id + "-g" + itoa(gen)
+}

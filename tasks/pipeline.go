@@ -1,0 +1,186 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// StageFunc is the work of one stage. in is the previous stage's output
+// (the job's input, with defaults applied, for the first stage); the returned
+// value is JSON-encoded and becomes the next stage's in, and the job's result
+// after the last stage. A stage must return when ctx is done. Wrap an error
+// with Permanent when a retry cannot fix it.
+type StageFunc func(ctx context.Context, in json.RawMessage, p Progress) (any, error)
+
+// Progress lets a running stage report how far it is and what it has
+// produced so far. Calls are cheap: staged coalesces them into at most one
+// Redis write per job per flush interval, and always writes stage boundaries.
+type Progress interface {
+	// Report sets the stage's completed fraction (0..1) and, when partial is
+	// non-nil, the job's partial result.
+	Report(fraction float64, partial any)
+}
+
+// Stage is one named step of a pipeline.
+type Stage struct {
+	Name string
+	// Weight is the stage's share of the job's progress relative to the
+	// others; 0 means 1.
+	Weight float64
+	// Timeout bounds one run of the stage; 0 means only the job's timeout.
+	Timeout time.Duration
+	Run     StageFunc
+}
+
+// Pipeline is a registered job type: a name and its ordered stages.
+type Pipeline struct {
+	Name        string
+	Description string
+	Stages      []Stage
+	// Input validates a submitted input and applies defaults. Nil accepts
+	// any JSON object as it is. Build one with InputOf.
+	Input *InputSpec
+	// Timeout is the default job timeout (per attempt); 0 means
+	// DefaultJobTimeout.
+	Timeout time.Duration
+	// MaxRetries is the default number of retries after a failed attempt.
+	MaxRetries int
+}
+
+// DefaultJobTimeout is the job timeout when neither the pipeline nor the
+// submit sets one. asynq's own silent default is 30 minutes; we say ours.
+const DefaultJobTimeout = time.Hour
+
+// weights returns each stage's normalised share of the job's progress.
+func (p *Pipeline) weights() []float64 {
+	w := make([]float64, len(p.Stages))
+	var sum float64
+	for i, s := range p.Stages {
+		w[i] = s.Weight
+		if w[i] <= 0 {
+			w[i] = 1
+		}
+		sum += w[i]
+	}
+	for i := range w {
+		w[i] /= sum
+	}
+	return w
+}
+
+// JobProgress returns the whole job's progress when stages before index
+// (0-based) are done and stage index is frac done.
+func (p *Pipeline) JobProgress(index int, frac float64) float64 {
+	w := p.weights()
+	var done float64
+	for i := 0; i < index && i < len(w); i++ {
+		done += w[i]
+	}
+	if index < len(w) {
+		done += w[index] * clamp01(frac)
+	}
+	return clamp01(done)
+}
+
+func clamp01(f float64) float64 {
+	switch {
+	case f < 0 || f != f:
+		return 0
+	case f > 1:
+		return 1
+	}
+	return f
+}
+
+// Validate checks p is well formed.
+func (p *Pipeline) Validate() error {
+	if p.Name == "" {
+		return fmt.Errorf("pipeline has no name")
+	}
+	if len(p.Stages) == 0 {
+		return fmt.Errorf("pipeline %q has no stages", p.Name)
+	}
+	seen := map[string]bool{}
+	for i, s := range p.Stages {
+		if s.Name == "" || s.Run == nil {
+			return fmt.Errorf("pipeline %q stage %d needs a name and a Run func", p.Name, i+1)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("pipeline %q has two stages named %q", p.Name, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// Registry holds the registered pipelines. The zero value is empty and ready.
+type Registry struct {
+	mu sync.RWMutex
+	m  map[string]*Pipeline
+}
+
+// NewRegistry returns a registry holding ps; it panics on an invalid or
+// duplicate pipeline, as registration happens at start-up.
+func NewRegistry(ps ...*Pipeline) *Registry {
+	r := &Registry{}
+	for _, p := range ps {
+		r.MustRegister(p)
+	}
+	return r
+}
+
+// Register adds p, returning an error if it is invalid or its name is taken.
+func (r *Registry) Register(p *Pipeline) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]*Pipeline{}
+	}
+	if _, ok := r.m[p.Name]; ok {
+		return fmt.Errorf("pipeline %q registered twice", p.Name)
+	}
+	r.m[p.Name] = p
+	return nil
+}
+
+// MustRegister is Register that panics on error.
+func (r *Registry) MustRegister(p *Pipeline) {
+	if err := r.Register(p); err != nil {
+		panic(err)
+	}
+}
+
+// Get returns the pipeline named name, or nil.
+func (r *Registry) Get(name string) *Pipeline {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.m[name]
+}
+
+// All returns the pipelines sorted by name.
+func (r *Registry) All() []*Pipeline {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ps := make([]*Pipeline, 0, len(r.m))
+	for _, p := range r.m {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
+	return ps
+}
+
+// Names returns the registered names, sorted.
+func (r *Registry) Names() []string {
+	var ns []string
+	for _, p := range r.All() {
+		ns = append(ns, p.Name)
+	}
+	return ns
+}

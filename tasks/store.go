@@ -1,0 +1,338 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store defaults.
+const (
+	// LiveTTLDefault is the TTL of a job's keys while it is not finished,
+	// refreshed on every write.
+	LiveTTLDefault = 7 * 24 * time.Hour
+	// RetentionDefault is how long a finished job stays readable.
+	RetentionDefault = 24 * time.Hour
+	// EventsMaxLenDefault caps a job's event stream (approximately).
+	EventsMaxLenDefault = 1000
+	// IdempotencyTTL is how long an Idempotency-Key is remembered.
+	IdempotencyTTL = 24 * time.Hour
+)
+
+// ErrFenced is returned by writes whose fencing token is no longer current:
+// another worker owns the job now, and the caller must stop.
+var ErrFenced = errors.New("fenced: another worker owns the job")
+
+// Store reads and writes job records in Redis. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	// LiveTTL is the TTL of an unfinished job's keys; 0 means LiveTTLDefault.
+	LiveTTL time.Duration
+	// EventsMaxLen caps each job's event stream; 0 means EventsMaxLenDefault.
+	EventsMaxLen int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Redis returns the client the store uses.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Store) liveTTL() time.Duration {
+	if s.LiveTTL > 0 {
+		return s.LiveTTL
+	}
+	return LiveTTLDefault
+}
+
+func (s *Store) maxLen() int {
+	if s.EventsMaxLen > 0 {
+		return s.EventsMaxLen
+	}
+	return EventsMaxLenDefault
+}
+
+// redisErr wraps a Redis failure as EUNAVAILABLE (connection trouble,
+// time-outs) or EINTERNAL (anything else), naming the operation.
+func redisErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		strings.Contains(err.Error(), "connection refused") || strings.HasPrefix(err.Error(), "LOADING") {
+		return &Error{Code: EUNAVAILABLE, Message: "the job store (Redis) is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
+	}
+	return &Error{Code: EINTERNAL, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// Create writes the record of a new queued job, with its normalised input
+// and options, in one round trip. The job's generation is 1, token 0.
+func (s *Store) Create(ctx context.Context, j *Job, tenant string, input json.RawMessage, opts Options) error {
+	ttl := s.liveTTL()
+	j.ExpiresAt = j.UpdatedAt.Add(ttl)
+	rec, err := json.Marshal(j)
+	if err != nil {
+		return &Error{Code: EINTERNAL, Message: "internal error", Err: err}
+	}
+	ob, _ := json.Marshal(opts)
+	key, ev := JobKey(j.ID), EventsKey(j.ID)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "rec", rec, "state", string(j.State), "tenant", tenant,
+			"token", 0, "gen", 1, "input", []byte(input), "opts", ob)
+		p.PExpire(ctx, key, ttl)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: ev, MaxLen: int64(s.maxLen()), Approx: true, Values: []any{"rec", rec}})
+		p.PExpire(ctx, ev, ttl)
+		return nil
+	})
+	return redisErr("store.Create "+j.ID, err)
+}
+
+// Delete removes a job's keys; used when a submit could not be enqueued.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	return redisErr("store.Delete "+id, s.rdb.Del(ctx, JobKey(id), EventsKey(id), LeaseKey(id)).Err())
+}
+
+// GetRaw returns the record JSON of job id in one round trip. tenant ""
+// reads any job; otherwise another tenant's job is ENOTFOUND, as are unknown
+// and expired ones.
+func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
+	if !ValidID(id) {
+		return nil, Errorf(ENOTFOUND, "no job with id %q", id)
+	}
+	vals, err := s.rdb.HMGet(ctx, JobKey(id), "rec", "tenant").Result()
+	if err != nil {
+		return nil, redisErr("store.Get "+id, err)
+	}
+	rec, _ := vals[0].(string)
+	owner, _ := vals[1].(string)
+	if rec == "" || (tenant != "" && owner != tenant) {
+		return nil, Errorf(ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+	}
+	return []byte(rec), nil
+}
+
+// Get returns the decoded record of job id; see GetRaw.
+func (s *Store) Get(ctx context.Context, id, tenant string) (*Job, error) {
+	b, err := s.GetRaw(ctx, id, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeJob(b)
+}
+
+// SaveArgs are the optional parts of a Save.
+type SaveArgs struct {
+	// TTL of the job's keys after this write; 0 means LiveTTL, or for a
+	// terminal state the job's retention must be given.
+	TTL time.Duration
+	// Fields are extra hash fields to set in the same write (checkpoints).
+	Fields map[string][]byte
+}
+
+// SaveResult says what a Save learned.
+type SaveResult struct {
+	EventID         string
+	CancelRequested bool
+}
+
+// Save writes j (UpdatedAt and ExpiresAt set here) if token is still the
+// job's fencing token: one round trip that also appends the event, refreshes
+// the TTLs, releases the lease on a terminal state and notifies watchers.
+// Returns ErrFenced when another owner has taken over.
+func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (SaveResult, error) {
+	ttl := a.TTL
+	if ttl <= 0 {
+		ttl = s.liveTTL()
+	}
+	now := s.now()
+	j.UpdatedAt, j.ExpiresAt = now, now.Add(ttl)
+	rec, err := json.Marshal(j)
+	if err != nil {
+		return SaveResult{}, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
+	}
+	term := "0"
+	if j.State.Terminal() {
+		term = "1"
+	}
+	args := make([]any, 0, 7+2*len(a.Fields))
+	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(), j.ID)
+	for k, v := range a.Fields {
+		args = append(args, k, v)
+	}
+	res, err := saveScript.Run(ctx, s.rdb, []string{JobKey(j.ID), EventsKey(j.ID), LeaseKey(j.ID)}, args...).Slice()
+	if err != nil {
+		return SaveResult{}, redisErr("store.Save "+j.ID, err)
+	}
+	if n, ok := res[0].(int64); ok && n == -1 {
+		return SaveResult{}, ErrFenced
+	}
+	eid, _ := res[0].(string)
+	c, _ := res[1].(string)
+	if j.State.Terminal() {
+		s.rdb.ZRem(ctx, LeasesKey, j.ID)
+	}
+	return SaveResult{EventID: eid, CancelRequested: c == "1"}, nil
+}
+
+// ClaimOutcome says what a claim found.
+type ClaimOutcome string
+
+// Claim outcomes.
+const (
+	ClaimOK         ClaimOutcome = "ok"         // the caller owns the job now
+	ClaimMissing    ClaimOutcome = "missing"    // no record (expired or never created)
+	ClaimDone       ClaimOutcome = "done"       // already finished
+	ClaimSuperseded ClaimOutcome = "superseded" // a newer task generation owns the job
+	ClaimBusy       ClaimOutcome = "busy"       // another worker holds a live lease
+)
+
+// Claim is the state a worker starts a job from.
+type Claim struct {
+	Outcome ClaimOutcome
+	Token   int64
+	Job     *Job
+	Tenant  string
+	Input   json.RawMessage
+	Options Options
+	// Outputs holds the checkpointed output of each completed stage, by
+	// 0-based stage index.
+	Outputs         map[int]json.RawMessage
+	CancelRequested bool
+}
+
+// Claim makes the caller, running task generation gen, the job's owner with
+// a fresh fencing token and a lease of the given length, and registers the
+// lease with the reconciler. Only ClaimOK carries a Job.
+func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Duration) (*Claim, error) {
+	res, err := claimScript.Run(ctx, s.rdb, []string{JobKey(id), LeaseKey(id)}, gen, lease.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, redisErr("store.Claim "+id, err)
+	}
+	c := &Claim{Outcome: ClaimOutcome(res[0])}
+	if c.Outcome != ClaimOK {
+		return c, nil
+	}
+	c.Token, _ = strconv.ParseInt(res[1], 10, 64)
+	c.Outputs = map[int]json.RawMessage{}
+	for i := 2; i+1 < len(res); i += 2 {
+		k, v := res[i], res[i+1]
+		switch {
+		case k == "rec":
+			if c.Job, err = DecodeJob([]byte(v)); err != nil {
+				return nil, err
+			}
+		case k == "tenant":
+			c.Tenant = v
+		case k == "input":
+			c.Input = json.RawMessage(v)
+		case k == "opts":
+			_ = json.Unmarshal([]byte(v), &c.Options)
+		case k == "cancel":
+			c.CancelRequested = v == "1"
+		case strings.HasPrefix(k, "out:"):
+			if n, err := strconv.Atoi(k[4:]); err == nil {
+				c.Outputs[n] = json.RawMessage(v)
+			}
+		}
+	}
+	if c.Job == nil {
+		return nil, Errorf(EINTERNAL, "job %s has no record", id)
+	}
+	s.trackLease(ctx, id, lease)
+	return c, nil
+}
+
+func (s *Store) trackLease(ctx context.Context, id string, lease time.Duration) {
+	deadline := s.now().Add(lease).UnixMilli()
+	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, LeasesKey, redis.Z{Score: float64(deadline), Member: id})
+		p.Expire(ctx, LeasesKey, s.liveTTL())
+		return nil
+	})
+}
+
+// Renew extends the caller's lease. It returns ErrFenced when the job has a
+// new owner, and cancel=true when a cancel was requested.
+func (s *Store) Renew(ctx context.Context, id string, token int64, lease time.Duration) (cancel bool, err error) {
+	n, err := renewScript.Run(ctx, s.rdb, []string{LeaseKey(id), JobKey(id)}, token, lease.Milliseconds()).Int64()
+	if err != nil {
+		return false, redisErr("store.Renew "+id, err)
+	}
+	if n < 0 {
+		return false, ErrFenced
+	}
+	s.trackLease(ctx, id, lease)
+	return n == 1, nil
+}
+
+// Handoff is what a hand-off to a new task generation found.
+type Handoff struct {
+	// Outcome is "handoff" (the caller must save Job with Token and enqueue
+	// generation Gen), "enqueue" (a hand-off is under way: just make sure
+	// generation Gen is enqueued), or "alive", "missing", "done", "fenced"
+	// (nothing to do).
+	Outcome         string
+	Token, Gen      int64
+	Job             *Job
+	CancelRequested bool
+}
+
+// Handoff moves the job to a new task generation and fencing token, so its
+// current owner can no longer write. token 0 means takeover: only if the
+// owner's lease has lapsed. A non-zero token is a voluntary hand-back by the
+// owner holding that token.
+func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, error) {
+	arg := ""
+	if token != 0 {
+		arg = strconv.FormatInt(token, 10)
+	}
+	res, err := handoffScript.Run(ctx, s.rdb, []string{JobKey(id), LeaseKey(id)}, arg).StringSlice()
+	if err != nil {
+		return nil, redisErr("store.Handoff "+id, err)
+	}
+	h := &Handoff{Outcome: res[0]}
+	switch h.Outcome {
+	case "enqueue":
+		h.Gen, _ = strconv.ParseInt(res[1], 10, 64)
+	case "handoff":
+		h.Token, _ = strconv.ParseInt(res[1], 10, 64)
+		h.Gen, _ = strconv.ParseInt(res[2], 10, 64)
+		if h.Job, err = DecodeJob([]byte(res[3])); err != nil {
+			return nil, err
+		}
+		h.CancelRequested = res[4] == "1"
+	}
+	return h, nil
+}
+
+// LapsedLeases returns up to n ids of running jobs whose lease deadline has
+// passed.
+func (s *Store) LapsedLeases(ctx context.Context, n int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, LeasesKey, &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(s.now().UnixMilli(), 10), Count: n,
+	}).Result()
+	return ids, redisErr("store.LapsedLeases", err)
+}
+
+// Untrack removes id from the lease index.
+func (s *Store) Untrack(ctx context.Context, id string) error {
+	return redisErr("store.Untrack "+id, s.rdb.ZRem(ctx, LeasesKey, id).Err())
+}

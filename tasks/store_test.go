@@ -1,0 +1,149 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/tasks"
+)
+
+func testPipeline() *tasks.Pipeline {
+	run := func(ctx context.Context, in json.RawMessage, p tasks.Progress) (any, error) { return in, nil }
+	return &tasks.Pipeline{Name: "t", Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
+}
+
+func newJob(t *testing.T, s *tasks.Store, tenant string) *tasks.Job {
+	t.Helper()
+	j := tasks.NewJob(testPipeline(), "", time.Now().UTC())
+	if err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), tasks.Options{Retention: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestCreateGetTenant(t *testing.T) {
+	ctx := context.Background()
+	s := tasks.NewStore(redistest.Start(t).Client())
+	j := newJob(t, s, "acme")
+	tests := []struct {
+		name, id, tenant string
+		want             string
+	}{
+		{"own tenant", j.ID, "acme", ""},
+		{"any tenant", j.ID, "", ""},
+		{"other tenant", j.ID, "evil", tasks.ENOTFOUND},
+		{"unknown", "0b6c0b6c-0b6c-4b6c-8b6c-0b6c0b6c0b6c", "", tasks.ENOTFOUND},
+		{"malformed", "../etc", "", tasks.ENOTFOUND},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Get(ctx, tt.id, tt.tenant)
+			if code := tasks.ErrorCode(err); code != tt.want {
+				t.Fatalf("code = %q, want %q (err %v)", code, tt.want, err)
+			}
+			if err == nil && (got.ID != j.ID || got.State != tasks.StateQueued) {
+				t.Fatalf("got %+v", got)
+			}
+		})
+	}
+}
+
+func TestClaimSaveFencing(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := tasks.NewStore(srv.Client())
+	j := newJob(t, s, "")
+
+	c, err := s.Claim(ctx, j.ID, 1, time.Second)
+	if err != nil || c.Outcome != tasks.ClaimOK {
+		t.Fatalf("claim: %v %+v", err, c)
+	}
+	if string(c.Input) != `{"x":1}` || c.Options.Retention != time.Minute {
+		t.Fatalf("claim input/opts = %s %+v", c.Input, c.Options)
+	}
+	if c2, _ := s.Claim(ctx, j.ID, 1, time.Second); c2.Outcome != tasks.ClaimBusy {
+		t.Fatalf("second claim = %s, want busy", c2.Outcome)
+	}
+	if c2, _ := s.Claim(ctx, j.ID, 2, time.Second); c2.Outcome != tasks.ClaimSuperseded {
+		t.Fatalf("claim of gen 2 = %s, want superseded", c2.Outcome)
+	}
+	c.Job.State = tasks.StateRunning
+	if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{Fields: map[string][]byte{"out:0": []byte(`"a"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	// A live lease blocks a takeover; the owner can hand back voluntarily.
+	if h, _ := s.Handoff(ctx, j.ID, 0); h.Outcome != "alive" {
+		t.Fatalf("takeover of live lease = %s", h.Outcome)
+	}
+	srv.Client().Del(ctx, tasks.LeaseKey(j.ID)) // as if the lease lapsed
+	h, err := s.Handoff(ctx, j.ID, 0)
+	if err != nil || h.Outcome != "handoff" || h.Gen != 2 || h.Token != c.Token+1 {
+		t.Fatalf("takeover = %v %+v", err, h)
+	}
+	// The old owner is fenced out of every write.
+	if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{}); !errors.Is(err, tasks.ErrFenced) {
+		t.Fatalf("stale save err = %v, want ErrFenced", err)
+	}
+	if _, err := s.Renew(ctx, j.ID, c.Token, time.Second); !errors.Is(err, tasks.ErrFenced) {
+		t.Fatalf("stale renew err = %v, want ErrFenced", err)
+	}
+	// A second takeover pass only re-enqueues.
+	if h2, _ := s.Handoff(ctx, j.ID, 0); h2.Outcome != "enqueue" || h2.Gen != 2 {
+		t.Fatalf("second pass = %+v", h2)
+	}
+	c3, err := s.Claim(ctx, j.ID, 2, time.Second)
+	if err != nil || c3.Outcome != tasks.ClaimOK || string(c3.Outputs[0]) != `"a"` {
+		t.Fatalf("claim gen 2 = %v %+v", err, c3)
+	}
+	c3.Job.State = tasks.StateSucceeded
+	if _, err := s.Save(ctx, c3.Job, c3.Token, tasks.SaveArgs{TTL: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{tasks.JobKey(j.ID), tasks.EventsKey(j.ID)} {
+		if ttl := srv.Client().PTTL(ctx, k).Val(); ttl <= 0 || ttl > 2*time.Second {
+			t.Fatalf("%s ttl = %v", k, ttl)
+		}
+	}
+	evs, err := s.Events(ctx, j.ID, "", 100)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("events = %d %v", len(evs), err)
+	}
+	rest, _ := s.Events(ctx, j.ID, evs[0].ID, 100)
+	if len(rest) != 2 || rest[0].ID != evs[1].ID {
+		t.Fatalf("events after first = %+v", rest)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	ctx := context.Background()
+	s := tasks.NewStore(redistest.Start(t).Client())
+	queued := newJob(t, s, "a")
+	if _, err := s.Cancel(ctx, queued.ID, "b"); tasks.ErrorCode(err) != tasks.ENOTFOUND {
+		t.Fatalf("other tenant cancel: %v", err)
+	}
+	c, err := s.Cancel(ctx, queued.ID, "a")
+	if err != nil || !c.Idle || c.Job.State != tasks.StateCanceled {
+		t.Fatalf("cancel queued = %v %+v", err, c)
+	}
+	if cl, _ := s.Claim(ctx, queued.ID, 1, time.Second); cl.Outcome != tasks.ClaimDone {
+		t.Fatalf("claim after cancel = %s", cl.Outcome)
+	}
+	if _, err := s.Cancel(ctx, queued.ID, "a"); tasks.ErrorCode(err) != tasks.ECONFLICT {
+		t.Fatalf("cancel finished: %v", err)
+	}
+	running := newJob(t, s, "a")
+	cl, _ := s.Claim(ctx, running.ID, 1, time.Second)
+	cl.Job.State = tasks.StateRunning
+	s.Save(ctx, cl.Job, cl.Token, tasks.SaveArgs{})
+	c, err = s.Cancel(ctx, running.ID, "")
+	if err != nil || c.Idle || !c.Job.CancelRequested {
+		t.Fatalf("cancel running = %v %+v", err, c)
+	}
+	if cancel, err := s.Renew(ctx, running.ID, cl.Token, time.Second); err != nil || !cancel {
+		t.Fatalf("renew after cancel = %v %v", cancel, err)
+	}
+}
