@@ -7,16 +7,16 @@ import (
 
 // Error codes. The HTTP layer maps each to one status in one place.
 const (
-	EINVALID       = "invalid"        // malformed request: 400
-	EUNPROCESSABLE = "unprocessable"  // well-formed but out of range: 422
-	ENOTFOUND      = "not_found"      // unknown, expired or another tenant's: 404
-	ECONFLICT      = "conflict"       // state forbids it: 409
-	ETOOLARGE      = "too_large"      // body or value over a limit: 413
-	EUNAUTHORIZED  = "unauthorized"   // missing or wrong key: 401
-	EFORBIDDEN     = "forbidden"      // key lacks the right: 403
-	ERATELIMITED   = "rate_limited"   // too many requests: 429
-	EUNAVAILABLE   = "unavailable"    // Redis down or timed out: 503
-	EINTERNAL      = "internal"       // a bug: 500, details only in the log
+	EINVALID       = "invalid"       // malformed request: 400
+	EUNPROCESSABLE = "unprocessable" // well-formed but out of range: 422
+	ENOTFOUND      = "not_found"     // unknown, expired or another tenant's: 404
+	ECONFLICT      = "conflict"      // state forbids it: 409
+	ETOOLARGE      = "too_large"     // body or value over a limit: 413
+	EUNAUTHORIZED  = "unauthorized"  // missing or wrong key: 401
+	EFORBIDDEN     = "forbidden"     // key lacks the right: 403
+	ERATELIMITED   = "rate_limited"  // too many requests: 429
+	EUNAVAILABLE   = "unavailable"   // Redis down or timed out: 503
+	EINTERNAL      = "internal"      // a bug: 500, details only in the log
 )
 
 // Error is the one domain error type. Message is safe to show to a client;

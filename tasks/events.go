@@ -62,4 +62,3 @@ func (s *Store) Idempotent(ctx context.Context, tenant, key, id, sum string) (pr
 func (s *Store) ForgetIdempotent(ctx context.Context, tenant, key string) {
 	s.rdb.Del(ctx, IdempotencyKey(tenant, key))
 }
-

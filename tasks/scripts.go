@@ -61,10 +61,10 @@ if redis.call('HGET', KEYS[2], 'cancel') == '1' then return 1 end
 return 0
 `)
 
-// handoffScript moves a job to a new task generation. With ARGV[1] = ''
+// handoffScript moves a job to a new task generation. With ARGV[1] = ”
 // (takeover) it acts only if the lease has lapsed; with a token (voluntary
 // hand-back) only if the token is current.
-// KEYS: job, lease. ARGV: token or ''.
+// KEYS: job, lease. ARGV: token or ”.
 // Returns {'alive'|'missing'|'done'|'fenced'}, {'enqueue', gen} when a
 // hand-off is already under way, or {'handoff', token, gen, rec, cancel}.
 var handoffScript = redis.NewScript(`
@@ -85,7 +85,7 @@ return {'handoff', tostring(t), tostring(g), h[4], h[5] or ''}
 `)
 
 // cancelScript marks a job canceled-requested.
-// KEYS: job. ARGV: tenant ('' = any), id.
+// KEYS: job. ARGV: tenant (” = any), id.
 // Returns {'missing'}, {'finished', rec}, or {'running'|'idle', token, rec, opts, gen}.
 var cancelScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'token', 'rec', 'tenant', 'opts', 'gen')

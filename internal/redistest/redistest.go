@@ -68,7 +68,9 @@ func Start(tb testing.TB, opts ...Options) *Server {
 		if os.Getenv("STAGED_TEST_REDIS") == "required" {
 			tb.Fatalf("redis-server not found and STAGED_TEST_REDIS=required: install redis-server")
 		}
-		logOnce.Do(func() { fmt.Fprintln(os.Stderr, "redistest: no redis-server installed; falling back to embedded miniredis") })
+		logOnce.Do(func() {
+			fmt.Fprintln(os.Stderr, "redistest: no redis-server installed; falling back to embedded miniredis")
+		})
 		m := miniredis.RunT(tb)
 		return &Server{Addr: m.Addr(), Embedded: true, Mini: m, tb: tb}
 	}
