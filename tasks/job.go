@@ -94,17 +94,25 @@ type Options struct {
 	Queue      string        `json:"queue"`
 }
 
-// NewJob returns a queued record for a new job of pipeline p.
+// NewJob returns a queued record for a new job of pipeline p with its
+// fixed stage list (p.Stages). Use NewJobWith for pipelines that Build
+// their stages from the input.
 func NewJob(p *Pipeline, queue string, now time.Time) *Job {
+	return NewJobWith(p.Name, p.Stages, queue, now)
+}
+
+// NewJobWith returns a queued record for a new job of type typ running
+// stages (from Pipeline.StagesFor).
+func NewJobWith(typ string, stages []Stage, queue string, now time.Time) *Job {
 	id := uuid.NewString()
 	j := &Job{
-		ID: id, Type: p.Name, State: StateQueued, Queue: queue,
-		Stage:     StageRef{Total: len(p.Stages)},
-		Stages:    make([]StageStatus, len(p.Stages)),
+		ID: id, Type: typ, State: StateQueued, Queue: queue,
+		Stage:     StageRef{Total: len(stages)},
+		Stages:    make([]StageStatus, len(stages)),
 		CreatedAt: now, UpdatedAt: now,
 		Links: LinksFor(id),
 	}
-	for i, s := range p.Stages {
+	for i, s := range stages {
 		j.Stages[i] = StageStatus{Name: s.Name, State: StatePending}
 	}
 	return j

@@ -49,6 +49,28 @@ type Pipeline struct {
 	Timeout time.Duration
 	// MaxRetries is the default number of retries after a failed attempt.
 	MaxRetries int
+	// Build, when set, returns the stages of one job from its normalised
+	// input, for pipelines whose shape depends on the input (sleep's and
+	// chain's "stages"). Stages then describes the default shape, for
+	// GET /v1/pipelines. Build must be deterministic: the API and every
+	// worker that runs the job call it with the same input.
+	Build func(input json.RawMessage) ([]Stage, error)
+}
+
+// StagesFor returns the stages of a job of p with the given normalised
+// input: Build's answer when p has one, else p.Stages.
+func (p *Pipeline) StagesFor(input json.RawMessage) ([]Stage, error) {
+	if p.Build == nil {
+		return p.Stages, nil
+	}
+	st, err := p.Build(input)
+	if err != nil {
+		return nil, err
+	}
+	if len(st) == 0 {
+		return nil, &Error{Code: EUNPROCESSABLE, Field: "input", Message: "the input gives the job no stages"}
+	}
+	return st, nil
 }
 
 // DefaultJobTimeout is the job timeout when neither the pipeline nor the
@@ -56,10 +78,10 @@ type Pipeline struct {
 const DefaultJobTimeout = time.Hour
 
 // weights returns each stage's normalised share of the job's progress.
-func (p *Pipeline) weights() []float64 {
-	w := make([]float64, len(p.Stages))
+func weights(stages []Stage) []float64 {
+	w := make([]float64, len(stages))
 	var sum float64
-	for i, s := range p.Stages {
+	for i, s := range stages {
 		w[i] = s.Weight
 		if w[i] <= 0 {
 			w[i] = 1
@@ -73,9 +95,17 @@ func (p *Pipeline) weights() []float64 {
 }
 
 // JobProgress returns the whole job's progress when stages before index
-// (0-based) are done and stage index is frac done.
+// (0-based) are done and stage index is frac done, for a pipeline with a
+// fixed stage list. See StagesProgress for built stage lists.
 func (p *Pipeline) JobProgress(index int, frac float64) float64 {
-	w := p.weights()
+	return StagesProgress(p.Stages, index, frac)
+}
+
+// StagesProgress returns a job's progress over stages (weighted by
+// Stage.Weight) when stages before index (0-based) are done and stage index
+// is frac done.
+func StagesProgress(stages []Stage, index int, frac float64) float64 {
+	w := weights(stages)
 	var done float64
 	for i := 0; i < index && i < len(w); i++ {
 		done += w[i]
