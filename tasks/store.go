@@ -88,7 +88,7 @@ func redisErr(op string, err error) error {
 func (s *Store) Create(ctx context.Context, j *Job, tenant string, input json.RawMessage, opts Options) error {
 	ttl := s.liveTTL()
 	j.ExpiresAt = j.UpdatedAt.Add(ttl)
-	rec, err := json.Marshal(j)
+	rec, err := Marshal(j)
 	if err != nil {
 		return &Error{Code: EINTERNAL, Message: "internal error", Err: err}
 	}
@@ -164,7 +164,7 @@ func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (Save
 	}
 	now := s.now()
 	j.UpdatedAt, j.ExpiresAt = now, now.Add(ttl)
-	rec, err := json.Marshal(j)
+	rec, err := Marshal(j)
 	if err != nil {
 		return SaveResult{}, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
 	}

@@ -1,0 +1,82 @@
+package builtin
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// ChainInput is the input of the chain pipeline.
+type ChainInput struct {
+	Data   string `json:"data" doc:"the string the stages append to, at most 64 KiB"`
+	Stages int    `json:"stages" doc:"number of stages, 1..100"`
+}
+
+// ChainOutput is the output of each chain stage, and the last one's is the
+// job's result. For input {"data": "x", "stages": 2} stage 1 outputs
+// {"data": "x -> processed by stage 1"} and stage 2, the result,
+// {"data": "x -> processed by stage 1 -> processed by stage 2"}.
+type ChainOutput struct {
+	Data string `json:"data"`
+}
+
+// ChainMaxData is the longest "data" chain accepts, in bytes.
+const ChainMaxData = 64 << 10
+
+// ChainPipeline returns the chain pipeline: input {"data": "x", "stages": 4}
+// gives stages "stage1".."stage4"; stage k appends " -> processed by stage k"
+// to the previous stage's data (the input's, for stage 1).
+func ChainPipeline() *tasks.Pipeline {
+	def := ChainInput{Data: "x", Stages: 4}
+	p := &tasks.Pipeline{
+		Name:        "chain",
+		Description: `Each stage appends " -> processed by stage k" to the data: the classic polling demo.`,
+		Input:       tasks.InputOf(def, checkChain),
+		Build:       buildChain,
+	}
+	p.Stages = chainStages(def.Stages)
+	return p
+}
+
+func checkChain(in *ChainInput) error {
+	if len(in.Data) > ChainMaxData {
+		return tasks.FieldError("input.data", "data must be at most %s bytes, not %s",
+			group(ChainMaxData), group(int64(len(in.Data))))
+	}
+	return checkInt("stages", in.Stages, 1, MaxStages)
+}
+
+// buildChain is the chain pipeline's Build: one stage per input "stages".
+func buildChain(input json.RawMessage) ([]tasks.Stage, error) {
+	in, err := tasks.Decode[ChainInput](input)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChain(&in); err != nil {
+		return nil, err
+	}
+	return chainStages(in.Stages), nil
+}
+
+func chainStages(n int) []tasks.Stage {
+	st := make([]tasks.Stage, n)
+	for i := range st {
+		st[i] = tasks.Stage{Name: stageName(i + 1), Run: chainStage(i + 1)}
+	}
+	return st
+}
+
+// chainStage returns the StageFunc of stage k. Its in is the job's input
+// for stage 1 and the previous ChainOutput after that: both have "data".
+func chainStage(k int) tasks.StageFunc {
+	suffix := " -> processed by stage " + strconv.Itoa(k)
+	return func(ctx context.Context, in json.RawMessage, _ tasks.Progress) (any, error) {
+		prev, err := tasks.Decode[ChainOutput](in)
+		if err != nil {
+			return nil, err
+		}
+		return ChainOutput{Data: prev.Data + suffix}, nil
+	}
+}
