@@ -39,6 +39,9 @@ if h[2] ~= ARGV[1] then return {'superseded'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy'} end
 local t = redis.call('HINCRBY', KEYS[1], 'token', 1)
 redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
+-- The owner is running it from now on: if it dies before its first write,
+-- the reconciler sees a running job with a lapsed lease and takes it over.
+redis.call('HSET', KEYS[1], 'state', 'running')
 local r = {'ok', tostring(t)}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all do r[#r + 1] = all[i] end

@@ -1,0 +1,198 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// How a run ends, and how it writes the job's record.
+
+// succeed writes the job's result.
+func (r *run) succeed(result json.RawMessage) error {
+	_, err := r.commit(func(j *tasks.Job, now time.Time) {
+		j.State, j.Result, j.Progress, j.FinishedAt = tasks.StateSucceeded, result, 1, &now
+		j.Error, j.NextAttemptAt = nil, nil
+	}, r.retention(), nil, true)
+	if err != nil {
+		return r.writeFailed(err)
+	}
+	r.log.Info("job succeeded")
+	return nil
+}
+
+func (r *run) finishCanceled() error {
+	_, err := r.commit(func(j *tasks.Job, now time.Time) { tasks.MarkCanceled(j, now) }, r.retention(), nil, true)
+	if err != nil {
+		return r.writeFailed(err)
+	}
+	r.log.Info("job canceled")
+	return nil
+}
+
+// fail ends an attempt that failed in stage k (-1: before any stage): for
+// good when err is permanent or no retry is left, else for asynq to retry.
+func (r *run) fail(k int, err error) error {
+	stage, where, msg := "", "", err.Error()
+	if k >= 0 {
+		stage = r.stages[k].Name
+		where = " in stage " + stage
+	}
+	setStage := func(j *tasks.Job, s tasks.State, now time.Time) {
+		if k >= 0 {
+			j.Stages[k].State, j.Stages[k].FinishedAt = s, &now
+		}
+	}
+	if tasks.IsPermanent(err) || r.retried >= r.maxRetry {
+		_, werr := r.commit(func(j *tasks.Job, now time.Time) {
+			j.State, j.FinishedAt, j.NextAttemptAt = tasks.StateFailed, &now, nil
+			j.Error = &tasks.JobError{Stage: stage, Message: msg}
+			setStage(j, tasks.StateFailed, now)
+		}, r.retention(), nil, true)
+		if werr != nil {
+			return r.writeFailed(werr)
+		}
+		r.log.Warn("job failed", "stage", stage, "retried", r.retried, "permanent", tasks.IsPermanent(err), "err", msg)
+		return fmt.Errorf("job %s failed%s: %s: %w", r.id, where, msg, asynq.SkipRetry)
+	}
+	delay := r.w.backoff(r.retried)
+	_, werr := r.commit(func(j *tasks.Job, now time.Time) {
+		next := now.Add(delay)
+		j.State, j.NextAttemptAt = tasks.StateRetrying, &next
+		j.Error = &tasks.JobError{Stage: stage, Message: msg}
+		setStage(j, tasks.StateRetrying, now)
+	}, 0, map[string][]byte{fieldRetriesLeft: []byte(strconv.Itoa(r.maxRetry - r.retried - 1))}, true)
+	if werr != nil {
+		return r.writeFailed(werr)
+	}
+	// Give the lease up, so the retry can claim the job at once.
+	r.keeper.shutdown()
+	if err := r.w.retryWrite(r.log, func(ctx context.Context) error { return r.w.store.Release(ctx, r.id, r.token) }); err != nil {
+		r.log.Warn("cannot release the job's lease; the retry waits for it to lapse", "err", err)
+	}
+	r.log.Info("job attempt failed; asynq will retry it", "stage", stage, "retried", r.retried, "retry_in", delay, "err", msg)
+	return fmt.Errorf("job %s attempt failed%s: %s", r.id, where, msg)
+}
+
+// handBack hands the job to a new task generation, for another worker to
+// resume from its last completed stage; k is the stage that was next or
+// was interrupted.
+func (r *run) handBack(k int) error {
+	if r.pending != nil { // checkpoint the stage that finished
+		if _, err := r.commit(func(*tasks.Job, time.Time) {}, 0, nil, false); err != nil {
+			return r.writeFailed(err)
+		}
+	}
+	j := r.close()
+	r.keeper.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	h, err := r.w.store.Handoff(ctx, r.id, r.token)
+	if err != nil {
+		r.log.Error("cannot hand the job back; another worker takes it over once its lease lapses", "err", err)
+		return nil
+	}
+	if h.Outcome != "handoff" {
+		r.log.Info("job not handed back", "outcome", h.Outcome)
+		return nil
+	}
+	r.log.Info("handing the job back for another worker to resume", "stage", r.stages[k].Name, "gen", h.Gen)
+	r.w.handOn(ctx, h, j, r.opts, r.p, r.maxRetry-r.retried, nil, nil, r.log)
+	return nil
+}
+
+func (r *run) fenced() error {
+	r.close()
+	r.log.Warn("fenced, another worker took over: stopping without writing")
+	return nil
+}
+
+// writeFailed ends a run whose record write failed.
+func (r *run) writeFailed(err error) error {
+	if errors.Is(err, tasks.ErrFenced) || errors.Is(err, errClosed) {
+		return r.fenced()
+	}
+	r.close()
+	r.log.Error("cannot write the job's record; leaving the job to a later attempt", "err", err)
+	return infraError{fmt.Errorf("job %s: %w", r.id, err)}
+}
+
+// commit applies change, and the end of a pending stage, to the record and
+// writes it at once, serialised with progress flushes, retrying while
+// Redis is unavailable. A final commit closes the record to this run.
+func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (tasks.SaveResult, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return tasks.SaveResult{}, errClosed
+	}
+	now, j := r.w.now(), r.job
+	r.pmu.Lock()
+	if r.partial != nil {
+		j.Partial = r.partial
+	}
+	r.dirty = false
+	r.pmu.Unlock()
+	if d := r.pending; d != nil {
+		j.Stages[d.k].State, j.Stages[d.k].FinishedAt = tasks.StateSucceeded, &now
+		j.Progress = tasks.StagesProgress(r.stages, d.k+1, 0)
+		if !final {
+			fields = withField(fields, "out:"+strconv.Itoa(d.k), d.out)
+		}
+	}
+	change(j, now)
+	var res tasks.SaveResult
+	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
+		res, err = r.w.store.Save(ctx, j, r.token, tasks.SaveArgs{TTL: ttl, Fields: fields})
+		return err
+	})
+	r.pmu.Lock()
+	r.lastWrite = time.Now()
+	r.pmu.Unlock()
+	switch {
+	case err == nil:
+		r.pending = nil
+		r.closed = final
+	case errors.Is(err, tasks.ErrFenced):
+		r.closed = true
+		r.stop(errFenced)
+	}
+	return res, err
+}
+
+// close closes the record to further writes and returns it.
+func (r *run) close() *tasks.Job {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.closed = true
+	return r.job
+}
+
+func (r *run) retention() time.Duration { return tasks.RetentionOr(r.opts.Retention) }
+
+// retryWrite calls write until it succeeds, fails for another reason than
+// Redis being unavailable, or Lease has passed: by then the lease has
+// lapsed and the job belongs to whoever takes it over.
+func (w *Worker) retryWrite(log *slog.Logger, write func(context.Context) error) error {
+	deadline := time.Now().Add(w.cfg.Lease)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := write(ctx)
+		cancel()
+		if err == nil || tasks.ErrorCode(err) != tasks.EUNAVAILABLE || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		if w.writeLog.allow() {
+			log.Warn("Redis unavailable; retrying the write", "err", err, "retry_in", delay)
+		}
+		time.Sleep(delay)
+	}
+}

@@ -1,0 +1,231 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// takeoverBatch is how many lapsed leases one reconcile pass handles.
+const takeoverBatch = 100
+
+// reconciler takes over the jobs of workers that stopped renewing their
+// leases (killed, or cut off from Redis): every ReconcileEvery it hands each
+// job whose lease lapsed to a new task generation, which fences the old
+// owner out, and enqueues that generation so a worker resumes the job from
+// its last completed stage. Every worker runs one; the hand-off script makes
+// sure only one of them takes a given job over.
+//
+// A job taken over more than max_retries+2 times (say, a stage that kills
+// its worker each time) ends failed instead.
+type reconciler struct {
+	w        *Worker
+	throttle throttle
+	quit     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+func (rc *reconciler) start(wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(rc.done)
+		t := time.NewTicker(rc.w.cfg.ReconcileEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-rc.quit:
+				return
+			case <-t.C:
+				rc.pass()
+			}
+		}
+	}()
+}
+
+// shutdown stops the reconciler after the pass under way.
+func (rc *reconciler) shutdown() {
+	rc.once.Do(func() { close(rc.quit) })
+	<-rc.done
+}
+
+func (rc *reconciler) pass() {
+	ctx, cancel := context.WithTimeout(context.Background(), rc.w.cfg.ReconcileEvery+writeTimeout)
+	defer cancel()
+	ids, err := rc.w.store.LapsedLeases(ctx, takeoverBatch)
+	if err != nil {
+		if rc.throttle.allow() {
+			rc.w.log.Warn("cannot look for lapsed leases; retrying", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		select {
+		case <-rc.quit:
+			return
+		default:
+		}
+		if err := rc.takeover(ctx, id); err != nil && rc.throttle.allow() {
+			rc.w.log.Warn("takeover failed; retrying on the next pass", "job_id", id, "err", err)
+		}
+	}
+}
+
+// takeover handles one job whose lease lapsed, as docs/ARCHITECTURE.md says.
+func (rc *reconciler) takeover(ctx context.Context, id string) error {
+	w := rc.w
+	log := w.log.With("job_id", id)
+	info, err := w.readInfo(ctx, id)
+	if err != nil {
+		return err
+	}
+	h, err := w.store.Handoff(ctx, id, 0)
+	if err != nil {
+		return err
+	}
+	switch h.Outcome {
+	case "alive":
+		return nil
+	case "enqueue": // a hand-off is under way, or the job waits for an asynq retry
+		j, err := w.store.Get(ctx, id, "")
+		if err != nil {
+			return err
+		}
+		p := w.cfg.Registry.Get(j.Type)
+		err = tasks.Enqueue(ctx, w.client, j, h.Gen, info.retriesLeft(p), jobTimeout(info.opts, p), info.opts.Retention)
+		if err != nil {
+			return err
+		}
+		return w.store.Untrack(ctx, id)
+	case "handoff":
+	default: // done, missing
+		return w.store.Untrack(ctx, id)
+	}
+
+	j, p := h.Job, w.cfg.Registry.Get(h.Job.Type)
+	n := info.takeovers + 1
+	fields := map[string][]byte{fieldTakeovers: []byte(strconv.Itoa(n))}
+	stage := runningStage(j)
+	if limit := maxRetries(info.opts, p) + 2; n > limit && !h.CancelRequested {
+		now := w.now()
+		j.State, j.FinishedAt, j.NextAttemptAt, j.CancelRequested = tasks.StateFailed, &now, nil, false
+		j.Error = &tasks.JobError{Stage: stage, Message: fmt.Sprintf(
+			"stage %s was interrupted %d times: its worker stopped renewing the job's lease each time (killed, out of memory, or cut off from Redis); giving up",
+			stage, n)}
+		setRunning(j, tasks.StateFailed, now)
+		log.Error("job failed: taken over too many times", "stage", stage, "takeovers", n)
+		_, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{TTL: tasks.RetentionOr(info.opts.Retention), Fields: fields})
+		if err != nil && !errors.Is(err, tasks.ErrFenced) {
+			return err
+		}
+		return nil
+	}
+	log.Warn("taking over a job whose worker stopped renewing its lease", "stage", stage, "gen", h.Gen, "takeover", n)
+	why := &tasks.JobError{Stage: stage, Message: "the worker running stage " + stage +
+		" stopped renewing the job's lease (killed, or cut off from Redis); the stage runs again on another worker"}
+	w.handOn(ctx, h, j, info.opts, p, info.retriesLeft(p), why, fields, log)
+	return nil
+}
+
+// handOn finishes a hand-off (a takeover, or a hand-back by the job's
+// owner): the job j, now owned through h.Token, is saved retrying — or
+// canceled, if a cancel came meanwhile — and task generation h.Gen is
+// enqueued with the retries the job has left. If the enqueue fails, the
+// job's lapsed lease stays indexed and the next reconcile pass enqueues it.
+func (w *Worker) handOn(ctx context.Context, h *tasks.Handoff, j *tasks.Job, opts tasks.Options, p *tasks.Pipeline,
+	retriesLeft int, why *tasks.JobError, fields map[string][]byte, log *slog.Logger) {
+	now := w.now()
+	if h.CancelRequested {
+		tasks.MarkCanceled(j, now)
+		if _, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{TTL: tasks.RetentionOr(opts.Retention), Fields: fields}); err != nil {
+			log.Warn("cannot save the canceled job", "err", err)
+			return
+		}
+		log.Info("job canceled")
+		return
+	}
+	if j.State == tasks.StateRunning {
+		j.State = tasks.StateRetrying
+	}
+	j.NextAttemptAt, j.CancelRequested = nil, false
+	if why != nil {
+		j.Error = why
+	}
+	setRunning(j, tasks.StateRetrying, now)
+	if _, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{Fields: fields}); err != nil {
+		// Fenced: a worker claimed the new generation already (another
+		// reconciler enqueued it); it is in good hands.
+		log.Warn("cannot save the handed-off job", "err", err)
+		if errors.Is(err, tasks.ErrFenced) {
+			return
+		}
+	}
+	if err := tasks.Enqueue(ctx, w.client, j, h.Gen, retriesLeft, jobTimeout(opts, p), opts.Retention); err != nil {
+		log.Warn("cannot enqueue the job's next task generation; the reconciler retries", "gen", h.Gen, "err", err)
+		return
+	}
+	if err := w.store.Untrack(ctx, j.ID); err != nil {
+		log.Debug("cannot untrack the handed-off job", "err", err)
+	}
+}
+
+// jobInfo is what a takeover needs besides the record.
+type jobInfo struct {
+	opts      tasks.Options
+	left      int // retries left, -1 unknown
+	takeovers int
+}
+
+func (i jobInfo) retriesLeft(p *tasks.Pipeline) int {
+	if i.left >= 0 {
+		return i.left
+	}
+	return maxRetries(i.opts, p)
+}
+
+func (w *Worker) readInfo(ctx context.Context, id string) (jobInfo, error) {
+	vals, err := w.rdb.HMGet(ctx, tasks.JobKey(id), "opts", fieldRetriesLeft, fieldTakeovers).Result()
+	if err != nil {
+		return jobInfo{}, fmt.Errorf("read job %s: %w", id, err)
+	}
+	info := jobInfo{left: -1}
+	if s, ok := vals[0].(string); ok {
+		_ = json.Unmarshal([]byte(s), &info.opts)
+	}
+	if s, ok := vals[1].(string); ok {
+		if n, err := strconv.Atoi(s); err == nil {
+			info.left = max(n, 0)
+		}
+	}
+	if s, ok := vals[2].(string); ok {
+		info.takeovers, _ = strconv.Atoi(s)
+	}
+	return info, nil
+}
+
+// runningStage names the stage j was running, or its current stage.
+func runningStage(j *tasks.Job) string {
+	for _, s := range j.Stages {
+		if s.State == tasks.StateRunning {
+			return s.Name
+		}
+	}
+	return j.Stage.Name
+}
+
+// setRunning moves j's running stages to state s.
+func setRunning(j *tasks.Job, s tasks.State, now time.Time) {
+	for i := range j.Stages {
+		if j.Stages[i].State == tasks.StateRunning {
+			j.Stages[i].State, j.Stages[i].FinishedAt = s, &now
+		}
+	}
+}

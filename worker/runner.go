@@ -1,0 +1,350 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// Why a run stops early: the causes of its context's cancellation.
+var (
+	errCanceled     = errors.New("the job was canceled")
+	errFenced       = errors.New("another worker took the job over")
+	errShutdown     = errors.New("the worker is shutting down")
+	errJobTimeout   = errors.New("job timeout")
+	errStageTimeout = errors.New("stage timeout")
+	// errClosed is a write after the run's record was closed (terminal,
+	// handed back, or fenced).
+	errClosed = errors.New("the job's record is closed to this run")
+)
+
+// Job hash fields the worker keeps besides the record (see tasks/scripts.go).
+const (
+	// fieldRetriesLeft is how many retries the job's current task has left,
+	// so a continuation generation enqueued after a takeover keeps the
+	// budget instead of starting afresh.
+	fieldRetriesLeft = "retries_left"
+	// fieldTakeovers counts the takeovers after lapsed leases.
+	fieldTakeovers = "takeovers"
+)
+
+// handle is the asynq handler of every task type: one attempt at a job.
+func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
+	pl, err := tasks.DecodePayload(t.Payload())
+	if err != nil {
+		w.log.Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
+		return fmt.Errorf("worker: bad payload in a %q task: %v: %w", t.Type(), err, asynq.SkipRetry)
+	}
+	log := w.log.With("job_id", pl.ID)
+	c, err := w.store.Claim(ctx, pl.ID, pl.Gen, w.cfg.Lease)
+	if err != nil {
+		log.Warn("cannot claim the job; asynq will retry the task", "err", err)
+		return infraError{fmt.Errorf("claim job %s: %w", pl.ID, err)}
+	}
+	if c.Outcome != tasks.ClaimOK {
+		log.Debug("nothing to do for this task", "outcome", string(c.Outcome), "gen", pl.Gen)
+		return nil
+	}
+	return w.newRun(ctx, pl, c, log).execute()
+}
+
+// run is one attempt at one job, from its claim to its last write.
+type run struct {
+	w        *Worker
+	log      *slog.Logger
+	p        *tasks.Pipeline // nil when not registered here
+	stages   []tasks.Stage   // the job's stages: p.StagesFor(input)
+	id       string
+	token    int64
+	claim    *tasks.Claim
+	opts     tasks.Options
+	retried  int // asynq's retry count of this task
+	maxRetry int // asynq's max retry of this task
+	timeout  time.Duration
+	keeper   *leaseKeeper
+
+	ctx    context.Context         // the attempt: job timeout, and stop's causes
+	stop   context.CancelCauseFunc // cancels ctx: errCanceled, errFenced, errShutdown, a Permanent error
+	cancel context.CancelFunc
+
+	wmu     sync.Mutex // serialises record writes; guards the fields below
+	job     *tasks.Job
+	closed  bool
+	pending *stageDone // a stage finished but not yet written
+
+	pmu       sync.Mutex // guards the progress fields; taken after wmu
+	stage     int        // the stage reporting progress, -1 none
+	frac      float64
+	partial   json.RawMessage
+	dirty     bool
+	scheduled bool
+	lastWrite time.Time
+}
+
+type stageDone struct {
+	k   int
+	out json.RawMessage
+}
+
+func (w *Worker) newRun(ctx context.Context, pl tasks.Payload, c *tasks.Claim, log *slog.Logger) *run {
+	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1}
+	r.p = w.cfg.Registry.Get(c.Job.Type)
+	r.retried, _ = asynq.GetRetryCount(ctx)
+	r.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	r.timeout = jobTimeout(c.Options, r.p)
+	cctx, stop := context.WithCancelCause(ctx)
+	r.ctx, r.cancel = context.WithTimeoutCause(cctx, r.timeout, errJobTimeout)
+	r.stop = stop
+	r.keeper = newLeaseKeeper(r)
+	return r
+}
+
+// execute runs the job's remaining stages and returns what asynq should
+// know: nil when the job finished, was canceled, handed back or taken over;
+// an error wrapping asynq.SkipRetry when it failed for good; another error
+// for asynq to retry the task.
+func (r *run) execute() error {
+	w := r.w
+	w.runs.add(r)
+	defer w.runs.remove(r)
+	r.keeper.start(&w.wg)
+	defer r.keeper.shutdown()
+	defer r.stop(context.Canceled)
+	defer r.cancel()
+
+	if r.claim.CancelRequested {
+		return r.finishCanceled()
+	}
+	if r.p == nil {
+		return r.fail(-1, fmt.Errorf("pipeline %q is not registered in this worker", r.job.Type))
+	}
+	stages, err := r.p.StagesFor(r.claim.Input)
+	if err != nil {
+		return r.fail(-1, tasks.Permanent(fmt.Errorf("pipeline %q cannot build its stages: %s", r.p.Name, tasks.ErrorMessage(err))))
+	}
+	r.stages = stages
+	if len(r.job.Stages) != len(r.stages) {
+		return r.fail(-1, tasks.Permanent(fmt.Errorf("pipeline %q has %d stages now; the job was created with %d",
+			r.p.Name, len(r.stages), len(r.job.Stages))))
+	}
+	in, k := r.resumePoint()
+	for first := true; k < len(r.stages); k, first = k+1, false {
+		if cause := r.interrupted(); cause != nil {
+			return r.interrupt(k, cause)
+		}
+		// One write ends the previous stage (pending) and starts this one.
+		res, err := r.commit(r.startStage(k, first), 0, r.startFields(first), false)
+		if err != nil {
+			return r.writeFailed(err)
+		}
+		if res.CancelRequested {
+			r.stop(errCanceled)
+		}
+		out, err := r.runStage(k, in)
+		if err != nil {
+			if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, errJobTimeout) && !tasks.IsPermanent(cause) {
+				return r.interrupt(k, cause)
+			}
+			return r.fail(k, err)
+		}
+		r.pending = &stageDone{k: k, out: out}
+		in = out
+	}
+	switch cause := context.Cause(r.ctx); {
+	case errors.Is(cause, errFenced):
+		return r.fenced()
+	case errors.Is(cause, errCanceled):
+		return r.finishCanceled()
+	}
+	return r.succeed(in)
+}
+
+// resumePoint returns the first stage to run, skipping those that
+// succeeded in an earlier attempt, and its input.
+func (r *run) resumePoint() (json.RawMessage, int) {
+	in := r.claim.Input
+	if len(in) == 0 {
+		in = json.RawMessage(`{}`)
+	}
+	k := 0
+	for ; k < len(r.stages) && r.job.Stages[k].State == tasks.StateSucceeded; k++ {
+		out, ok := r.claim.Outputs[k]
+		if !ok {
+			break
+		}
+		in = out
+	}
+	if k > 0 {
+		r.log.Info("resuming the job after its completed stages", "stage", r.stages[min(k, len(r.stages)-1)].Name, "skipped", k)
+	}
+	return in, k
+}
+
+// interrupted returns why the run must not start another stage, or nil.
+func (r *run) interrupted() error {
+	if cause := context.Cause(r.ctx); cause != nil {
+		return cause
+	}
+	if r.w.draining.Load() {
+		return errShutdown
+	}
+	return nil
+}
+
+// interrupt ends a run stopped by cause before or during stage k.
+func (r *run) interrupt(k int, cause error) error {
+	switch {
+	case errors.Is(cause, errFenced):
+		return r.fenced()
+	case errors.Is(cause, errCanceled):
+		return r.finishCanceled()
+	case errors.Is(cause, errJobTimeout):
+		return r.fail(k, r.jobTimeoutError(k))
+	case tasks.IsPermanent(cause):
+		return r.fail(k, cause)
+	default: // shutting down, or asynq stopped the task
+		return r.handBack(k)
+	}
+}
+
+func (r *run) startStage(k int, first bool) func(*tasks.Job, time.Time) {
+	return func(j *tasks.Job, now time.Time) {
+		if first {
+			j.State = tasks.StateRunning
+			j.Attempt++
+			if j.StartedAt == nil {
+				j.StartedAt = &now
+			}
+			j.Error, j.NextAttemptAt, j.CancelRequested = nil, nil, false
+		}
+		st := &j.Stages[k]
+		st.State, st.StartedAt, st.FinishedAt = tasks.StateRunning, &now, nil
+		st.Attempts++
+		j.Stage = tasks.StageRef{Index: k + 1, Name: r.stages[k].Name, Total: len(r.stages)}
+		j.Progress = tasks.StagesProgress(r.stages, k, 0)
+	}
+}
+
+func (r *run) startFields(first bool) map[string][]byte {
+	if !first {
+		return nil
+	}
+	return map[string][]byte{fieldRetriesLeft: []byte(strconv.Itoa(r.maxRetry - r.retried))}
+}
+
+// runStage runs stage k on in and returns its output as JSON. Timeouts,
+// panics and oversized outputs come back as errors naming the stage.
+func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
+	st := r.stages[k]
+	ctx, cancel := r.ctx, context.CancelFunc(func() {})
+	if st.Timeout > 0 {
+		ctx, cancel = context.WithTimeoutCause(r.ctx, st.Timeout, errStageTimeout)
+	}
+	defer cancel()
+	r.setStage(k)
+	defer r.setStage(-1)
+
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if x := recover(); x != nil {
+				r.log.Error("stage panicked", "stage", st.Name, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+				done <- result{err: fmt.Errorf("panic in stage %s: %v", st.Name, x)}
+			}
+		}()
+		v, err := st.Run(ctx, in, stageProgress{r: r, k: k})
+		done <- result{v, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t := time.NewTimer(abandonAfter)
+		select {
+		case res = <-done:
+			t.Stop()
+		case <-t.C:
+			r.log.Error("stage did not return after its context ended; abandoning it", "stage", st.Name, "cause", context.Cause(ctx))
+			res.err = context.Cause(ctx)
+		}
+	}
+	if res.err != nil {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errStageTimeout):
+			return nil, fmt.Errorf("stage %s exceeded its %s timeout", st.Name, fmtDuration(st.Timeout))
+		case errors.Is(cause, errJobTimeout):
+			return nil, r.jobTimeoutError(k)
+		case tasks.IsPermanent(cause):
+			return nil, cause
+		}
+		return nil, res.err
+	}
+	out, err := tasks.Marshal(res.v)
+	if err != nil {
+		return nil, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %v", st.Name, err))
+	}
+	if len(out) > r.w.cfg.MaxPayload {
+		return nil, tasks.Permanent(fmt.Errorf("stage %s returned %d bytes of output (as JSON), over the %d-byte limit",
+			st.Name, len(out), r.w.cfg.MaxPayload))
+	}
+	return out, nil
+}
+
+func (r *run) jobTimeoutError(k int) error {
+	return fmt.Errorf("job exceeded its %s timeout in stage %s", fmtDuration(r.timeout), r.stages[k].Name)
+}
+
+func withField(m map[string][]byte, k string, v []byte) map[string][]byte {
+	if m == nil {
+		m = map[string][]byte{}
+	}
+	m[k] = v
+	return m
+}
+
+// jobTimeout is the per-attempt timeout: the submit's, else the pipeline's,
+// else tasks.DefaultJobTimeout.
+func jobTimeout(o tasks.Options, p *tasks.Pipeline) time.Duration {
+	switch {
+	case o.Timeout > 0:
+		return o.Timeout
+	case p != nil && p.Timeout > 0:
+		return p.Timeout
+	}
+	return tasks.DefaultJobTimeout
+}
+
+// maxRetries is the job's retry budget: the submit's, else the pipeline's.
+func maxRetries(o tasks.Options, p *tasks.Pipeline) int {
+	if o.MaxRetries > 0 || p == nil {
+		return o.MaxRetries
+	}
+	return p.MaxRetries
+}
+
+// fmtDuration prints d without zero minutes and seconds: 1h, 2m, 1m30s, 200ms.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

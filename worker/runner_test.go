@@ -1,0 +1,206 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/tasks"
+)
+
+// blockPipeline's one stage counts its runs, signals started, and blocks
+// until its context ends.
+func blockPipeline(runs *atomic.Int32, started chan<- struct{}) *tasks.Pipeline {
+	return &tasks.Pipeline{Name: "block", Stages: []tasks.Stage{
+		{Name: "wait", Run: stageFunc(func(ctx context.Context, in string, _ tasks.Progress) (any, error) {
+			runs.Add(1)
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})},
+	}}
+}
+
+func TestCancelQueued(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	h := newHarness(t, blockPipeline(&runs, make(chan struct{}, 1)))
+	id := h.submit("block", `{}`, tasks.Options{})
+	c, err := h.store.Cancel(context.Background(), id, "")
+	if err != nil || !c.Idle {
+		t.Fatalf("cancel = %+v, %v", c, err)
+	}
+	// The API deletes the task best effort; here it stays and runs.
+	h.start(h.config())
+	redistest.Eventually(t, 5*time.Second, "the task to complete", func() bool {
+		return h.taskState(id) == asynq.TaskStateCompleted
+	})
+	if j := h.job(id); j.State != tasks.StateCanceled || runs.Load() != 0 {
+		t.Fatalf("state %s, stage ran %d times", j.State, runs.Load())
+	}
+}
+
+func TestCancelRunning(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	started := make(chan struct{}, 10)
+	h := newHarness(t, blockPipeline(&runs, started))
+	h.start(h.config())
+	id := h.submit("block", `{}`, tasks.Options{MaxRetries: 3})
+	<-started
+	if _, err := h.store.Cancel(context.Background(), id, ""); err != nil {
+		t.Fatal(err)
+	}
+	j := h.wait(id, tasks.StateCanceled, 5*time.Second)
+	if stageStates(j) != "canceled" || j.FinishedAt == nil || j.CancelRequested {
+		t.Fatalf("canceled record = %+v", j)
+	}
+	// asynq is told the task succeeded: it is never retried.
+	redistest.Eventually(t, 5*time.Second, "the task to complete", func() bool {
+		return h.taskState(id) == asynq.TaskStateCompleted
+	})
+	// A job submitted later runs and finishes after any retry would have
+	// fired (RetryBase is 50ms); the canceled one stays canceled.
+	later := h.submit("block", `{}`, tasks.Options{Timeout: 300 * time.Millisecond})
+	<-started
+	h.wait(later, tasks.StateFailed, 5*time.Second)
+	if j := h.job(id); j.State != tasks.StateCanceled || runs.Load() != 2 {
+		t.Fatalf("state %s, stages ran %d times (want 1 + the later job's 1)", j.State, runs.Load())
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	t.Parallel()
+	sleepy := func(ctx context.Context, in string, _ tasks.Progress) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	h := newHarness(t,
+		&tasks.Pipeline{Name: "stage-timeout", Stages: []tasks.Stage{
+			{Name: "prepare", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return 1, nil })},
+			{Name: "train", Timeout: 200 * time.Millisecond, Run: stageFunc(sleepy)},
+		}},
+		&tasks.Pipeline{Name: "job-timeout", Timeout: 5 * time.Second, Stages: []tasks.Stage{
+			{Name: "train", Run: stageFunc(sleepy)},
+		}},
+	)
+	h.start(h.config())
+	tests := []struct {
+		name, typ string
+		opts      tasks.Options
+		want      string
+	}{
+		{"stage", "stage-timeout", tasks.Options{}, "stage train exceeded its 200ms timeout"},
+		{"job", "job-timeout", tasks.Options{Timeout: 300 * time.Millisecond}, "job exceeded its 300ms timeout in stage train"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := h.with(t)
+			j := h.wait(h.submit(tt.typ, `{}`, tt.opts), tasks.StateFailed, 5*time.Second)
+			if j.Error == nil || j.Error.Stage != "train" || j.Error.Message != tt.want {
+				t.Fatalf("error = %+v, want %q", j.Error, tt.want)
+			}
+		})
+	}
+}
+
+func TestPanic(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t,
+		&tasks.Pipeline{Name: "panic", Stages: []tasks.Stage{
+			{Name: "boom", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { panic("kaboom") })},
+		}},
+		chainPipeline(nil, nil),
+	)
+	h.start(h.config())
+	j := h.wait(h.submit("panic", `{}`, tasks.Options{}), tasks.StateFailed, 5*time.Second)
+	if j.Error == nil || j.Error.Message != "panic in stage boom: kaboom" || stageStates(j) != "failed" {
+		t.Fatalf("record = %+v", j)
+	}
+	// The worker lives on.
+	if j := h.wait(h.submit("chain", `"x"`, tasks.Options{}), tasks.StateSucceeded, 5*time.Second); string(j.Result) != `"xabc"` {
+		t.Fatalf("result = %s", j.Result)
+	}
+}
+
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	h := newHarness(t, &tasks.Pipeline{Name: "flaky", Stages: []tasks.Stage{
+		{Name: "ok", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return "fine", nil })},
+		{Name: "bad", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) {
+			return nil, errors.New("disk full #" + string(rune('0'+runs.Add(1))))
+		})},
+	}})
+	h.start(h.config())
+	id := h.submit("flaky", `{}`, tasks.Options{MaxRetries: 2})
+	j := h.wait(id, tasks.StateFailed, 10*time.Second)
+	if j.Attempt != 3 || !slices.Equal(attempts(j), []int{1, 3}) || stageStates(j) != "succeeded,failed" ||
+		j.Error == nil || *j.Error != (tasks.JobError{Stage: "bad", Message: "disk full #3"}) || j.NextAttemptAt != nil {
+		t.Fatalf("record = %+v %v %s", j, attempts(j), stageStates(j))
+	}
+	var retrying int
+	for _, e := range h.events(id) {
+		if e.State != tasks.StateRetrying {
+			continue
+		}
+		retrying++
+		if e.NextAttemptAt == nil || e.NextAttemptAt.Before(e.UpdatedAt) || e.Error == nil || e.Stages[1].State != tasks.StateRetrying {
+			t.Errorf("retrying record = %+v", e)
+		}
+	}
+	if retrying != 2 {
+		t.Errorf("%d retrying records, want 2", retrying)
+	}
+	if st := h.taskState(id); st != asynq.TaskStateArchived {
+		t.Errorf("asynq task state = %v, want archived", st)
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 2000)
+	h := newHarness(t,
+		&tasks.Pipeline{Name: "big-output", Stages: []tasks.Stage{
+			{Name: "s", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return big, nil })},
+		}},
+		&tasks.Pipeline{Name: "big-partial", Stages: []tasks.Stage{
+			{Name: "s", Run: stageFunc(func(ctx context.Context, _ string, p tasks.Progress) (any, error) {
+				p.Report(0.5, big)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			})},
+		}},
+		&tasks.Pipeline{Name: "bad-input", Stages: []tasks.Stage{
+			{Name: "s", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) {
+				return nil, tasks.Permanent(errors.New("samples must be positive"))
+			})},
+		}},
+	)
+	cfg := h.config()
+	cfg.MaxPayload = 1024
+	h.start(cfg)
+	tests := []struct{ typ, want string }{
+		{"big-output", "stage s returned 2002 bytes of output (as JSON), over the 1024-byte limit"},
+		{"big-partial", "stage s reported a partial result of 2002 bytes (as JSON), over the 1024-byte limit"},
+		{"bad-input", "samples must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.typ, func(t *testing.T) {
+			t.Parallel()
+			h := h.with(t)
+			j := h.wait(h.submit(tt.typ, `{}`, tasks.Options{MaxRetries: 3}), tasks.StateFailed, 5*time.Second)
+			if j.Error == nil || j.Error.Message != tt.want || j.Attempt != 1 {
+				t.Fatalf("record = %+v, error %+v", j, j.Error)
+			}
+		})
+	}
+}

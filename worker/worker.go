@@ -1,0 +1,382 @@
+// Package worker runs staged jobs: an asynq server whose one handler is the
+// stage runner, plus the background components that keep jobs safe while
+// they run.
+//
+// A Worker is made of, each in its own file:
+//
+//   - the runner (runner.go): claims a job, runs its remaining stages in
+//     order and writes every stage boundary and terminal state at once;
+//   - the progress reporter (progress.go): coalesces a stage's progress
+//     reports into at most one record write per job per FlushInterval;
+//   - the lease keeper (lease.go): renews the lease of each running job and
+//     stops it when another worker has taken it over (fenced);
+//   - the reconciler (reconciler.go): takes over jobs whose worker stopped
+//     renewing its lease (killed, or cut off from Redis);
+//   - the canceler (canceler.go): one pub/sub subscription that stops
+//     running jobs canceled through the API.
+//
+// The protocol they follow is docs/ARCHITECTURE.md.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// Config defaults: a zero Config field means the constant named after it.
+const (
+	// ConcurrencyDefault is how many jobs a worker runs at once.
+	ConcurrencyDefault = 10
+	// LeaseDefault is how long a job stays owned without a lease renewal.
+	LeaseDefault = 8 * time.Second
+	// ReconcileEveryDefault is how often lapsed leases are looked for.
+	ReconcileEveryDefault = time.Second
+	// ShutdownGraceDefault is how long running stages may go on at shutdown.
+	ShutdownGraceDefault = 10 * time.Second
+	// TaskCheckIntervalDefault is how often idle queues are polled.
+	TaskCheckIntervalDefault = 5 * time.Millisecond
+	// FlushIntervalDefault is the least time between two progress writes of a job.
+	FlushIntervalDefault = 100 * time.Millisecond
+	// RetryBaseDefault is the delay after a job's first failed attempt.
+	RetryBaseDefault = time.Second
+	// RetryMaxDefault is the longest delay between two attempts.
+	RetryMaxDefault = 5 * time.Minute
+	// MaxPayloadDefault is the most bytes of a stage output, partial result
+	// or result, as JSON.
+	MaxPayloadDefault = 1 << 20
+)
+
+const (
+	// abandonAfter is how long a stage whose context has ended may take to
+	// return before the runner stops waiting for it (the stage goroutine is
+	// left behind; a stage must return when its context is done).
+	abandonAfter = 2 * time.Second
+	// writeTimeout bounds one record write.
+	writeTimeout = 5 * time.Second
+	// logEvery is the least time between two log lines about the same
+	// recurring trouble (Redis down), so an outage does not flood the log.
+	logEvery = 10 * time.Second
+)
+
+// Config configures a Worker. The zero value of every field but the Redis
+// connection and Registry means its documented default.
+type Config struct {
+	// RedisConnOpt is the Redis the asynq server and client use. Nil means
+	// Redis.
+	RedisConnOpt asynq.RedisConnOpt
+	// Redis is the client of the job store. Nil means a client made from
+	// RedisConnOpt, closed when Run returns. One of the two is required.
+	Redis redis.UniversalClient
+	// Registry holds the pipelines this worker runs. Required.
+	Registry *tasks.Registry
+	// Concurrency is the most jobs run at once; 0 means ConcurrencyDefault.
+	Concurrency int
+	// Queues are the asynq queues to take jobs from, with their priorities;
+	// nil means {"default": 1}.
+	Queues map[string]int
+	// Lease is how long a job stays owned by this worker without a renewal;
+	// 0 means LeaseDefault. A job whose worker dies runs again elsewhere
+	// about Lease+ReconcileEvery later.
+	Lease time.Duration
+	// RenewEvery is how often leases are renewed; 0 means Lease/4. It must
+	// be shorter than Lease.
+	RenewEvery time.Duration
+	// ReconcileEvery is how often lapsed leases are looked for; 0 means
+	// ReconcileEveryDefault.
+	ReconcileEvery time.Duration
+	// ShutdownGrace is how long running stages may go on once Run's context
+	// is done; 0 means ShutdownGraceDefault. A job whose stage finishes in
+	// time is handed back before its next stage; after the grace period the
+	// running stages are canceled and their jobs handed back, to rerun the
+	// unfinished stage on another worker.
+	ShutdownGrace time.Duration
+	// TaskCheckInterval is how often idle queues are polled; 0 means
+	// TaskCheckIntervalDefault: about 180 polls a second when idle (each an
+	// asynq dequeue script of ~3 Redis commands), for a submit-to-start
+	// latency of about 4ms.
+	TaskCheckInterval time.Duration
+	// FlushInterval is the least time between two progress writes of one
+	// job; 0 means FlushIntervalDefault. Stage boundaries and terminal
+	// states are written at once.
+	FlushInterval time.Duration
+	// RetryBase and RetryMax bound the exponential backoff between failed
+	// attempts (RetryBase, 2×RetryBase, 4×... up to RetryMax); 0 means
+	// RetryBaseDefault and RetryMaxDefault.
+	RetryBase, RetryMax time.Duration
+	// MaxPayload is the most bytes of a stage's output, partial result or
+	// job result as JSON; 0 means MaxPayloadDefault. A larger one fails the
+	// job at once, without retries.
+	MaxPayload int
+	// Logger is where the worker logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of the job records; nil means time.Now.
+	Now func() time.Time
+}
+
+// withDefaults returns c with its zero fields set to their defaults, or an
+// error naming the first invalid field.
+func (c Config) withDefaults() (Config, error) {
+	if c.RedisConnOpt == nil && c.Redis == nil {
+		return c, errors.New("worker: Config.RedisConnOpt or Config.Redis is required")
+	}
+	if c.Registry == nil || len(c.Registry.All()) == 0 {
+		return c, errors.New("worker: Config.Registry is required and must hold at least one pipeline")
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"Concurrency", int64(c.Concurrency)}, {"Lease", int64(c.Lease)}, {"RenewEvery", int64(c.RenewEvery)},
+		{"ReconcileEvery", int64(c.ReconcileEvery)}, {"ShutdownGrace", int64(c.ShutdownGrace)},
+		{"TaskCheckInterval", int64(c.TaskCheckInterval)}, {"FlushInterval", int64(c.FlushInterval)},
+		{"RetryBase", int64(c.RetryBase)}, {"RetryMax", int64(c.RetryMax)}, {"MaxPayload", int64(c.MaxPayload)},
+	} {
+		if f.v < 0 {
+			return c, fmt.Errorf("worker: Config.%s must not be negative", f.name)
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = ConcurrencyDefault
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = map[string]int{tasks.DefaultQueue: 1}
+	}
+	for q, prio := range c.Queues {
+		if q == "" || prio <= 0 {
+			return c, fmt.Errorf("worker: Config.Queues: queue %q needs a name and a positive priority", q)
+		}
+	}
+	def(&c.Lease, LeaseDefault)
+	if c.Lease < time.Millisecond {
+		return c, errors.New("worker: Config.Lease must be at least 1ms")
+	}
+	def(&c.RenewEvery, c.Lease/4)
+	if c.RenewEvery >= c.Lease {
+		return c, fmt.Errorf("worker: Config.RenewEvery (%v) must be shorter than Config.Lease (%v)", c.RenewEvery, c.Lease)
+	}
+	def(&c.ReconcileEvery, ReconcileEveryDefault)
+	def(&c.ShutdownGrace, ShutdownGraceDefault)
+	def(&c.TaskCheckInterval, TaskCheckIntervalDefault)
+	def(&c.FlushInterval, FlushIntervalDefault)
+	def(&c.RetryBase, RetryBaseDefault)
+	def(&c.RetryMax, RetryMaxDefault)
+	if c.RetryMax < c.RetryBase {
+		return c, fmt.Errorf("worker: Config.RetryMax (%v) must not be shorter than Config.RetryBase (%v)", c.RetryMax, c.RetryBase)
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = MaxPayloadDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Worker runs jobs; make one with New and start it with Run.
+type Worker struct {
+	cfg       Config
+	log       *slog.Logger
+	rdb       redis.UniversalClient
+	ownsRedis bool
+	store     *tasks.Store
+	client    *asynq.Client
+	srv       *asynq.Server
+
+	runs       *runSet
+	canceler   *canceler
+	reconciler *reconciler
+
+	// renew is store.Renew; tests replace it to cut a worker off.
+	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
+
+	// onDrain, if set, is called when shutdown begins (a test signal).
+	onDrain func()
+
+	writeLog throttle // for retried record writes
+
+	started  atomic.Bool
+	draining atomic.Bool // set when shutdown begins: no stage starts after it
+	wg       sync.WaitGroup
+}
+
+// New validates cfg and returns a Worker; the error names the bad field.
+func New(cfg Config) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet()}
+	if w.rdb == nil {
+		c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return nil, fmt.Errorf("worker: Config.RedisConnOpt of type %T makes no go-redis client", cfg.RedisConnOpt)
+		}
+		w.rdb, w.ownsRedis = c, true
+	}
+	w.store = tasks.NewStore(w.rdb)
+	w.store.Now = cfg.Now
+	w.renew = w.store.Renew
+	w.client = asynq.NewClientFromRedisClient(w.rdb)
+	acfg := asynq.Config{
+		Concurrency:       cfg.Concurrency,
+		Queues:            cfg.Queues,
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		// asynq moves due retries to their queue on this beat.
+		DelayedTaskCheckInterval: min(max(cfg.RetryBase, 50*time.Millisecond), time.Second),
+		RetryDelayFunc:           func(n int, _ error, _ *asynq.Task) time.Duration { return w.backoff(n) },
+		IsFailure:                func(err error) bool { return !isInfra(err) },
+		// Run drains the running jobs itself within ShutdownGrace before it
+		// shuts asynq down; asynq must not abort them first.
+		ShutdownTimeout: cfg.ShutdownGrace + abandonAfter + 5*time.Second,
+		Logger:          asynqLogger{cfg.Logger.With("component", "asynq")},
+		LogLevel:        asynq.InfoLevel,
+	}
+	if cfg.RedisConnOpt != nil {
+		w.srv = asynq.NewServer(cfg.RedisConnOpt, acfg)
+	} else {
+		w.srv = asynq.NewServerFromRedisClient(w.rdb, acfg)
+	}
+	w.canceler = &canceler{w: w}
+	w.reconciler = &reconciler{w: w, quit: make(chan struct{}), done: make(chan struct{})}
+	return w, nil
+}
+
+// Run processes jobs until ctx is done, then shuts down gracefully: it
+// stops taking jobs, lets running stages finish for up to ShutdownGrace and
+// hands their jobs back at the next stage boundary, then cancels the stages
+// still running and hands those jobs back too, so that other workers resume
+// them. It returns nil after a clean shutdown. Run may be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice")
+	}
+	// Components start in this order and stop in the reverse order of their
+	// dependencies: the canceler must listen before any job runs, and keeps
+	// listening while running jobs drain.
+	w.canceler.start(&w.wg)
+	w.reconciler.start(&w.wg)
+	if err := w.srv.Start(asynq.HandlerFunc(w.handle)); err != nil {
+		w.reconciler.shutdown()
+		w.canceler.shutdown()
+		w.wg.Wait()
+		return fmt.Errorf("worker: start asynq server: %w", err)
+	}
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues,
+		"pipelines", w.cfg.Registry.Names(), "lease", w.cfg.Lease)
+	<-ctx.Done()
+	w.shutdown()
+	return nil
+}
+
+// shutdown stops the worker, in this order:
+//
+//  1. asynq stops taking new tasks, and no job starts another stage;
+//  2. the reconciler stops taking over other workers' jobs;
+//  3. running stages get ShutdownGrace to finish; each job is handed back
+//     at its next stage boundary;
+//  4. stages still running are canceled and their jobs handed back;
+//  5. the asynq server shuts down (its handlers have returned by now);
+//  6. the canceler unsubscribes.
+func (w *Worker) shutdown() {
+	w.log.Info("worker shutting down", "grace", w.cfg.ShutdownGrace, "running", w.runs.len())
+	w.draining.Store(true)
+	if w.onDrain != nil {
+		w.onDrain()
+	}
+	w.srv.Stop()
+	w.reconciler.shutdown()
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	select {
+	case <-w.runs.idle():
+		grace.Stop()
+	case <-grace.C:
+		n := w.runs.abortAll()
+		w.log.Warn("shutdown grace period over: canceling running stages and handing their jobs back", "jobs", n)
+		late := time.NewTimer(abandonAfter + writeTimeout)
+		select {
+		case <-w.runs.idle():
+			late.Stop()
+		case <-late.C:
+			w.log.Error("jobs still running after the shutdown grace period; their leases will lapse and other workers take them over", "jobs", w.runs.len())
+		}
+	}
+	w.srv.Shutdown()
+	w.canceler.shutdown()
+	w.wg.Wait()
+	if w.ownsRedis {
+		w.rdb.Close()
+	}
+	w.log.Info("worker stopped")
+}
+
+// backoff is the delay after failed attempt n (0-based) of a task:
+// RetryBase doubled n times, at most RetryMax. asynq's RetryDelayFunc is
+// this function, so the runner can show when the next attempt runs.
+func (w *Worker) backoff(n int) time.Duration {
+	d := w.cfg.RetryBase
+	for i := 0; i < n && d < w.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, w.cfg.RetryMax)
+}
+
+func (w *Worker) now() time.Time { return w.cfg.Now().UTC() }
+
+// infraError marks a handler error caused by Redis trouble, not by the
+// job: asynq retries the task without counting a failed attempt.
+type infraError struct{ err error }
+
+func (e infraError) Error() string { return e.err.Error() }
+func (e infraError) Unwrap() error { return e.err }
+
+func isInfra(err error) bool {
+	var ie infraError
+	return errors.As(err, &ie)
+}
+
+// throttle lets through one log line per logEvery, so recurring trouble
+// (Redis down) is logged without flooding the log.
+type throttle struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (t *throttle) allow() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.last) >= logEvery {
+		t.last = now
+		return true
+	}
+	return false
+}
+
+// asynqLogger sends asynq's log lines to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+
+// Fatal is never called by asynq's server; it logs like Error rather than
+// exiting a process that may be running other jobs.
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
