@@ -84,25 +84,29 @@ func redisErr(op string, err error) error {
 }
 
 // Create writes the record of a new queued job, with its normalised input
-// and options, in one round trip. The job's generation is 1, token 0.
-func (s *Store) Create(ctx context.Context, j *Job, tenant string, input json.RawMessage, opts Options) error {
+// and options, in one round trip (MULTI: HSET + PEXPIRE), and returns the
+// record as written. The job's generation is 1, token 0. The event stream
+// starts with the first worker write: a watcher of a queued job is sent the
+// record itself (see LatestEvent).
+func (s *Store) Create(ctx context.Context, j *Job, tenant string, input json.RawMessage, opts Options) ([]byte, error) {
 	ttl := s.liveTTL()
 	j.ExpiresAt = j.UpdatedAt.Add(ttl)
 	rec, err := Marshal(j)
 	if err != nil {
-		return &Error{Code: EINTERNAL, Message: "internal error", Err: err}
+		return nil, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
 	}
 	ob, _ := json.Marshal(opts)
-	key, ev := JobKey(j.ID), EventsKey(j.ID)
+	key := JobKey(j.ID)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "rec", rec, "state", string(j.State), "tenant", tenant,
 			"token", 0, "gen", 1, "input", []byte(input), "opts", ob)
 		p.PExpire(ctx, key, ttl)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: ev, MaxLen: int64(s.maxLen()), Approx: true, Values: []any{"rec", rec}})
-		p.PExpire(ctx, ev, ttl)
 		return nil
 	})
-	return redisErr("store.Create "+j.ID, err)
+	if err != nil {
+		return nil, redisErr("store.Create "+j.ID, err)
+	}
+	return rec, nil
 }
 
 // Delete removes a job's keys; used when a submit could not be enqueued.

@@ -109,7 +109,7 @@ func (h *harness) submit(typ, input string, opts tasks.Options) string {
 	ctx := context.Background()
 	p := h.reg.Get(typ)
 	j := tasks.NewJob(p, opts.Queue, time.Now().UTC())
-	if err := h.store.Create(ctx, j, "", json.RawMessage(input), opts); err != nil {
+	if _, err := h.store.Create(ctx, j, "", json.RawMessage(input), opts); err != nil {
 		h.t.Fatal(err)
 	}
 	if err := tasks.Enqueue(ctx, h.client, j, 1, maxRetries(opts, p), jobTimeout(opts, p), opts.Retention); err != nil {

@@ -74,9 +74,9 @@ func TestJobSucceeds(t *testing.T) {
 	if got := attempts(j); !slices.Equal(got, []int{1, 1, 1}) || stageStates(j) != "succeeded,succeeded,succeeded" {
 		t.Fatalf("stages = %v %s", got, stageStates(j))
 	}
-	// One write per boundary: create, start a, a→b, b→c, finish.
-	if evs := h.events(id); len(evs) != 5 {
-		t.Errorf("%d record writes, want 5", len(evs))
+	// One write per boundary: start a, a→b, b→c, finish (submit writes no event).
+	if evs := h.events(id); len(evs) != 4 {
+		t.Errorf("%d record writes, want 4", len(evs))
 	}
 	for _, k := range []string{tasks.JobKey(id), tasks.EventsKey(id)} {
 		if ttl := h.rdb.PTTL(ctx, k).Val(); ttl <= time.Hour-time.Minute || ttl > time.Hour {

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+const (
+	// eventsBatch is how many stream entries one read takes.
+	eventsBatch = 100
+	// streamWriteTimeout bounds each write to a stream's client, so a stuck
+	// client cannot hold its handler forever.
+	streamWriteTimeout = 30 * time.Second
+	// fallbackEventID is the id of an event made from the record itself when
+	// the job's event stream is empty or gone (it is trimmed and expires
+	// with the record, so this is rare). It sorts before every real entry:
+	// a client resuming from it gets every entry written since.
+	fallbackEventID = "0-0"
+)
+
+// streamEvents is GET /v1/jobs/:id/events, Server-Sent Events: one "job"
+// event per record write, each with the stream entry id as its SSE id.
+//
+// Without Last-Event-ID (header, or ?last_event_id=) the stream starts with
+// the latest record; with it, with every entry after that id. It ends after
+// an event whose record is finished. A client resuming after the final
+// event gets 204 No Content, which tells EventSource to stop reconnecting.
+// A comment line ": ping" is sent every Config.Heartbeat.
+func (s *Server) streamEvents(c echo.Context) error {
+	id := c.Param("id")
+	if !tasks.ValidID(id) {
+		return notFound(id)
+	}
+	last, err := lastEventID(c)
+	if err != nil {
+		return err
+	}
+	w := s.hub.watch(id) // before any read: no change is missed
+	defer w.stop()
+	ctx := c.Request().Context()
+
+	rctx, cancel := s.redisCtx(ctx)
+	rec, err := s.store.GetRaw(rctx, id, tenantOf(c))
+	var first []tasks.Event
+	if err == nil {
+		first, err = s.firstEvents(rctx, id, last, rec)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	if last != "" && len(first) == 0 && recordState(rec).Terminal() {
+		return c.NoContent(http.StatusNoContent)
+	}
+
+	st := startStream(c, last)
+	defer st.end()
+	for _, ev := range first {
+		if done, err := st.send(ev); done || err != nil {
+			return nil
+		}
+	}
+	if len(first) == eventsBatch {
+		w.signal() // more to catch up on
+	}
+	if err := st.flush(); err != nil {
+		return nil
+	}
+	hb := time.NewTicker(s.cfg.Heartbeat)
+	defer hb.Stop()
+	for {
+		select {
+		case <-w.C:
+			if done := s.sendNew(ctx, st, id); done {
+				return nil
+			}
+		case <-hb.C:
+			if err := st.ping(); err != nil {
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return nil
+		}
+	}
+}
+
+// firstEvents returns what a new stream starts with: the entries after
+// last, or without last the latest entry (the record itself when the
+// stream is empty).
+func (s *Server) firstEvents(ctx context.Context, id, last string, rec []byte) ([]tasks.Event, error) {
+	if last != "" {
+		return s.store.Events(ctx, id, last, eventsBatch)
+	}
+	ev, ok, err := s.store.LatestEvent(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		ev = tasks.Event{ID: fallbackEventID, Data: rec}
+	}
+	return []tasks.Event{ev}, nil
+}
+
+// sendNew sends every entry after the last one sent. done is true when the
+// stream must end: a finished record was sent, the client is gone, or Redis
+// failed (the client reconnects with Last-Event-ID).
+func (s *Server) sendNew(ctx context.Context, st *stream, id string) (done bool) {
+	for {
+		rctx, cancel := s.redisCtx(ctx)
+		evs, err := s.store.Events(rctx, id, st.last, eventsBatch)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("reading job events; ending the stream", "job", id, "err", err)
+			}
+			return true
+		}
+		for _, ev := range evs {
+			if done, err := st.send(ev); done || err != nil {
+				return true
+			}
+		}
+		if err := st.flush(); err != nil {
+			return true
+		}
+		if len(evs) < eventsBatch {
+			return false
+		}
+	}
+}
+
+// lastEventID returns the id a client resumes from, "" for none.
+func lastEventID(c echo.Context) (string, error) {
+	v := c.Request().Header.Get("Last-Event-ID")
+	if v == "" {
+		v = c.QueryParam("last_event_id")
+	}
+	if v == "" || validEventID(v) {
+		return v, nil
+	}
+	return "", invalid("Last-Event-ID", "Last-Event-ID must be an event id like \"1700000000000-0\", not %q", v)
+}
+
+// validEventID reports whether v is a Redis stream id "ms-seq" (or "0").
+func validEventID(v string) bool {
+	if v == "0" {
+		return true
+	}
+	dash := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+		case c == '-' && !dash && i > 0 && i < len(v)-1:
+			dash = true
+		default:
+			return false
+		}
+	}
+	return dash && len(v) <= 41
+}
+
+// stream writes SSE events to one client.
+type stream struct {
+	res  *echo.Response
+	rc   *http.ResponseController
+	buf  []byte
+	last string // id of the last event sent, or the client's Last-Event-ID
+}
+
+func startStream(c echo.Context, last string) *stream {
+	res := c.Response()
+	h := res.Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
+	res.WriteHeader(http.StatusOK)
+	return &stream{res: res, rc: http.NewResponseController(res), last: last}
+}
+
+// send writes ev (not flushed) and reports done when its record is final.
+func (st *stream) send(ev tasks.Event) (done bool, err error) {
+	b := append(st.buf[:0], "id: "...)
+	b = append(b, ev.ID...)
+	b = append(b, "\nevent: job\n"...)
+	data := ev.Data
+	for {
+		line, rest, more := bytes.Cut(data, []byte{'\n'})
+		b = append(b, "data: "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+		if !more {
+			break
+		}
+		data = rest
+	}
+	b = append(b, '\n')
+	st.buf = b
+	if err := st.write(b); err != nil {
+		return true, err
+	}
+	st.last = ev.ID
+	if recordState(ev.Data).Terminal() {
+		return true, st.flush()
+	}
+	return false, nil
+}
+
+func (st *stream) ping() error {
+	if err := st.write([]byte(": ping\n\n")); err != nil {
+		return err
+	}
+	return st.flush()
+}
+
+func (st *stream) write(b []byte) error {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	_, err := st.res.Write(b)
+	return err
+}
+
+func (st *stream) flush() error { return st.rc.Flush() }
+
+// end clears the write deadline, which would otherwise outlive the stream
+// on a kept-alive connection (the server sets none of its own).
+func (st *stream) end() { _ = st.rc.SetWriteDeadline(time.Time{}) }

@@ -1,0 +1,350 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/tasks"
+)
+
+// sseBlock is one block of a stream: an event, or a comment.
+type sseBlock struct {
+	id, event, data, comment string
+}
+
+// sseReader reads a text/event-stream.
+type sseReader struct {
+	t   *testing.T
+	res *http.Response
+	r   *bufio.Reader
+}
+
+// openEvents connects to job id's stream. The request gives up after 20s.
+func (e *env) openEvents(id string, header ...string) *sseReader {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	e.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.url+"/v1/jobs/"+id+"/events", nil)
+	if len(header) == 1 { // a query string
+		req.URL.RawQuery = header[0]
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { res.Body.Close() })
+	return &sseReader{t: e.t, res: res, r: bufio.NewReader(res.Body)}
+}
+
+// block returns the next block, or io.EOF when the server closed the stream.
+func (s *sseReader) block() (sseBlock, error) {
+	var b sseBlock
+	seen := false
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			if err == io.EOF && !seen && line == "" {
+				return b, io.EOF
+			}
+			return b, err
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			if seen {
+				return b, nil
+			}
+			continue
+		}
+		seen = true
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "":
+			b.comment = value
+		case "id":
+			b.id = value
+		case "event":
+			b.event = value
+		case "data":
+			if b.data != "" {
+				b.data += "\n"
+			}
+			b.data += value
+		default:
+			s.t.Errorf("unexpected SSE field %q", line)
+		}
+	}
+}
+
+// next returns the next event, skipping comments; it fails the test on
+// anything but an event.
+func (s *sseReader) next() (sseBlock, *tasks.Job) {
+	s.t.Helper()
+	for {
+		b, err := s.block()
+		if err != nil {
+			s.t.Fatalf("reading the stream: %v", err)
+		}
+		if b.comment != "" && b.event == "" {
+			continue
+		}
+		if b.id == "" || b.event != "job" {
+			s.t.Fatalf("event without id or not a job event: %+v", b)
+		}
+		return b, decodeJob(s.t, []byte(b.data))
+	}
+}
+
+// closed asserts the server ends the stream now.
+func (s *sseReader) closed() {
+	s.t.Helper()
+	if b, err := s.block(); err != io.EOF {
+		s.t.Fatalf("stream not closed: %+v, %v", b, err)
+	}
+}
+
+// eventIDs returns the ids of job id's stream entries.
+func (e *env) eventIDs(id string) []string {
+	e.t.Helper()
+	msgs, err := e.rdb.XRange(context.Background(), tasks.EventsKey(id), "-", "+").Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func TestEventsLive(t *testing.T) {
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	s := e.openEvents(j.ID)
+	if ct := s.res.Header.Get("Content-Type"); s.res.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("status %d, Content-Type %q", s.res.StatusCode, ct)
+	}
+	b1, j1 := s.next()
+	if j1.State != tasks.StateQueued || j1.ID != j.ID {
+		t.Fatalf("first event %+v", b1)
+	}
+	w := e.claim(j.ID)
+	id2 := w.save(tasks.StateRunning)
+	b2, j2 := s.next()
+	if b2.id != id2 || j2.State != tasks.StateRunning || string(j2.Partial) != `{"step":1}` {
+		t.Fatalf("second event %+v, want id %s running", b2, id2)
+	}
+	id3 := w.save(tasks.StateSucceeded)
+	b3, j3 := s.next()
+	if b3.id != id3 || j3.State != tasks.StateSucceeded || string(j3.Result) != `{"answer":42}` {
+		t.Fatalf("third event %+v, want id %s succeeded", b3, id3)
+	}
+	s.closed()
+	redistest.Eventually(t, 5*time.Second, "the watcher unregistered", func() bool { return e.srv.hub.count() == 0 })
+}
+
+func TestEventsResume(t *testing.T) {
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	e.finish(j.ID)
+	ids := e.eventIDs(j.ID) // running, succeeded: submit writes no event
+	if len(ids) != 2 {
+		t.Fatalf("stream has %d entries, want 2", len(ids))
+	}
+	tests := []struct {
+		name    string
+		header  []string
+		wantIDs []string // then the stream closes
+		want204 bool
+	}{
+		{name: "no Last-Event-ID: the final record", wantIDs: ids[1:]},
+		{name: "from the first", header: []string{"Last-Event-ID", ids[0]}, wantIDs: ids[1:]},
+		{name: "from the first, by query", header: []string{"last_event_id=" + ids[0]}, wantIDs: ids[1:]},
+		{name: "from the start", header: []string{"Last-Event-ID", "0"}, wantIDs: ids},
+		{name: "after the final event", header: []string{"Last-Event-ID", ids[1]}, want204: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := e.openEvents(j.ID, tt.header...)
+			if tt.want204 {
+				if s.res.StatusCode != http.StatusNoContent {
+					t.Fatalf("status %d, want 204", s.res.StatusCode)
+				}
+				return
+			}
+			for i, want := range tt.wantIDs {
+				b, got := s.next()
+				if b.id != want {
+					t.Fatalf("event %d id %s, want %s", i, b.id, want)
+				}
+				if last := i == len(tt.wantIDs)-1; last != got.State.Terminal() {
+					t.Fatalf("event %d state %s", i, got.State)
+				}
+			}
+			s.closed()
+		})
+	}
+}
+
+func TestEventsResumeRunning(t *testing.T) {
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	w := e.claim(j.ID)
+	w.save(tasks.StateRunning)
+	// Many progress writes: catching up takes several reads.
+	var want []string
+	for i := 0; i < 2*eventsBatch+17; i++ {
+		want = append(want, w.save(tasks.StateRunning))
+	}
+	first := e.eventIDs(j.ID)[0] // the first running save
+	s := e.openEvents(j.ID, "Last-Event-ID", first)
+	for i, id := range want {
+		b, _ := s.next()
+		if b.id != id {
+			t.Fatalf("catch-up event %d id %s, want %s", i, b.id, id)
+		}
+	}
+	last := w.save(tasks.StateSucceeded)
+	if b, got := s.next(); b.id != last || got.State != tasks.StateSucceeded {
+		t.Fatalf("final event %+v", b)
+	}
+	s.closed()
+}
+
+func TestEventsHeartbeat(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Heartbeat = 20 * time.Millisecond })
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	s := e.openEvents(j.ID)
+	s.next()
+	for i := 0; i < 2; i++ {
+		b, err := s.block()
+		if err != nil || b.comment != "ping" || b.id != "" {
+			t.Fatalf("block %d: %+v %v, want a ping comment", i, b, err)
+		}
+	}
+}
+
+func TestEventsWithoutStream(t *testing.T) {
+	// The stream is gone but the record is there: the record is sent with
+	// id 0-0, and later writes follow.
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	e.rdb.Del(context.Background(), tasks.EventsKey(j.ID))
+	s := e.openEvents(j.ID)
+	b, got := s.next()
+	if b.id != fallbackEventID || got.ID != j.ID || got.State != tasks.StateQueued {
+		t.Fatalf("event %+v", b)
+	}
+	w := e.claim(j.ID)
+	id := w.save(tasks.StateSucceeded)
+	if b, _ := s.next(); b.id != id {
+		t.Fatalf("event %+v, want id %s", b, id)
+	}
+	s.closed()
+}
+
+func TestEventsHubResubscribes(t *testing.T) {
+	// Kill the hub's connection: after go-redis resubscribes, watchers are
+	// signalled and re-read, so a write made meanwhile is not missed.
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	s := e.openEvents(j.ID)
+	s.next()
+	ctx := context.Background()
+	killed, err := e.rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	if err != nil || killed == 0 {
+		t.Fatalf("CLIENT KILL TYPE pubsub: %d %v", killed, err)
+	}
+	id := e.claim(j.ID).save(tasks.StateRunning) // published while the hub may be away
+	if b, _ := s.next(); b.id != id {
+		t.Fatalf("event %+v, want %s", b, id)
+	}
+}
+
+func TestEventsManyWatchers(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	tr := &http.Transport{MaxIdleConnsPerHost: n}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	connected := make(chan struct{}, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- watchToEnd(ctx, client, e.url+"/v1/jobs/"+j.ID+"/events", connected)
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d watchers connected", i, n)
+		}
+	}
+	if got := e.srv.hub.count(); got != n {
+		t.Fatalf("hub has %d watchers, want %d", got, n)
+	}
+	e.finish(j.ID)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.srv.hub.count(); got != 0 {
+		t.Errorf("%d watchers left", got)
+	}
+}
+
+// watchToEnd reads a stream until it closes, signalling connected after the
+// first event; it fails unless the last event is a finished record.
+func watchToEnd(ctx context.Context, c *http.Client, url string, connected chan<- struct{}) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var last string
+	first := true
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			last = data
+			if first {
+				connected <- struct{}{}
+				first = false
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if !recordState([]byte(last)).Terminal() {
+		return errors.New("stream ended before the final record: " + last)
+	}
+	return nil
+}

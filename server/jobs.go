@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// submitJob is POST /v1/jobs: validate everything before touching Redis,
+// honour Idempotency-Key, create the record, enqueue generation 1, answer
+// 202 (or, with ?wait, 200 once finished).
+func (s *Server) submitJob(c echo.Context) error {
+	wait, err := s.waitParam(c)
+	if err != nil {
+		return err
+	}
+	sub, err := s.readSubmission(c)
+	if err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c.Request())
+	if err != nil {
+		return err
+	}
+	tenant := tenantOf(c)
+	ctx, cancel := s.redisCtx(c.Request().Context())
+	defer cancel()
+
+	j := tasks.NewJobWith(sub.pipeline.Name, sub.stages, sub.opts.Queue, time.Now().UTC())
+	if key != "" {
+		prev, same, created, err := s.store.Idempotent(ctx, tenant, key, j.ID, sub.digest())
+		if err != nil {
+			return err
+		}
+		if !created {
+			return s.repeatSubmit(ctx, c, prev, tenant, same, wait)
+		}
+	}
+	var w *watcher
+	if wait > 0 {
+		w = s.hub.watch(j.ID)
+		defer w.stop()
+	}
+	rec, err := s.create(ctx, j, tenant, key, sub)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, j.Links.Self)
+	if wait > 0 {
+		raw, done, err := s.waitFinished(c.Request().Context(), w, j.ID, tenant, wait)
+		switch {
+		case done:
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
+		case err == nil:
+			return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, raw)
+		}
+		// The job exists: a failed wait must not look like a failed submit.
+		s.log.Warn("waiting for a submitted job", "job", j.ID, "err", err)
+	}
+	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, rec)
+}
+
+// create writes the new job and enqueues its first task. When the enqueue
+// fails, the record and the idempotency key are removed again: the client
+// gets 503 and nothing was created.
+// It returns the record as written.
+func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, sub *submission) ([]byte, error) {
+	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
+	if err != nil {
+		if key != "" {
+			s.cleanup(func(ctx context.Context) { s.store.ForgetIdempotent(ctx, tenant, key) })
+		}
+		return nil, err
+	}
+	err = tasks.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
+	if err == nil {
+		return rec, nil
+	}
+	s.cleanup(func(ctx context.Context) {
+		if derr := s.store.Delete(ctx, j.ID); derr != nil {
+			s.log.Warn("deleting a job that could not be enqueued", "job", j.ID, "err", derr)
+		}
+		if key != "" {
+			s.store.ForgetIdempotent(ctx, tenant, key)
+		}
+	})
+	return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job could not be queued, so it was not created; try again shortly", Err: err}
+}
+
+// cleanup runs f with a fresh bounded context: the request's may be spent.
+func (s *Server) cleanup(f func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
+	defer cancel()
+	f(ctx)
+}
+
+// repeatSubmit answers a submit whose Idempotency-Key was used before: 200
+// with the first job when the body is the same (after waiting, as asked,
+// for it to finish), 409 otherwise.
+func (s *Server) repeatSubmit(ctx context.Context, c echo.Context, prev, tenant string, same bool, wait time.Duration) error {
+	if !same {
+		return tasks.Errorf(tasks.ECONFLICT, "this Idempotency-Key was already used with a different request body; use a new key for a different job")
+	}
+	var raw []byte
+	var err error
+	if wait > 0 {
+		w := s.hub.watch(prev)
+		defer w.stop()
+		raw, _, err = s.waitFinished(c.Request().Context(), w, prev, tenant, wait)
+	} else {
+		raw, err = s.store.GetRaw(ctx, prev, tenant)
+	}
+	if tasks.ErrorCode(err) == tasks.ENOTFOUND {
+		return tasks.Errorf(tasks.ECONFLICT, "this Idempotency-Key belongs to job %s, which is still being created or has expired; retry shortly or use a new key", prev)
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, tasks.LinksFor(prev).Self)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
+}
+
+// getJob is GET /v1/jobs/:id: one HMGET, and the stored record written as
+// it is. With ?wait it long-polls until the job is finished.
+func (s *Server) getJob(c echo.Context) error {
+	id := c.Param("id")
+	if !tasks.ValidID(id) {
+		return notFound(id)
+	}
+	if c.Request().URL.RawQuery != "" {
+		wait, err := s.waitParam(c)
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			return s.getJobWait(c, id, wait)
+		}
+	}
+	ctx, cancel := s.redisCtx(c.Request().Context())
+	raw, err := s.store.GetRaw(ctx, id, tenantOf(c))
+	cancel()
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
+}
+
+func (s *Server) getJobWait(c echo.Context, id string, wait time.Duration) error {
+	w := s.hub.watch(id)
+	defer w.stop()
+	raw, _, err := s.waitFinished(c.Request().Context(), w, id, tenantOf(c), wait)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
+}
+
+// cancelJob is POST /v1/jobs/:id/cancel: 202 with the record (canceled at
+// once when it was queued or retrying, cancel_requested when running), 409
+// when finished, 404 when unknown.
+func (s *Server) cancelJob(c echo.Context) error {
+	id := c.Param("id")
+	if !tasks.ValidID(id) {
+		return notFound(id)
+	}
+	ctx, cancel := s.redisCtx(c.Request().Context())
+	defer cancel()
+	res, err := s.store.Cancel(ctx, id, tenantOf(c))
+	if err != nil {
+		return err
+	}
+	if res.Idle {
+		s.deleteTask(res.Job, res.Gen)
+	}
+	rec, err := tasks.Marshal(res.Job)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, rec)
+}
+
+// deleteTask removes a canceled job's pending asynq task in the background,
+// best effort: if the task runs anyway, its claim finds the job done. (The
+// inspector takes no context, so the response does not wait for it.)
+func (s *Server) deleteTask(j *tasks.Job, gen int64) {
+	q := j.Queue
+	if q == "" {
+		q = tasks.DefaultQueue
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		err := s.inspector.DeleteTask(q, tasks.TaskID(j.ID, gen))
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			s.log.Debug("deleting a canceled job's task", "job", j.ID, "err", err)
+		}
+	}()
+}
+
+// waitParam parses ?wait: a Go duration, 0 when absent, at most
+// Config.MaxWait.
+func (s *Server) waitParam(c echo.Context) (time.Duration, error) {
+	v := c.QueryParam("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, invalid("wait", "wait must be a non-negative duration like \"10s\" (at most %s), not %q", s.cfg.MaxWait, v)
+	}
+	if d > s.cfg.MaxWait {
+		d = s.cfg.MaxWait
+	}
+	return d, nil
+}
+
+// waitFinished returns the record of job id as soon as it is terminal
+// (done=true), or the latest record when d has passed, the client has gone
+// or the server is stopping. w must have been registered before the call,
+// so no change is missed; each signal costs one read.
+func (s *Server) waitFinished(ctx context.Context, w *watcher, id, tenant string, d time.Duration) (raw []byte, done bool, err error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		rctx, cancel := s.redisCtx(ctx)
+		raw, err = s.store.GetRaw(rctx, id, tenant)
+		cancel()
+		if err != nil {
+			return nil, false, err
+		}
+		if recordState(raw).Terminal() {
+			return raw, true, nil
+		}
+		select {
+		case <-w.C:
+		case <-timer.C:
+			select {
+			case <-w.C: // a change raced with the timer: read it once more
+				timer.Reset(0)
+				continue
+			default:
+			}
+			return raw, false, nil
+		case <-ctx.Done():
+			return raw, false, nil
+		case <-s.stopping:
+			return raw, false, nil
+		}
+	}
+}
+
+// recordState returns the state of a stored record.
+func recordState(raw []byte) tasks.State {
+	var r struct {
+		State tasks.State `json:"state"`
+	}
+	_ = json.Unmarshal(raw, &r)
+	return r.State
+}

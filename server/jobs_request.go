@@ -1,0 +1,274 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// Submit limits.
+const (
+	// MaxRetriesLimit is the largest max_retries a submit may ask for.
+	MaxRetriesLimit = 25
+	// MaxRetention is the longest retention a submit may ask for.
+	MaxRetention = 30 * 24 * time.Hour
+	// MaxTimeout is the longest per-attempt timeout a submit may ask for:
+	// the live TTL of a job's keys, which a silent stage must not outlive.
+	MaxTimeout = tasks.LiveTTLDefault
+	// maxQueueName is the longest queue name.
+	maxQueueName = 64
+	// maxIdempotencyKey is the longest Idempotency-Key.
+	maxIdempotencyKey = 255
+)
+
+// submitRequest is the body of POST /v1/jobs.
+type submitRequest struct {
+	Type       string          `json:"type"`
+	Input      json.RawMessage `json:"input"`
+	Retention  string          `json:"retention"`
+	Timeout    string          `json:"timeout"`
+	MaxRetries *int            `json:"max_retries"`
+	Queue      string          `json:"queue"`
+}
+
+const submitFields = "type, input, retention, timeout, max_retries, queue"
+
+// submission is a validated submit: the pipeline, the normalised input
+// (defaults applied), the job's stages (which may depend on the input) and
+// the options with every default resolved.
+type submission struct {
+	pipeline *tasks.Pipeline
+	input    json.RawMessage
+	stages   []tasks.Stage
+	opts     tasks.Options
+}
+
+// digest identifies the submission for Idempotency-Key: the SHA-256 of its
+// normalised form, so that formatting and defaults spelt out or left out
+// do not make two identical submits differ.
+func (s *submission) digest() string {
+	b, _ := json.Marshal(struct {
+		Type    string          `json:"type"`
+		Input   json.RawMessage `json:"input"`
+		Options tasks.Options   `json:"options"`
+	}{s.pipeline.Name, s.input, s.opts})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// readSubmission reads and validates a submit body. It touches no Redis.
+func (s *Server) readSubmission(c echo.Context) (*submission, error) {
+	req := c.Request()
+	if !isJSON(req.Header.Get(echo.HeaderContentType)) {
+		return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("send the job as JSON with Content-Type: application/json (got %q)", req.Header.Get(echo.HeaderContentType)))
+	}
+	body, err := readBody(req, s.cfg.MaxBody)
+	if err != nil {
+		return nil, err
+	}
+	var r submitRequest
+	if err := decodeStrict(body, &r); err != nil {
+		return nil, err
+	}
+	sub := &submission{}
+	if r.Type == "" {
+		return nil, invalid("type", "field type is required: one of %s", typeList(s.cfg.Registry))
+	}
+	if sub.pipeline = s.cfg.Registry.Get(r.Type); sub.pipeline == nil {
+		return nil, &tasks.Error{Code: tasks.EUNPROCESSABLE, Field: "type",
+			Message: fmt.Sprintf("unknown job type %q: registered types are %s", r.Type, typeList(s.cfg.Registry))}
+	}
+	if sub.opts, err = s.options(&r, sub.pipeline); err != nil {
+		return nil, err
+	}
+	if sub.input, err = sub.pipeline.Input.Normalize(r.Input); err != nil {
+		return nil, err
+	}
+	if sub.stages, err = sub.pipeline.StagesFor(sub.input); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// options validates the request's options and resolves their defaults.
+func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (tasks.Options, error) {
+	o := tasks.Options{Retention: s.cfg.Retention, Timeout: p.Timeout, MaxRetries: p.MaxRetries, Queue: tasks.DefaultQueue}
+	if o.Timeout <= 0 {
+		o.Timeout = tasks.DefaultJobTimeout
+	}
+	if d, err := durationField("retention", r.Retention, MaxRetention); err != nil {
+		return o, err
+	} else if d > 0 {
+		o.Retention = d
+	}
+	if d, err := durationField("timeout", r.Timeout, MaxTimeout); err != nil {
+		return o, err
+	} else if d > 0 {
+		o.Timeout = d
+	}
+	if r.MaxRetries != nil {
+		if n := *r.MaxRetries; n < 0 || n > MaxRetriesLimit {
+			return o, tasks.FieldError("max_retries", "field max_retries must be from 0 to %d, not %d", MaxRetriesLimit, n)
+		}
+		o.MaxRetries = *r.MaxRetries
+	}
+	if r.Queue != "" {
+		if !validQueue(r.Queue) {
+			return o, invalid("queue", "field queue must be 1 to %d characters of a-z, 0-9, _ and -, not %q", maxQueueName, r.Queue)
+		}
+		o.Queue = r.Queue
+	}
+	return o, nil
+}
+
+// durationField parses a duration option: "" is 0 (the default).
+func durationField(name, v string, limit time.Duration) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, invalid(name, "field %s must be a duration like \"30s\" or \"2h\", not %q", name, v)
+	case d < 0:
+		return 0, invalid(name, "field %s must not be negative, got %q", name, v)
+	case d > limit:
+		return 0, tasks.FieldError(name, "field %s must be at most %s, got %q", name, limit, v)
+	}
+	return d, nil
+}
+
+func validQueue(q string) bool {
+	if len(q) == 0 || len(q) > maxQueueName {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func typeList(r *tasks.Registry) string {
+	names := r.Names()
+	if len(names) == 0 {
+		return "(none registered)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// isJSON reports whether a Content-Type is application/json (any parameters).
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), echo.MIMEApplicationJSON)
+}
+
+// readBody reads the whole (size-limited) body. Going over the limit is an
+// *http.MaxBytesError.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	n := int64(512)
+	if req.ContentLength > 0 && req.ContentLength <= limit {
+		n = req.ContentLength + 1 // +1 so ReadAll sees EOF without growing
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	if _, err := buf.ReadFrom(req.Body); err != nil {
+		var me *http.MaxBytesError
+		if errors.As(err, &me) {
+			return nil, me
+		}
+		return nil, invalid("", "could not read the request body: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeStrict decodes one JSON object from body into v, refusing unknown
+// fields and trailing data, with messages that say where the problem is.
+func decodeStrict(body []byte, v *submitRequest) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalid("", `request body is empty: send a JSON object like {"type": "...", "input": {...}}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(body, err)
+	}
+	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {
+		line, col := position(body, int(dec.InputOffset()))
+		return invalid("", "request body has data after the JSON object, at line %d, column %d", line, col)
+	}
+	return nil
+}
+
+func jsonError(body []byte, err error) error {
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &se):
+		line, col := position(body, int(se.Offset)-1)
+		return invalid("", "request body is not valid JSON: %s, at line %d, column %d (byte %d)", se.Error(), line, col, se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		line, col := position(body, len(body))
+		return invalid("", "request body is not valid JSON: it ends too early, at line %d, column %d", line, col)
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return invalid("", "request body must be a JSON object, not %s", te.Value)
+		}
+		return invalid(te.Field, "field %s must be %s, not %s", te.Field, wantType(te.Field), te.Value)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return invalid(strings.Trim(name, `"`), "unknown field %s: the fields are %s", name, submitFields)
+	}
+	return invalid("", "request body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func wantType(field string) string {
+	switch field {
+	case "retention", "timeout":
+		return `a duration string like "30s" or "2h"`
+	case "max_retries":
+		return fmt.Sprintf("an integer from 0 to %d", MaxRetriesLimit)
+	default:
+		return "a string"
+	}
+}
+
+// position returns the 1-based line and column of byte offset off.
+func position(b []byte, off int) (line, col int) {
+	off = min(max(off, 0), len(b))
+	line = 1 + bytes.Count(b[:off], []byte{'\n'})
+	col = off - bytes.LastIndexByte(b[:off], '\n')
+	return line, col
+}
+
+// idempotencyKey returns the request's Idempotency-Key header, "" if none.
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > maxIdempotencyKey {
+		return "", invalid("Idempotency-Key", "header Idempotency-Key must be at most %d characters", maxIdempotencyKey)
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return "", invalid("Idempotency-Key", "header Idempotency-Key must be printable ASCII")
+		}
+	}
+	return k, nil
+}

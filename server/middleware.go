@@ -1,0 +1,108 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// middleware installs, outermost first: the request id, the request log,
+// panic recovery and the body limit.
+func (s *Server) middleware(e *echo.Echo) {
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestIDGenerator()}))
+	e.Use(s.logRequests)
+	e.Use(s.recoverPanics)
+	e.Use(s.limitBody)
+}
+
+// newRequestIDGenerator returns a cheap generator of unique request ids: a
+// random per-process prefix and a counter.
+func newRequestIDGenerator() func() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := hex.EncodeToString(b[:]) + "-"
+	var n atomic.Uint64
+	return func() string {
+		return prefix + strconv.FormatUint(n.Add(1), 36)
+	}
+}
+
+// logRequests writes one slog line per request: method, path, status,
+// duration and request id; never headers (Authorization) or bodies.
+// Successful requests log at Debug so that the hot paths (submit, poll) pay
+// next to nothing unless asked; client errors log at Info, server errors
+// at Error.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err) // commit the problem now, so the status below is the real one
+		}
+		res := c.Response()
+		level := slog.LevelDebug
+		switch {
+		case res.Status >= http.StatusInternalServerError:
+			level = slog.LevelError
+		case res.Status >= http.StatusBadRequest:
+			level = slog.LevelInfo
+		}
+		req := c.Request()
+		if !s.log.Enabled(req.Context(), level) {
+			return nil
+		}
+		s.log.LogAttrs(req.Context(), level, "request",
+			slog.String("method", req.Method),
+			slog.String("path", req.URL.Path),
+			slog.Int("status", res.Status),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)))
+		return nil
+	}
+}
+
+// recoverPanics turns a handler's panic into a logged 500 problem, so that
+// one bad request never takes the process down. http.ErrAbortHandler is
+// re-raised: it is net/http's way to abort a response.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			r := recover()
+			if r == nil {
+				return
+			}
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.Error("panic in handler", "method", c.Request().Method, "path", c.Request().URL.Path,
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}()
+		return next(c)
+	}
+}
+
+// limitBody caps every request body at Config.MaxBody: a declared length
+// over it is refused at once, and reading past it fails with an
+// *http.MaxBytesError that problemFor maps to 413.
+func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > s.cfg.MaxBody {
+			return &http.MaxBytesError{Limit: s.cfg.MaxBody}
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBody)
+		}
+		return next(c)
+	}
+}

@@ -1,0 +1,228 @@
+// Package server is staged's HTTP API: an Echo application that submits jobs
+// (store.Create + tasks.Enqueue), reads them back from Redis in one round
+// trip, long-polls and streams their changes (one Redis subscription per
+// process, fanned out by the hub), cancels them, and serves the job page and
+// the asynqmon dashboard. Routes are registered in routes.go; each resource
+// has its own file.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// Config defaults.
+const (
+	// MaxBodyDefault is the largest request body accepted (1 MiB).
+	MaxBodyDefault int64 = 1 << 20
+	// MaxWaitDefault caps ?wait on submit and get.
+	MaxWaitDefault = 60 * time.Second
+	// HeartbeatDefault is the interval of the SSE keep-alive comment.
+	HeartbeatDefault = 15 * time.Second
+	// RedisTimeoutDefault bounds each Redis call a handler makes, so that a
+	// request answers (503) in bounded time when Redis is down.
+	RedisTimeoutDefault = 2 * time.Second
+	// ShutdownTimeoutDefault bounds how long Run drains in-flight requests.
+	ShutdownTimeoutDefault = 10 * time.Second
+)
+
+// HTTP server timeouts set by Run. There is no write timeout: streams and
+// long polls run for as long as they need, and bound themselves.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// Config configures a Server. The zero value of every optional field means
+// its default.
+type Config struct {
+	// Redis is the client of the job store, the hub and the health checks.
+	// Required.
+	Redis redis.UniversalClient
+	// RedisConnOpt connects the asynq client, inspector and asynqmon.
+	// Required.
+	RedisConnOpt asynq.RedisConnOpt
+	// Registry holds the job types that can be submitted. Required.
+	Registry *tasks.Registry
+	// Retention is how long a finished job stays readable when a submit
+	// gives none; 0 means tasks.RetentionDefault.
+	Retention time.Duration
+	// MaxBody is the largest request body accepted, larger ones get 413;
+	// 0 means MaxBodyDefault.
+	MaxBody int64
+	// MaxWait caps ?wait; 0 means MaxWaitDefault.
+	MaxWait time.Duration
+	// Heartbeat is the interval of the SSE keep-alive comment; 0 means
+	// HeartbeatDefault.
+	Heartbeat time.Duration
+	// RedisTimeout bounds each Redis call of a handler; 0 means
+	// RedisTimeoutDefault.
+	RedisTimeout time.Duration
+	// ShutdownTimeout bounds the drain in Run; 0 means
+	// ShutdownTimeoutDefault.
+	ShutdownTimeout time.Duration
+	// Logger receives the request log and errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Redis == nil:
+		return errors.New("server: Config.Redis is required")
+	case c.RedisConnOpt == nil:
+		return errors.New("server: Config.RedisConnOpt is required")
+	case c.Registry == nil:
+		return errors.New("server: Config.Registry is required")
+	case c.Retention < 0, c.MaxBody < 0, c.MaxWait < 0, c.Heartbeat < 0, c.RedisTimeout < 0, c.ShutdownTimeout < 0:
+		return errors.New("server: Config durations and sizes must not be negative")
+	}
+	if c.Retention == 0 {
+		c.Retention = tasks.RetentionDefault
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = MaxBodyDefault
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = MaxWaitDefault
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = HeartbeatDefault
+	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = RedisTimeoutDefault
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server is the HTTP API. It is safe for concurrent use.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	echo      *echo.Echo
+	store     *tasks.Store
+	hub       *hub
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	monitor   *asynqmon.HTTPHandler
+	health    healthCache
+
+	// stopping is closed when the server shuts down: streams and long polls
+	// end at once so that the drain does not wait for them.
+	stopping  chan struct{}
+	stopOnce  sync.Once
+	bg        sync.WaitGroup // background work (task deletes) that Close waits for
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Server for cfg, subscribed to job events. Close releases it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     tasks.NewStore(cfg.Redis),
+		client:    asynq.NewClient(cfg.RedisConnOpt),
+		inspector: asynq.NewInspector(cfg.RedisConnOpt),
+		stopping:  make(chan struct{}),
+	}
+	mon, err := newMonitor(cfg.RedisConnOpt)
+	if err != nil {
+		s.client.Close()
+		s.inspector.Close()
+		return nil, err
+	}
+	s.monitor = mon
+	s.hub = newHub(cfg.Redis, cfg.Logger, cfg.RedisTimeout)
+	s.echo = echo.New()
+	s.echo.HideBanner, s.echo.HidePort = true, true
+	s.echo.HTTPErrorHandler = s.handleError
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler (the Echo instance).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Run serves HTTP on addr until ctx is done, then ends streams and long
+// polls, drains in-flight requests for at most Config.ShutdownTimeout and
+// returns nil. It returns an error if it cannot listen or serve.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", addr, err)
+	}
+	hs := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("api listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: serve %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	s.stop()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Warn("api drain timed out; closing remaining connections", "err", err)
+		hs.Close()
+	}
+	<-errc
+	return nil
+}
+
+// stop ends streams and long polls.
+func (s *Server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// Close stops the hub's subscription and closes the asynq client, the
+// inspector and the dashboard's connections. It does not close
+// Config.Redis, which the caller owns.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		s.bg.Wait()
+		s.closeErr = errors.Join(s.hub.close(), s.client.Close(), s.inspector.Close(), s.monitor.Close())
+	})
+	return s.closeErr
+}
+
+// redisCtx bounds a handler's Redis calls.
+func (s *Server) redisCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.cfg.RedisTimeout)
+}
+
+// tenantOf returns the tenant of the request: what the auth middleware put
+// in the context, or "" (every job) when there is no auth.
+func tenantOf(c echo.Context) string {
+	t, _ := c.Get("tenant").(string)
+	return t
+}
