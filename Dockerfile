@@ -31,6 +31,7 @@ RUN apk add --no-cache ca-certificates \
 COPY --from=build /out/staged /staged
 USER 10001:10001
 ENV STAGED_ADDR=:8080
-EXPOSE 8080
+# 8080: the API (staged api, dev); 9090: a worker's /metrics (staged worker).
+EXPOSE 8080 9090
 ENTRYPOINT ["/staged"]
 CMD ["api"]

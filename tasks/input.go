@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 )
@@ -41,6 +42,9 @@ func normalizeObject(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return json.RawMessage(`{}`), nil
 	}
+	if !json.Valid(raw) {
+		return nil, &Error{Code: EINVALID, Field: "input", Message: "input is not valid JSON"}
+	}
 	if raw[0] != '{' {
 		return nil, &Error{Code: EINVALID, Field: "input", Message: "input must be a JSON object"}
 	}
@@ -68,7 +72,7 @@ func InputOf[T any](defaults T, check func(*T) error) *InputSpec {
 		if err := dec.Decode(&v); err != nil {
 			return nil, inputDecodeError(err)
 		}
-		if dec.More() {
+		if _, err := dec.Token(); err != io.EOF {
 			return nil, &Error{Code: EINVALID, Field: "input", Message: "input has trailing data after the JSON object"}
 		}
 		if check != nil {

@@ -25,6 +25,7 @@ func (r *run) succeed(result json.RawMessage) error {
 	if err != nil {
 		return r.writeFailed(err)
 	}
+	r.metrics.jobFinished(r.job)
 	r.log.Info("job succeeded")
 	return nil
 }
@@ -34,6 +35,7 @@ func (r *run) finishCanceled() error {
 	if err != nil {
 		return r.writeFailed(err)
 	}
+	r.metrics.jobFinished(r.job)
 	r.log.Info("job canceled")
 	return nil
 }
@@ -60,6 +62,7 @@ func (r *run) fail(k int, err error) error {
 		if werr != nil {
 			return r.writeFailed(werr)
 		}
+		r.metrics.jobFinished(r.job)
 		r.log.Warn("job failed", "stage", stage, "retried", r.retried, "permanent", tasks.IsPermanent(err), "err", msg)
 		return fmt.Errorf("job %s failed%s: %s: %w", r.id, where, msg, asynq.SkipRetry)
 	}
@@ -73,6 +76,7 @@ func (r *run) fail(k int, err error) error {
 	if werr != nil {
 		return r.writeFailed(werr)
 	}
+	r.metrics.retries.Inc()
 	// Give the lease up, so the retry can claim the job at once.
 	r.keeper.shutdown()
 	if err := r.w.retryWrite(r.log, func(ctx context.Context) error { return r.w.store.Release(ctx, r.id, r.token) }); err != nil {
@@ -104,6 +108,7 @@ func (r *run) handBack(k int) error {
 		r.log.Info("job not handed back", "outcome", h.Outcome)
 		return nil
 	}
+	r.w.metrics.handbacks.Inc()
 	r.log.Info("handing the job back for another worker to resume", "stage", r.stages[k].Name, "gen", h.Gen)
 	r.w.handOn(ctx, h, j, r.opts, r.p, r.maxRetry-r.retried, nil, nil, r.log)
 	return nil
@@ -111,6 +116,7 @@ func (r *run) handBack(k int) error {
 
 func (r *run) fenced() error {
 	r.close()
+	r.w.metrics.fenced.Inc()
 	r.log.Warn("fenced, another worker took over: stopping without writing")
 	return nil
 }

@@ -33,8 +33,8 @@ func (p stageProgress) Report(fraction float64, partial any) {
 		case err != nil:
 			bad = tasks.Permanent(fmt.Errorf("stage %s reported a partial result that is not JSON: %v", r.stages[p.k].Name, err))
 		case len(b) > r.w.cfg.MaxPayload:
-			bad = tasks.Permanent(fmt.Errorf("stage %s reported a partial result of %d bytes (as JSON), over the %d-byte limit",
-				r.stages[p.k].Name, len(b), r.w.cfg.MaxPayload))
+			bad = tasks.Permanent(fmt.Errorf("stage %s reported a partial result of %d bytes (as JSON), over the %d-byte limit%s",
+				r.stages[p.k].Name, len(b), r.w.cfg.MaxPayload, payloadHint))
 		}
 	}
 	r.pmu.Lock()

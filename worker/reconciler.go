@@ -111,6 +111,7 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 	}
 
 	j, p := h.Job, w.cfg.Registry.Get(h.Job.Type)
+	w.metrics.takeovers.Inc()
 	n := info.takeovers + 1
 	fields := map[string][]byte{fieldTakeovers: []byte(strconv.Itoa(n))}
 	stage := runningStage(j)
@@ -123,6 +124,9 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 		setRunning(j, tasks.StateFailed, now)
 		log.Error("job failed: taken over too many times", "stage", stage, "takeovers", n)
 		_, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{TTL: tasks.RetentionOr(info.opts.Retention), Fields: fields})
+		if err == nil {
+			w.metrics.forType(j.Type).jobFinished(j)
+		}
 		if err != nil && !errors.Is(err, tasks.ErrFenced) {
 			return err
 		}
@@ -149,6 +153,7 @@ func (w *Worker) handOn(ctx context.Context, h *tasks.Handoff, j *tasks.Job, opt
 			log.Warn("cannot save the canceled job", "err", err)
 			return
 		}
+		w.metrics.forType(j.Type).jobFinished(j)
 		log.Info("job canceled")
 		return
 	}

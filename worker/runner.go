@@ -43,7 +43,14 @@ const (
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	pl, err := tasks.DecodePayload(t.Payload())
 	if err != nil {
-		w.log.Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
+		log := w.log
+		if tid, ok := asynq.GetTaskID(ctx); ok {
+			log = log.With("task_id", tid)
+			if ids := jobIDsIn(tid); len(ids) == 1 {
+				log = log.With("job_id", ids[0])
+			}
+		}
+		log.Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
 		return fmt.Errorf("worker: bad payload in a %q task: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
 	log := w.log.With("job_id", pl.ID)
@@ -73,6 +80,12 @@ type run struct {
 	maxRetry int // asynq's max retry of this task
 	timeout  time.Duration
 	keeper   *leaseKeeper
+	metrics  *typeMetrics // the job type's label children
+
+	// firstStart is set when this run starts the job for the first time
+	// (no earlier attempt started it), at startedAt.
+	firstStart bool
+	startedAt  time.Time
 
 	ctx    context.Context         // the attempt: job timeout, and stop's causes
 	stop   context.CancelCauseFunc // cancels ctx: errCanceled, errFenced, errShutdown, a Permanent error
@@ -100,6 +113,7 @@ type stageDone struct {
 func (w *Worker) newRun(ctx context.Context, pl tasks.Payload, c *tasks.Claim, log *slog.Logger) *run {
 	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1}
 	r.p = w.cfg.Registry.Get(c.Job.Type)
+	r.metrics = w.metrics.forType(c.Job.Type)
 	r.retried, _ = asynq.GetRetryCount(ctx)
 	r.maxRetry, _ = asynq.GetMaxRetry(ctx)
 	r.timeout = jobTimeout(c.Options, r.p)
@@ -147,6 +161,10 @@ func (r *run) execute() error {
 		res, err := r.commit(r.startStage(k, first), 0, r.startFields(first), false)
 		if err != nil {
 			return r.writeFailed(err)
+		}
+		if r.firstStart {
+			r.firstStart = false
+			r.metrics.jobStarted(r.job.CreatedAt, r.startedAt)
 		}
 		if res.CancelRequested {
 			r.stop(errCanceled)
@@ -225,6 +243,7 @@ func (r *run) startStage(k int, first bool) func(*tasks.Job, time.Time) {
 			j.Attempt++
 			if j.StartedAt == nil {
 				j.StartedAt = &now
+				r.firstStart, r.startedAt = true, now
 			}
 			j.Error, j.NextAttemptAt, j.CancelRequested = nil, nil, false
 		}
@@ -260,6 +279,7 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	start := time.Now()
 	go func() {
 		defer func() {
 			if x := recover(); x != nil {
@@ -294,16 +314,24 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 		}
 		return nil, res.err
 	}
+	r.metrics.stage(st.Name).Observe(time.Since(start).Seconds())
 	out, err := tasks.Marshal(res.v)
 	if err != nil {
 		return nil, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %v", st.Name, err))
 	}
 	if len(out) > r.w.cfg.MaxPayload {
-		return nil, tasks.Permanent(fmt.Errorf("stage %s returned %d bytes of output (as JSON), over the %d-byte limit",
-			st.Name, len(out), r.w.cfg.MaxPayload))
+		what := "an output"
+		if k == len(r.stages)-1 {
+			what = "a result"
+		}
+		return nil, tasks.Permanent(fmt.Errorf("stage %s returned %s of %d bytes (as JSON), over the %d-byte limit%s",
+			st.Name, what, len(out), r.w.cfg.MaxPayload, payloadHint))
 	}
 	return out, nil
 }
+
+// payloadHint ends the message of a payload over MaxPayload.
+const payloadHint = "; keep large data elsewhere and pass a reference to it"
 
 func (r *run) jobTimeoutError(k int) error {
 	return fmt.Errorf("job exceeded its %s timeout in stage %s", fmtDuration(r.timeout), r.stages[k].Name)

@@ -165,18 +165,31 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestPermanentErrors covers the errors a retry cannot fix, the payload
+// limits among them: a stage output, a result or a partial result over
+// MaxPayload fails the job at once, and the oversized value is not stored.
 func TestPermanentErrors(t *testing.T) {
 	t.Parallel()
+	const limit = 1024
 	big := strings.Repeat("x", 2000)
+	atLimit := strings.Repeat("y", limit-2) // limit bytes as a JSON string
+	ret := func(v string) tasks.StageFunc {
+		return stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return v, nil })
+	}
 	h := newHarness(t,
-		&tasks.Pipeline{Name: "big-output", Stages: []tasks.Stage{
-			{Name: "s", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return big, nil })},
-		}},
+		&tasks.Pipeline{Name: "big-output", Stages: []tasks.Stage{{Name: "s", Run: ret(big)}, {Name: "t", Run: ret("small")}}},
+		&tasks.Pipeline{Name: "big-result", Stages: []tasks.Stage{{Name: "r", Run: ret("small")}, {Name: "s", Run: ret(big)}}},
 		&tasks.Pipeline{Name: "big-partial", Stages: []tasks.Stage{
 			{Name: "s", Run: stageFunc(func(ctx context.Context, _ string, p tasks.Progress) (any, error) {
 				p.Report(0.5, big)
 				<-ctx.Done()
 				return nil, ctx.Err()
+			})},
+		}},
+		&tasks.Pipeline{Name: "at-limit", Stages: []tasks.Stage{
+			{Name: "s", Run: stageFunc(func(_ context.Context, _ string, p tasks.Progress) (any, error) {
+				p.Report(0.5, atLimit)
+				return atLimit, nil
 			})},
 		}},
 		&tasks.Pipeline{Name: "bad-input", Stages: []tasks.Stage{
@@ -186,20 +199,41 @@ func TestPermanentErrors(t *testing.T) {
 		}},
 	)
 	cfg := h.config()
-	cfg.MaxPayload = 1024
+	cfg.MaxPayload = limit
 	h.start(cfg)
-	tests := []struct{ typ, want string }{
-		{"big-output", "stage s returned 2002 bytes of output (as JSON), over the 1024-byte limit"},
-		{"big-partial", "stage s reported a partial result of 2002 bytes (as JSON), over the 1024-byte limit"},
-		{"bad-input", "samples must be positive"},
+	const hint = "; keep large data elsewhere and pass a reference to it"
+	tests := []struct {
+		typ        string
+		want       string // the error message; "" for success
+		wantStages string
+	}{
+		{"big-output", "stage s returned an output of 2002 bytes (as JSON), over the 1024-byte limit" + hint, "failed,pending"},
+		{"big-result", "stage s returned a result of 2002 bytes (as JSON), over the 1024-byte limit" + hint, "succeeded,failed"},
+		{"big-partial", "stage s reported a partial result of 2002 bytes (as JSON), over the 1024-byte limit" + hint, "failed"},
+		{"at-limit", "", "succeeded"},
+		{"bad-input", "samples must be positive", "failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.typ, func(t *testing.T) {
 			t.Parallel()
 			h := h.with(t)
-			j := h.wait(h.submit(tt.typ, `{}`, tasks.Options{MaxRetries: 3}), tasks.StateFailed, 5*time.Second)
-			if j.Error == nil || j.Error.Message != tt.want || j.Attempt != 1 {
+			id := h.submit(tt.typ, `{}`, tasks.Options{MaxRetries: 3})
+			if tt.want == "" {
+				j := h.wait(id, tasks.StateSucceeded, 5*time.Second)
+				if len(j.Result) != limit || len(j.Partial) != limit {
+					t.Fatalf("result of %d bytes, partial of %d, want %d each", len(j.Result), len(j.Partial), limit)
+				}
+				return
+			}
+			j := h.wait(id, tasks.StateFailed, 5*time.Second)
+			if j.Error == nil || j.Error.Message != tt.want || j.Attempt != 1 || stageStates(j) != tt.wantStages {
 				t.Fatalf("record = %+v, error %+v", j, j.Error)
+			}
+			if strings.Contains(string(j.Result), "xxx") || strings.Contains(string(j.Partial), "xxx") {
+				t.Fatalf("the oversized value was stored: result %.20s, partial %.20s", j.Result, j.Partial)
+			}
+			if n, _ := h.rdb.HExists(context.Background(), tasks.JobKey(id), "out:0").Result(); n && tt.typ == "big-output" {
+				t.Fatalf("the oversized output was checkpointed")
 			}
 		})
 	}

@@ -15,6 +15,9 @@
 //   - the canceler (canceler.go): one pub/sub subscription that stops
 //     running jobs canceled through the API.
 //
+// metrics.go holds the worker's Prometheus collectors (MetricsHandler,
+// Gatherer, ServeMetrics).
+//
 // The protocol they follow is docs/ARCHITECTURE.md.
 package worker
 
@@ -23,11 +26,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/tasks"
@@ -117,7 +122,13 @@ type Config struct {
 	// job result as JSON; 0 means MaxPayloadDefault. A larger one fails the
 	// job at once, without retries.
 	MaxPayload int
-	// Logger is where the worker logs; nil means slog.Default().
+	// Metrics is where the worker registers its Prometheus collectors (see
+	// metrics.go); nil means a private registry, served by MetricsHandler.
+	// Collectors another Worker registered there already are shared.
+	Metrics prometheus.Registerer
+	// Logger is where the worker logs; nil means slog.Default(). Every line
+	// about a job carries its id as the attribute job_id; none carries a
+	// job's input, partial result or result.
 	Logger *slog.Logger
 	// Now is the clock of the job records; nil means time.Now.
 	Now func() time.Time
@@ -199,6 +210,7 @@ type Worker struct {
 	store     *tasks.Store
 	client    *asynq.Client
 	srv       *asynq.Server
+	metrics   *metrics
 
 	runs       *runSet
 	canceler   *canceler
@@ -223,7 +235,11 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet()}
+	m, err := newMetrics(cfg.Metrics, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet(), metrics: m}
 	if w.rdb == nil {
 		c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
 		if !ok {
@@ -369,14 +385,48 @@ func (t *throttle) allow() bool {
 	return false
 }
 
-// asynqLogger sends asynq's log lines to slog.
+// asynqLogger sends asynq's log lines to slog. asynq names the task a
+// line is about in its message ("task id=ID"; a task id is its job's id,
+// with "-gN" for later generations), so the job ids found there become the
+// attribute job_id (job_ids when a line names several).
 type asynqLogger struct{ l *slog.Logger }
 
-func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
-func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Debug(args ...any) { a.log(slog.LevelDebug, args) }
+func (a asynqLogger) Info(args ...any)  { a.log(slog.LevelInfo, args) }
+func (a asynqLogger) Warn(args ...any)  { a.log(slog.LevelWarn, args) }
+func (a asynqLogger) Error(args ...any) { a.log(slog.LevelError, args) }
 
 // Fatal is never called by asynq's server; it logs like Error rather than
 // exiting a process that may be running other jobs.
-func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.log(slog.LevelError, args) }
+
+func (a asynqLogger) log(level slog.Level, args []any) {
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, level) {
+		return
+	}
+	msg := fmt.Sprint(args...)
+	switch ids := jobIDsIn(msg); len(ids) {
+	case 0:
+		a.l.Log(ctx, level, msg)
+	case 1:
+		a.l.Log(ctx, level, msg, "job_id", ids[0])
+	default:
+		a.l.Log(ctx, level, msg, "job_ids", ids)
+	}
+}
+
+// jobIDsIn returns the distinct job ids (UUIDs) in s, in order.
+func jobIDsIn(s string) []string {
+	var ids []string
+	for i := 0; i+36 <= len(s); i++ {
+		if s[i+8] != '-' || s[i+13] != '-' || !tasks.ValidID(s[i:i+36]) {
+			continue
+		}
+		if id := s[i : i+36]; !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+		i += 35
+	}
+	return ids
+}

@@ -163,6 +163,9 @@ func TestShutdownHandsBack(t *testing.T) {
 			if n := hp.runs[2].Load(); n != 0 {
 				t.Fatalf("stage c ran %d times on the stopping worker", n)
 			}
+			if n := metric(t, a.Gatherer(), "staged_handbacks_total"); n != 1 {
+				t.Errorf("staged_handbacks_total = %v, want 1", n)
+			}
 
 			h.start(h.config())
 			j = h.wait(id, tasks.StateSucceeded, 5*time.Second)
@@ -194,12 +197,16 @@ func TestTakeoverFencesOldWorker(t *testing.T) {
 	cut.Store(true)
 	a.srv.Stop() // a takes no new tasks: generation 2 goes to b
 
-	h.start(h.config())
+	b := h.start(h.config())
 	j := h.wait(id, tasks.StateSucceeded, 10*time.Second)
 	if string(j.Result) != `"ab2c"` || !slices.Equal(attempts(j), []int{1, 2, 1}) || j.Attempt != 2 {
 		t.Fatalf("result %s, attempts %v, attempt %d", j.Result, attempts(j), j.Attempt)
 	}
 	writes := len(h.events(id))
+	// Either worker's reconciler may have taken the job over, once.
+	if n := metric(t, a.Gatherer(), "staged_takeovers_total") + metric(t, b.Gatherer(), "staged_takeovers_total"); n != 1 {
+		t.Errorf("staged_takeovers_total = %v in all, want 1", n)
+	}
 
 	// The old owner's stage now finishes; its write is fenced out.
 	close(hp.gate)
@@ -213,6 +220,10 @@ func TestTakeoverFencesOldWorker(t *testing.T) {
 	if n := hp.runs[0].Load(); n != 1 {
 		t.Fatalf("stage a ran %d times, want 1", n)
 	}
+	if n := metric(t, a.Gatherer(), "staged_fenced_total"); n != 1 {
+		t.Errorf("worker a: staged_fenced_total = %v, want 1", n)
+	}
+	waitMetric(t, b.Gatherer(), 1, "staged_jobs_finished_total", "type", "hb", "state", "succeeded")
 }
 
 func TestTakeoverLimit(t *testing.T) {
@@ -241,6 +252,12 @@ func TestTakeoverLimit(t *testing.T) {
 	if n := runs.Load(); n != 3 {
 		t.Fatalf("stage ran %d times, want 3", n)
 	}
+	// Three lapsed leases taken over; the third ends the job failed.
+	g := w.Gatherer()
+	if n := metric(t, g, "staged_takeovers_total"); n != 3 {
+		t.Errorf("staged_takeovers_total = %v, want 3", n)
+	}
+	waitMetric(t, g, 1, "staged_jobs_finished_total", "type", "crash", "state", "failed")
 }
 
 func TestRedisRestart(t *testing.T) {
@@ -300,6 +317,11 @@ func TestConfigFromEnv(t *testing.T) {
 	cfg, err := configFromEnv(func(k string) string { return env[k] })
 	if err != nil || cfg.Concurrency != 7 || cfg.RedisConnOpt.(asynq.RedisClientOpt).Addr != "example:6380" {
 		t.Fatalf("cfg = %+v, %v", cfg, err)
+	}
+	for v, want := range map[string]string{"": MetricsAddrDefault, "off": "", "127.0.0.1:9191": "127.0.0.1:9191"} {
+		if got, set := metricsAddrFromEnv(func(string) string { return v }); got != want || set != (v != "") {
+			t.Errorf("STAGED_METRICS_ADDR=%q: %q, %v; want %q, %v", v, got, set, want, v != "")
+		}
 	}
 	env["STAGED_CONCURRENCY"] = "many"
 	if _, err := configFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "STAGED_CONCURRENCY") {

@@ -1,0 +1,123 @@
+package tasks_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// The fuzz targets of the decoders that take bytes from outside: records
+// read back from Redis, submitted inputs and asynq task payloads. Their
+// seed corpora are in testdata/fuzz/<target>/ and run under plain go test;
+// .ci/run fuzzes each briefly:
+//
+//	go test -run='^$' -fuzz='^FuzzDecodeJob$' -fuzztime=10s ./tasks/
+
+// FuzzDecodeJob: DecodeJob never panics, fails only with an internal
+// "corrupt job record" error, and a record it accepts round-trips through
+// Marshal: encoding it, decoding that and encoding again gives the same
+// bytes.
+func FuzzDecodeJob(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		j, err := tasks.DecodeJob(b)
+		if err != nil {
+			if tasks.ErrorCode(err) != tasks.EINTERNAL || tasks.ErrorMessage(err) != "corrupt job record" {
+				t.Fatalf("DecodeJob error %v, want an internal corrupt-record error", err)
+			}
+			return
+		}
+		out, err := tasks.Marshal(j)
+		if err != nil {
+			t.Fatalf("Marshal of a decoded record: %v", err)
+		}
+		j2, err := tasks.DecodeJob(out)
+		if err != nil {
+			t.Fatalf("DecodeJob of Marshal's output %s: %v", out, err)
+		}
+		out2, err := tasks.Marshal(j2)
+		if err != nil {
+			t.Fatalf("Marshal again: %v", err)
+		}
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("the record does not round-trip:\n first %s\nsecond %s", out, out2)
+		}
+	})
+}
+
+// fuzzInput has one field of each JSON scalar type, as a pipeline's input.
+type fuzzInput struct {
+	Count int     `json:"count" doc:"1..1000"`
+	Rate  float64 `json:"rate" doc:"0..1"`
+	Name  string  `json:"name" doc:"at most 32 bytes of UTF-8"`
+	Deep  bool    `json:"deep"`
+}
+
+func checkFuzzInput(in *fuzzInput) error {
+	switch {
+	case in.Count < 1 || in.Count > 1000:
+		return tasks.FieldError("input.count", "count must be between 1 and 1000, not %d", in.Count)
+	case !(in.Rate >= 0 && in.Rate <= 1): // NaN too
+		return tasks.FieldError("input.rate", "rate must be between 0 and 1, not %v", in.Rate)
+	case len(in.Name) > 32 || !utf8.ValidString(in.Name):
+		return tasks.FieldError("input.name", "name must be at most 32 bytes of UTF-8")
+	}
+	return nil
+}
+
+var fuzzSpec = tasks.InputOf(fuzzInput{Count: 10, Rate: 0.5, Name: "x"}, checkFuzzInput)
+
+// FuzzNormalizeInput: Normalize never panics; it refuses an input only
+// with an invalid or unprocessable error that names a field and says why;
+// what it accepts is a JSON object that decodes into the input type
+// (no unknown field), passes the check, and normalizes to itself.
+func FuzzNormalizeInput(f *testing.F) {
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, err := fuzzSpec.Normalize(raw)
+		if err != nil {
+			var e *tasks.Error
+			if !errors.As(err, &e) || (e.Code != tasks.EINVALID && e.Code != tasks.EUNPROCESSABLE) || e.Field == "" || e.Message == "" {
+				t.Fatalf("Normalize(%q) error %#v, want an invalid or unprocessable *tasks.Error naming a field", raw, err)
+			}
+			return
+		}
+		var v fuzzInput
+		dec := json.NewDecoder(bytes.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("Normalize(%q) = %s, which does not decode: %v", raw, out, err)
+		}
+		if err := checkFuzzInput(&v); err != nil {
+			t.Fatalf("Normalize(%q) = %s, which the check refuses: %v", raw, out, err)
+		}
+		again, err := fuzzSpec.Normalize(out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("Normalize(%q) = %s, but Normalize of that = %s, %v", raw, out, again, err)
+		}
+	})
+}
+
+// FuzzDecodePayload: DecodePayload never panics, accepts only a valid job
+// id, and an accepted payload round-trips through JSON.
+func FuzzDecodePayload(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := tasks.DecodePayload(b)
+		if err != nil {
+			return
+		}
+		if !tasks.ValidID(p.ID) {
+			t.Fatalf("DecodePayload(%q) accepted id %q", b, p.ID)
+		}
+		out, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, err := tasks.DecodePayload(out)
+		if err != nil || p2 != p {
+			t.Fatalf("payload %+v does not round-trip: %s → %+v, %v", p, out, p2, err)
+		}
+	})
+}
