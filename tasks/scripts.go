@@ -13,19 +13,20 @@ import "github.com/redis/go-redis/v9"
 // maxlen, id, extra field/value pairs...
 // Returns {event id, cancel flag} or {-1} when fenced.
 var saveScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return {-1} end
+local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff')
+if h[1] ~= ARGV[1] then return {-1} end
 if #ARGV > 7 then
   redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3], unpack(ARGV, 8))
 else
   redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3])
 end
-if ARGV[3] == 'running' then redis.call('HDEL', KEYS[1], 'handoff') end
+if h[3] and ARGV[3] == 'running' then redis.call('HDEL', KEYS[1], 'handoff') end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'rec', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
 redis.call('PUBLISH', 'staged:events', ARGV[7])
-return {eid, redis.call('HGET', KEYS[1], 'cancel') or ''}
+return {eid, h[2] or ''}
 `)
 
 // claimScript lets generation gen of the job's task start running it.

@@ -181,7 +181,22 @@ func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (Save
 	for k, v := range a.Fields {
 		args = append(args, k, v)
 	}
-	res, err := saveScript.Run(ctx, s.rdb, []string{JobKey(j.ID), EventsKey(j.ID), LeaseKey(j.ID)}, args...).Slice()
+	keys := []string{JobKey(j.ID), EventsKey(j.ID), LeaseKey(j.ID)}
+	var cmd *redis.Cmd
+	if j.State.Terminal() {
+		// The lease index entry goes in the same round trip. Should the
+		// save turn out fenced, the new owner's next renewal adds it back.
+		cmd, err = s.evalWith(ctx, saveScript, keys, args, func(p redis.Pipeliner) {
+			p.ZRem(ctx, LeasesKey, j.ID)
+		})
+	} else {
+		cmd = saveScript.Run(ctx, s.rdb, keys, args...)
+		err = cmd.Err()
+	}
+	if err != nil {
+		return SaveResult{}, redisErr("store.Save "+j.ID, err)
+	}
+	res, err := cmd.Slice()
 	if err != nil {
 		return SaveResult{}, redisErr("store.Save "+j.ID, err)
 	}
@@ -190,10 +205,29 @@ func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (Save
 	}
 	eid, _ := res[0].(string)
 	c, _ := res[1].(string)
-	if j.State.Terminal() {
-		s.rdb.ZRem(ctx, LeasesKey, j.ID)
-	}
 	return SaveResult{EventID: eid, CancelRequested: c == "1"}, nil
+}
+
+// evalWith runs script and the commands extra adds in one pipelined round
+// trip, loading the script once if Redis does not have it (after a restart
+// or on a new server).
+func (s *Store) evalWith(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
+	for try := 0; ; try++ {
+		p := s.rdb.Pipeline()
+		cmd := script.EvalSha(ctx, p, keys, args...)
+		extra(p)
+		_, err := p.Exec(ctx)
+		if try == 0 && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			if err := script.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err == nil {
+			err = cmd.Err()
+		}
+		return cmd, err
+	}
 }
 
 // ClaimOutcome says what a claim found.
