@@ -52,6 +52,7 @@ func (s *Server) submitJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.jobSubmitted(j.Type)
 	c.Response().Header().Set(echo.HeaderLocation, j.Links.Self)
 	if wait > 0 {
 		raw, done, err := s.waitFinished(c.Request().Context(), w, j.ID, tenant, wait)
@@ -176,6 +177,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.jobCanceled(res.Job.Type)
 	if res.Idle {
 		s.deleteTask(res.Job, res.Gen)
 	}

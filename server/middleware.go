@@ -15,11 +15,12 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 )
 
-// middleware installs, outermost first: the request id, the request log,
-// panic recovery and the body limit.
+// middleware installs, outermost first: the request id, the request log
+// and metrics, panic recovery and the body limit. (Authentication and the
+// rate limit guard the /v1 group: routes.go.)
 func (s *Server) middleware(e *echo.Echo) {
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestIDGenerator()}))
-	e.Use(s.logRequests)
+	e.Use(s.observe)
 	e.Use(s.recoverPanics)
 	e.Use(s.limitBody)
 }
@@ -36,18 +37,21 @@ func newRequestIDGenerator() func() string {
 	}
 }
 
-// logRequests writes one slog line per request: method, path, status,
-// duration and request id; never headers (Authorization) or bodies.
-// Successful requests log at Debug so that the hot paths (submit, poll) pay
-// next to nothing unless asked; client errors log at Info, server errors
-// at Error.
-func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+// observe counts every request in the metrics (route pattern, method,
+// status, duration) and writes one slog line per request: method, path
+// (never the query), status, duration, request id and tenant (the key's
+// name); never headers (Authorization) or bodies. Successful requests log
+// at Debug so that the hot paths (submit, poll) pay next to nothing unless
+// asked; client errors log at Info, server errors at Error.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		if err := next(c); err != nil {
 			c.Error(err) // commit the problem now, so the status below is the real one
 		}
 		res := c.Response()
+		elapsed := time.Since(start)
+		s.metrics.observe(c.Path(), c.Request().Method, res.Status, elapsed)
 		level := slog.LevelDebug
 		switch {
 		case res.Status >= http.StatusInternalServerError:
@@ -59,12 +63,17 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.log.Enabled(req.Context(), level) {
 			return nil
 		}
-		s.log.LogAttrs(req.Context(), level, "request",
+		attrs := []slog.Attr{
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.Int("status", res.Status),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)))
+			slog.Duration("duration", elapsed),
+			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
+		}
+		if t := tenantOf(c); t != "" {
+			attrs = append(attrs, slog.String("tenant", t)) // the key's name, never its secret
+		}
+		s.log.LogAttrs(req.Context(), level, "request", attrs...)
 		return nil
 	}
 }

@@ -7,6 +7,11 @@ import (
 )
 
 // routes registers every route of the API. It is the only place that does.
+//
+// Open to all: the probes, /metrics, /openapi.json and the job page (a
+// static page; its script calls the API with the key it is given). With
+// keys configured, everything under /v1 needs a key (authenticate) and the
+// dashboard an admin key (requireAdmin). The rate limit applies to /v1.
 func (s *Server) routes() {
 	e := s.echo
 	s.middleware(e)
@@ -14,17 +19,22 @@ func (s *Server) routes() {
 	probe := []string{http.MethodGet, http.MethodHead}
 	e.Match(probe, "/healthz", s.healthz)
 	e.Match(probe, "/readyz", s.readyz)
+	e.GET("/metrics", s.metrics.handler())
+	e.GET("/openapi.json", s.openAPI)
 
+	// Per route, not Group.Use: a group's middleware turns a wrong method
+	// (405) into a 404.
+	api := []echo.MiddlewareFunc{s.authenticate, s.rateLimit}
 	v1 := e.Group("/v1")
-	v1.POST("/jobs", s.submitJob)
-	v1.GET("/jobs/:id", s.getJob)
-	v1.POST("/jobs/:id/cancel", s.cancelJob)
-	v1.GET("/jobs/:id/events", s.streamEvents)
-	v1.GET("/pipelines", s.listPipelines)
+	v1.POST("/jobs", s.submitJob, api...)
+	v1.GET("/jobs/:id", s.getJob, api...)
+	v1.POST("/jobs/:id/cancel", s.cancelJob, api...)
+	v1.GET("/jobs/:id/events", s.streamEvents, api...)
+	v1.GET("/pipelines", s.listPipelines, api...)
 
 	e.GET("/jobs/:id", s.jobPage)
 
-	mon := e.Group("/monitoring", s.requireAdmin)
+	mon := e.Group(monitoringPath, s.requireAdmin)
 	dashboard := echo.WrapHandler(s.monitor)
 	mon.Any("", dashboard)
 	mon.Any("/*", dashboard)

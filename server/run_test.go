@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -80,6 +81,12 @@ func TestNewValidates(t *testing.T) {
 		{"no conn opt", func(c *Config) { c.RedisConnOpt = nil }, "Config.RedisConnOpt is required"},
 		{"no registry", func(c *Config) { c.Registry = nil }, "Config.Registry is required"},
 		{"negative", func(c *Config) { c.MaxWait = -time.Second }, "must not be negative"},
+		{"negative rate limit", func(c *Config) { c.RateLimit = -1 }, "Config.RateLimit"},
+		{"rate limit NaN", func(c *Config) { c.RateLimit = math.NaN() }, "Config.RateLimit"},
+		{"keys", withKeys, ""},
+		{"two keys, one secret", func(c *Config) {
+			c.Keys = []Key{KeyFromSecret("a", "s", false), KeyFromSecret("b", "s", false)}
+		}, `keys "a" and "b" have the same secret`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

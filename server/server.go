@@ -2,8 +2,10 @@
 // (store.Create + tasks.Enqueue), reads them back from Redis in one round
 // trip, long-polls and streams their changes (one Redis subscription per
 // process, fanned out by the hub), cancels them, and serves the job page and
-// the asynqmon dashboard. Routes are registered in routes.go; each resource
-// has its own file.
+// the asynqmon dashboard. API keys and tenants are in auth.go, the
+// Redis-backed rate limit in ratelimit.go, the Prometheus metrics in
+// metrics.go and the OpenAPI description in openapi.json. Routes are
+// registered in routes.go; each resource has its own file.
 package server
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/tasks"
@@ -75,6 +79,24 @@ type Config struct {
 	// ShutdownTimeout bounds the drain in Run; 0 means
 	// ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
+	// Keys are the API keys. Empty means an open API: no key is needed and
+	// every request sees every job. Otherwise every /v1 request needs one
+	// of them as "Authorization: Bearer <secret>", a key's name is the
+	// tenant that owns the jobs it submits, and the dashboard needs a key
+	// with Admin set.
+	Keys []Key
+	// RateLimit is the requests per second allowed to each key (by name)
+	// or, when the API is open, to each client IP, counted in Redis so that
+	// every API process shares it; 0 means no limit.
+	RateLimit float64
+	// MonitoringWrite lets the dashboard change queues and tasks (delete,
+	// archive, run, pause); false means read-only.
+	MonitoringWrite bool
+	// Metrics is where the API registers its Prometheus collectors (the
+	// Go runtime and process collectors included, unless registered
+	// there already) and what GET /metrics serves; nil means a private
+	// registry.
+	Metrics *prometheus.Registry
 	// Logger receives the request log and errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -89,6 +111,8 @@ func (c *Config) validate() error {
 		return errors.New("server: Config.Registry is required")
 	case c.Retention < 0, c.MaxBody < 0, c.MaxWait < 0, c.Heartbeat < 0, c.RedisTimeout < 0, c.ShutdownTimeout < 0:
 		return errors.New("server: Config durations and sizes must not be negative")
+	case !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0):
+		return errors.New("server: Config.RateLimit must be a number of requests per second ≥ 0")
 	}
 	if c.Retention == 0 {
 		c.Retention = tasks.RetentionDefault
@@ -121,6 +145,9 @@ type Server struct {
 	echo      *echo.Echo
 	store     *tasks.Store
 	hub       *hub
+	keys      *keyring
+	limiter   *rateLimiter // nil when there is no rate limit
+	metrics   *apiMetrics
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	monitor   *asynqmon.HTTPHandler
@@ -140,15 +167,26 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	keys, err := newKeyring(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		store:     tasks.NewStore(cfg.Redis),
+		keys:      keys,
+		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
 		client:    asynq.NewClient(cfg.RedisConnOpt),
 		inspector: asynq.NewInspector(cfg.RedisConnOpt),
 		stopping:  make(chan struct{}),
 	}
-	mon, err := newMonitor(cfg.RedisConnOpt)
+	if s.metrics, err = newMetrics(cfg.Metrics, s.inspector, cfg.Registry); err != nil {
+		s.client.Close()
+		s.inspector.Close()
+		return nil, err
+	}
+	mon, err := newMonitor(cfg.RedisConnOpt, cfg.MonitoringWrite)
 	if err != nil {
 		s.client.Close()
 		s.inspector.Close()
@@ -159,7 +197,14 @@ func New(cfg Config) (*Server, error) {
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.HTTPErrorHandler = s.handleError
+	// The client's IP (for the open API's rate limit) is the peer's
+	// address, never a header a client could set (behind a proxy, every
+	// client shares the proxy's; with keys the limit is per key anyway).
+	s.echo.IPExtractor = echo.ExtractIPDirect()
 	s.routes()
+	for _, r := range s.echo.Routes() {
+		s.metrics.route(r.Path)
+	}
 	return s, nil
 }
 

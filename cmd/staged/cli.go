@@ -135,6 +135,9 @@ func runSubmit(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stdout, j.ID)
 		return exitOK
 	}
+	// stdout gets the progress and the result; the id goes to stderr, so
+	// that the job can be found (status, cancel) while this waits.
+	fmt.Fprintf(stderr, "job %s submitted; its page: %s/jobs/%s\n", j.ID, c.BaseURL(), j.ID)
 	return follow(ctx, c, j, *asJSON, stdout, stderr)
 }
 

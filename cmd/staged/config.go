@@ -13,6 +13,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/server"
+	"github.com/staged-dev/staged/worker"
 )
 
 // Configuration defaults.
@@ -52,8 +55,15 @@ type Config struct {
 	// is a tenant. Empty means no authentication.
 	APIKeys   []APIKey
 	AdminKeys []APIKey
+	// KeysFile is the API keys file (STAGED_API_KEYS_FILE) and FileKeys
+	// the keys it holds, by digest; api and dev read it (keys.go).
+	KeysFile string
+	FileKeys []server.Key
 	// RateLimit is requests per second per key; 0 is off.
 	RateLimit float64
+	// MonitoringWrite lets the dashboard change queues and tasks; it is
+	// read-only otherwise.
+	MonitoringWrite bool
 	// LogFormat is "json" or "text".
 	LogFormat string
 }
@@ -93,6 +103,8 @@ var (
 	setAPIKeys     = setting{"", "STAGED_API_KEYS"}
 	setAdminKeys   = setting{"", "STAGED_ADMIN_KEYS"}
 	setRateLimit   = setting{"rate-limit", "STAGED_RATE_LIMIT"}
+	setAPIKeysFile = setting{"api-keys-file", "STAGED_API_KEYS_FILE"}
+	setMonWrite    = setting{"monitoring-write", "STAGED_MONITORING_WRITE"}
 	setLogFormat   = setting{"log-format", "STAGED_LOG_FORMAT"}
 )
 
@@ -123,11 +135,29 @@ func (s *source) get(st setting) (val, from string, ok bool) {
 }
 
 // addFlags defines the flags of settings on fs, as strings whose blank
-// default means "from the environment".
+// default means "from the environment" (booleans as boolean flags).
 func addFlags(fs *flag.FlagSet, help map[setting]string, sts ...setting) {
 	for _, st := range sts {
+		if boolSettings[st] {
+			fs.Bool(st.flag, false, help[st]+" (env "+st.env+")")
+			continue
+		}
 		fs.String(st.flag, "", help[st]+" (env "+st.env+")")
 	}
+}
+
+// boolSettings are the settings whose flag is a boolean.
+var boolSettings = map[setting]bool{setMonWrite: true}
+
+// parseBool is strconv.ParseBool that also takes yes/no and on/off.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "yes", "on":
+		return true, nil
+	case "no", "off":
+		return false, nil
+	}
+	return strconv.ParseBool(v)
 }
 
 var flagHelp = map[setting]string{
@@ -137,6 +167,8 @@ var flagHelp = map[setting]string{
 	setConcurrency: "jobs a worker runs at once (default: the worker's)",
 	setRetention:   "how long a finished job stays readable (default 24h)",
 	setRateLimit:   "requests per second per API key, 0 = off (default 100)",
+	setAPIKeysFile: "file of API keys by SHA-256 digest: lines \"name sha256:<hex> [admin]\"",
+	setMonWrite:    "let the dashboard change queues and tasks (default read-only)",
 	setLogFormat:   "log format, json or text",
 }
 
@@ -188,6 +220,13 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 			add(invalid(from, "%q is not a number of requests per second ≥ 0 (0 turns the limit off)", v))
 		}
 		c.RateLimit = f
+	}
+	if v, from, ok := s.get(setMonWrite); ok {
+		b, err := parseBool(v)
+		if err != nil {
+			add(invalid(from, "%q is not a boolean: use 1 or 0 (true/false)", v))
+		}
+		c.MonitoringWrite = b
 	}
 	if v, from, ok := s.get(setLogFormat); ok {
 		if v != "json" && v != "text" {
@@ -346,4 +385,27 @@ func newLogger(format string, w interface{ Write([]byte) (int, error) }) *slog.L
 		return slog.New(slog.NewTextHandler(w, nil))
 	}
 	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// The worker's metrics listener: STAGED_METRICS_ADDR or --metrics-addr, for
+// staged worker (staged dev serves the worker's metrics on the API's
+// /metrics instead).
+var setMetricsAddr = setting{"metrics-addr", "STAGED_METRICS_ADDR"}
+
+func init() {
+	flagHelp[setMetricsAddr] = "where the worker serves Prometheus /metrics; off (or --metrics-addr=) for nowhere (default " +
+		worker.MetricsAddrDefault + ")"
+}
+
+// loadMetricsAddr returns the worker's metrics listen address, "" for
+// none, and whether it was set (rather than the default).
+func loadMetricsAddr(s *source) (addr string, set bool, err error) {
+	v, from, ok := s.get(setMetricsAddr)
+	switch {
+	case !ok:
+		return worker.MetricsAddrDefault, false, nil
+	case v == "" || v == "off":
+		return "", true, nil
+	}
+	return v, true, checkAddr(from, v)
 }

@@ -113,6 +113,8 @@ Settings (environment, overridden by the flags of the same name):
   STAGED_RETENTION     --retention    how long finished jobs stay readable (default 24h)
   STAGED_API_KEYS                     name=secret,... keys the API accepts (each name is a tenant)
   STAGED_ADMIN_KEYS                   name=secret,... keys that may open the dashboard
+  STAGED_API_KEYS_FILE --api-keys-file  keys by digest, lines "name sha256:<hex of SHA-256(secret)> [admin]"
+  STAGED_MONITORING_WRITE --monitoring-write  1 lets the dashboard change queues and tasks (default read-only)
   STAGED_RATE_LIMIT    --rate-limit   requests per second per key (default 100, 0 = off)
   STAGED_LOG_FORMAT    --log-format   json (api, worker) or text (dev)
   STAGED_API_KEY                      the secret the CLI sends

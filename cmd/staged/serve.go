@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/builtin"
@@ -29,10 +31,13 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	fs := newFlagSet(mode, synopsis, stderr)
 	sts := []setting{setRedis, setLogFormat}
 	if mode != "worker" {
-		sts = append(sts, setAddr, setRetention, setRateLimit)
+		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite)
 	}
 	if mode != "api" {
 		sts = append(sts, setConcurrency)
+	}
+	if mode == "worker" {
+		sts = append(sts, setMetricsAddr)
 	}
 	addFlags(fs, flagHelp, sts...)
 	pos, code, done := parseArgs(fs, args, stdout)
@@ -47,12 +52,25 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	if mode == "dev" {
 		logFormat = "text"
 	}
-	cfg, err := loadServe(newSource(fs, getenv), logFormat)
+	src := newSource(fs, getenv)
+	cfg, err := loadServe(src, logFormat)
+	var keys []server.Key
+	if err == nil && mode != "worker" {
+		if err = loadKeysFile(src, cfg); err == nil {
+			keys, err = serverKeys(cfg)
+		}
+	}
+	var metricsAddr string // staged worker's metrics listener; "" for none
+	var metricsSet bool    // given, not the default
+	if err == nil && mode == "worker" {
+		metricsAddr, metricsSet, err = loadMetricsAddr(src)
+	}
 	if err != nil {
 		printErr(stderr, "invalid settings:\n  %v", indentErrs(err))
 		return exitUsage
 	}
 	log := newLogger(cfg.LogFormat, stderr)
+	slog.SetDefault(log) // the standard logger too (asynq's x/metrics logs with it)
 	redis.SetLogger(&redisLogger{l: log.With("component", "go-redis")})
 
 	var embedded *embeddedRedis
@@ -81,20 +99,21 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 		redisShown = "embedded " + redisShown
 	}
 	checkRedis(ctx, rdb, log, redisShown)
-	if len(cfg.APIKeys) > 0 || len(cfg.AdminKeys) > 0 {
-		// The keys are parsed and validated; the server does not enforce
-		// them yet, and must not look as if it did.
-		log.Warn("STAGED_API_KEYS/STAGED_ADMIN_KEYS are set but this build does not enforce API keys yet: the API is open",
-			"api_keys", len(cfg.APIKeys), "admin_keys", len(cfg.AdminKeys))
+	if mode != "worker" {
+		warnKeys(log, stderr, keys, cfg)
 	}
 
 	reg := &tasks.Registry{}
 	builtin.Register(reg)
 
+	// One Prometheus registry for the process: in dev the API's /metrics
+	// serves the worker's metrics too.
+	promReg := prometheus.NewRegistry()
 	var parts []func(context.Context) error
 	if mode != "worker" {
 		srv, err := server.New(server.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
+			Keys: keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
 		})
 		if err != nil {
 			printErr(stderr, "%v", err)
@@ -106,17 +125,34 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	if mode != "api" {
 		w, err := worker.New(worker.Config{
 			RedisConnOpt: connOpt, Redis: rdb, Registry: reg, Concurrency: cfg.Concurrency, Logger: log,
+			Metrics: promReg,
 		})
 		if err != nil {
 			printErr(stderr, "%v", err)
 			return exitFailed
 		}
 		parts = append(parts, w.Run)
+		if metricsAddr != "" { // staged worker: its own listener, with the Go runtime's metrics
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			// A taken default port (another worker on this machine) is
+			// not worth refusing to run jobs for; a chosen address is.
+			switch ln, err := net.Listen("tcp", metricsAddr); {
+			case err == nil:
+				parts = append(parts, func(ctx context.Context) error { return w.ServeMetrics(ctx, ln) })
+			case metricsSet:
+				printErr(stderr, "cannot serve the worker's metrics on %s (STAGED_METRICS_ADDR, --metrics-addr; off for none): %v",
+					metricsAddr, err)
+				return exitFailed
+			default:
+				log.Warn("cannot serve the worker's metrics on the default address; running without them: "+
+					"give each worker on this machine its own STAGED_METRICS_ADDR, or off", "addr", metricsAddr, "err", err)
+			}
+		}
 	}
 	log.Info("staged starting", "mode", mode, "version", buildVersion(), "redis", redisShown,
 		"pipelines", reg.Names())
 	if mode == "dev" {
-		devURLs(stderr, cfg.Addr)
+		devURLs(stderr, cfg.Addr, len(keys) > 0)
 	}
 	if err := runAll(ctx, parts...); err != nil {
 		log.Error("staged stopped", "err", err)
@@ -124,6 +160,40 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	}
 	log.Info("staged stopped", "mode", mode)
 	return exitOK
+}
+
+// warnKeys says how the API is protected: loudly when it is open (no
+// keys: with text logs also a box, which would break a JSON log stream),
+// and when the dashboard can change things. It never shows a secret.
+func warnKeys(log *slog.Logger, stderr io.Writer, keys []server.Key, cfg *Config) {
+	admins := 0
+	for _, k := range keys {
+		if k.Admin {
+			admins++
+		}
+	}
+	switch {
+	case len(keys) == 0:
+		if cfg.LogFormat == "text" {
+			fmt.Fprint(stderr, `
+  ***************************************************************************
+  *  NO API KEYS: the API and the dashboard are OPEN to anyone who can
+  *  reach this address, and every client sees every job.
+  *  Set STAGED_API_KEYS (name=secret,...) or STAGED_API_KEYS_FILE, and
+  *  STAGED_ADMIN_KEYS for the dashboard, before exposing it.
+  ***************************************************************************
+`)
+		}
+		log.Warn("no API keys configured: the API is open, every client sees every job")
+	case admins == 0:
+		log.Info("API keys required", "keys", len(keys))
+		log.Warn("no admin key configured: nobody can open the dashboard (set STAGED_ADMIN_KEYS or mark a key admin in the keys file)")
+	default:
+		log.Info("API keys required", "keys", len(keys), "admin_keys", admins)
+	}
+	if cfg.MonitoringWrite {
+		log.Warn("the dashboard can change queues and tasks (STAGED_MONITORING_WRITE)")
+	}
 }
 
 // runAll runs the parts until ctx is done. When one fails the others are
@@ -215,17 +285,23 @@ func indentErrs(err error) string {
 	return s
 }
 
-// devURLs prints where to find things in dev mode.
-func devURLs(w io.Writer, addr string) {
+// devURLs prints where to find things in dev mode; with keys, the
+// examples send one from $STAGED_API_KEY.
+func devURLs(w io.Writer, addr string, keyed bool) {
 	base := "http://" + localHost(addr)
+	auth, dash := "", ""
+	if keyed {
+		auth = ` -H "Authorization: Bearer $STAGED_API_KEY"`
+		dash = " (an admin key as the password)"
+	}
 	fmt.Fprintf(w, `
   staged dev is starting
     API        %[1]s/v1/pipelines
-    dashboard  %[1]s/monitoring/
-    try:       curl -s -X POST %[1]s/v1/jobs -H 'Content-Type: application/json' -d '{"type":"chain","input":{"data":"x"}}'
+    dashboard  %[1]s/monitoring/%[4]s
+    try:       curl -s -X POST %[1]s/v1/jobs%[3]s -H 'Content-Type: application/json' -d '{"type":"chain","input":{"data":"x"}}'
                staged submit sleep --wait%[2]s
 
-`, base, serverHint(base))
+`, base, serverHint(base), auth, dash)
 }
 
 // localHost turns a listen address into one to browse to: ":8080" and

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 // Server is a Redis for one test.
 type Server struct {
 	Addr string
+	// Password is the password the server requires ("" for none).
+	Password string
 	// Embedded is true when this is miniredis rather than redis-server.
 	Embedded bool
 	// Mini is the embedded server, when Embedded.
@@ -44,6 +47,9 @@ type Options struct {
 	// AOF turns on appendonly with appendfsync always, so a restart keeps
 	// everything written before it.
 	AOF bool
+	// Password makes the server require AUTH with it (requirepass). It
+	// is ignored for STAGED_TEST_REDIS_URL, which has its own.
+	Password string
 }
 
 var logOnce sync.Once
@@ -61,7 +67,7 @@ func Start(tb testing.TB, opts ...Options) *Server {
 			tb.Fatalf("STAGED_TEST_REDIS_URL: %v", err)
 		}
 		logOnce.Do(func() { fmt.Fprintf(os.Stderr, "redistest: using STAGED_TEST_REDIS_URL %s\n", ro.Addr) })
-		return &Server{Addr: ro.Addr, tb: tb}
+		return &Server{Addr: ro.Addr, Password: ro.Password, tb: tb}
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -72,14 +78,20 @@ func Start(tb testing.TB, opts ...Options) *Server {
 			fmt.Fprintln(os.Stderr, "redistest: no redis-server installed; falling back to embedded miniredis")
 		})
 		m := miniredis.RunT(tb)
-		return &Server{Addr: m.Addr(), Embedded: true, Mini: m, tb: tb}
+		if o.Password != "" {
+			m.RequireAuth(o.Password)
+		}
+		return &Server{Addr: m.Addr(), Password: o.Password, Embedded: true, Mini: m, tb: tb}
 	}
 	logOnce.Do(func() { fmt.Fprintf(os.Stderr, "redistest: using a private %s per test\n", bin) })
-	s := &Server{tb: tb, dir: tb.TempDir()}
+	s := &Server{tb: tb, dir: tb.TempDir(), Password: o.Password}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(FreePort(tb))
 	_, port, _ := net.SplitHostPort(s.Addr)
 	s.args = []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir, "--save", "",
 		"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"), "--maxmemory-policy", "noeviction"}
+	if o.Password != "" {
+		s.args = append(s.args, "--requirepass", o.Password)
+	}
 	if o.AOF {
 		s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
@@ -106,7 +118,7 @@ func (s *Server) start(bin string) {
 }
 
 func (s *Server) waitReady(limit time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(limit)
 	for {
@@ -118,12 +130,18 @@ func (s *Server) waitReady(limit time.Duration) error {
 	}
 }
 
-// URL is the redis:// URL of the server.
-func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
+// URL is the redis:// URL of the server, with its password if it has one.
+func (s *Server) URL() string {
+	if s.Password != "" {
+		u := url.URL{Scheme: "redis", User: url.UserPassword("", s.Password), Host: s.Addr, Path: "/0"}
+		return u.String()
+	}
+	return "redis://" + s.Addr + "/0"
+}
 
 // Client returns a go-redis client on the server, closed at cleanup.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
 	s.tb.Cleanup(func() { c.Close() })
 	return c
 }

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// submitters is how many goroutines pre-submit jobs, as in the peers.
+const submitters = 50
+
+// sleepJob returns what the API would make of {"type": "sleep", "input":
+// {"stages": stages, "ms": 0}}: the normalised input, the stage list and
+// the options with the defaults resolved, on the bench queue.
+func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, tasks.Options, error) {
+	p := e.reg.Get("sleep")
+	if p == nil {
+		return nil, nil, tasks.Options{}, fmt.Errorf("no sleep pipeline registered")
+	}
+	input, err := p.Input.Normalize(json.RawMessage(fmt.Sprintf(`{"stages":%d,"ms":0}`, stages)))
+	if err != nil {
+		return nil, nil, tasks.Options{}, err
+	}
+	st, err := p.StagesFor(input)
+	if err != nil {
+		return nil, nil, tasks.Options{}, err
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = tasks.DefaultJobTimeout
+	}
+	return input, st, tasks.Options{Retention: retention, Timeout: timeout, MaxRetries: p.MaxRetries, Queue: benchQueue}, nil
+}
+
+// presubmit creates n sleep jobs the way the API's submit does
+// (Store.Create, then tasks.Enqueue of generation 1), from 50 goroutines,
+// and returns their ids.
+func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Duration, error) {
+	input, st, opts, err := e.sleepJob(stages)
+	if err != nil {
+		return nil, 0, err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: submitters + 4})
+	defer rdb.Close()
+	store := tasks.NewStore(rdb)
+	ids := make([]string, n)
+	next := make(chan int)
+	errc := make(chan error, submitters)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range submitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				j := tasks.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
+				if _, err := store.Create(ctx, j, "", input, opts); err != nil {
+					errc <- err
+					return
+				}
+				if err := tasks.Enqueue(ctx, e.client, j, 1, opts.MaxRetries, opts.Timeout, opts.Retention); err != nil {
+					errc <- err
+					return
+				}
+				ids[i] = j.ID
+			}
+		}()
+	}
+	var ferr error
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case ferr = <-errc:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	took := time.Since(t0)
+	select {
+	case ferr = <-errc:
+	default:
+	}
+	if ferr != nil {
+		return nil, 0, fmt.Errorf("pre-submitting: %w", ferr)
+	}
+	return ids, took, nil
+}
+
+// drain pre-submits N jobs, then starts a worker and times it until all
+// are finished; it counts the Redis commands of the drain.
+func drain(ctx context.Context, e *env) (*result, error) {
+	n := e.o.n
+	m0, err := readMeter(ctx, e.ctl)
+	if err != nil {
+		return nil, err
+	}
+	ids, took, err := e.presubmit(ctx, n, e.o.stages)
+	if err != nil {
+		return nil, err
+	}
+	base, err := e.processed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m1, err := readMeter(ctx, e.ctl)
+	if err != nil {
+		return nil, err
+	}
+	stopProf, err := profile(e.o.profileDir, "drain-worker.pprof")
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	w, err := e.startWorker(e.o.concurr)
+	if err != nil {
+		stopProf()
+		return nil, err
+	}
+	polls, werr := e.waitProcessed(ctx, base+int64(n), max(2*time.Minute, time.Duration(n)*5*time.Millisecond))
+	elapsed := time.Since(t0)
+	m2, err := readMeter(ctx, e.ctl)
+	stopProf()
+	if serr := w.stop(); serr != nil {
+		e.logf("worker stop: %v", serr)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("%w (%s)", werr, e.diagnose(ctx, ids))
+	}
+	if err != nil {
+		return nil, err
+	}
+	sub, dr := m1.since(m0), m2.since(m1)
+	sub.cmds["get"]-- // the read of the processed count
+	dr.cmds["get"] -= polls
+	states, err := e.countStates(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+
+	per := float64(n)
+	r := newResult("drain")
+	r.set("jobs_per_s", per/elapsed.Seconds())
+	r.set("n", n)
+	r.set("stages", e.o.stages)
+	r.set("concurrency", e.o.concurr)
+	r.set("seconds", elapsed.Seconds())
+	r.set("redis_cmds_per_job", float64(dr.cmds.total())/per)
+	r.set("evalsha_per_job", float64(dr.cmds["evalsha"]+dr.cmds["eval"])/per)
+	r.set("redis_cpu_us_per_job", dr.redisCPU*1e6/per)
+	r.set("worker_cpu_us_per_job", dr.procCPU*1e6/per)
+	r.set("top_cmds_per_job", dr.cmds.top(10, per))
+	r.set("submit_per_s", per/took.Seconds())
+	r.set("submit_redis_cmds_per_job", float64(sub.cmds.total())/per)
+	r.set("submit_redis_cpu_us_per_job", sub.redisCPU*1e6/per)
+	r.set("submit_client_cpu_us_per_job", sub.procCPU*1e6/per)
+	// What Redis keeps per finished job (record, checkpoints, events,
+	// asynq's completed task) until the retention expires.
+	r.set("redis_bytes_per_job", float64(m2.memory-m0.memory)/per)
+	r.set("succeeded", states[tasks.StateSucceeded])
+	if states[tasks.StateSucceeded] != n {
+		r.set("states", fmt.Sprint(states))
+		return r, fmt.Errorf("drain: only %d of %d jobs succeeded: %v", states[tasks.StateSucceeded], n, states)
+	}
+	return r, nil
+}
+
+// diagnose says where unfinished jobs are: their record states and the
+// bench queue's asynq counts.
+func (e *env) diagnose(ctx context.Context, ids []string) string {
+	states, err := e.countStates(ctx, ids)
+	if err != nil {
+		return err.Error()
+	}
+	q := "asynq:{" + benchQueue + "}:"
+	p := e.ctl.Pipeline()
+	pend := p.LLen(ctx, q+"pending")
+	act := p.LLen(ctx, q+"active")
+	retry := p.ZCard(ctx, q+"retry")
+	arch := p.ZCard(ctx, q+"archived")
+	done := p.ZCard(ctx, q+"completed")
+	p.Exec(ctx)
+	return fmt.Sprintf("records %v; asynq pending %d active %d retry %d archived %d completed %d",
+		states, pend.Val(), act.Val(), retry.Val(), arch.Val(), done.Val())
+}

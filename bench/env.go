@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/builtin"
+	"github.com/staged-dev/staged/server"
+	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/worker"
+)
+
+// benchQueue is the asynq queue of every job the bench submits, so that a
+// shared Redis's own queues are left alone.
+const benchQueue = "bench"
+
+// retention keeps finished bench jobs readable for a while, then Redis
+// forgets them.
+const retention = 10 * time.Minute
+
+// env is what the scenarios share: the Redis, a control client for the
+// bench's own reads (never the API's or the worker's), the registry, and
+// the options.
+type env struct {
+	o      *options
+	addr   string
+	ctl    *redis.Client
+	reg    *tasks.Registry
+	log    *slog.Logger
+	logf   func(format string, args ...any)
+	client *asynq.Client // the bench's own, for pre-submitting drain jobs
+}
+
+func newEnv(ctx context.Context, o *options, addr string, log *slog.Logger, logf func(string, ...any)) (*env, error) {
+	e := &env{o: o, addr: addr, log: log, logf: logf, reg: tasks.NewRegistry()}
+	builtin.Register(e.reg)
+	e.ctl = redis.NewClient(&redis.Options{Addr: addr})
+	if err := e.ctl.Ping(ctx).Err(); err != nil {
+		e.ctl.Close()
+		return nil, fmt.Errorf("redis %s: %w", addr, err)
+	}
+	e.client = asynq.NewClientFromRedisClient(redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64}))
+	return e, nil
+}
+
+func (e *env) close() {
+	e.client.Close()
+	e.ctl.Close()
+}
+
+// reset gives a scenario a clean Redis: FLUSHALL when allowed, else the
+// bench queue is deleted.
+func (e *env) reset(ctx context.Context) error {
+	if e.o.flush {
+		return e.ctl.FlushAll(ctx).Err()
+	}
+	ins := asynq.NewInspectorFromRedisClient(e.ctl)
+	err := ins.DeleteQueue(benchQueue, true)
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return fmt.Errorf("deleting queue %s: %w", benchQueue, err)
+	}
+	return nil
+}
+
+// productClient returns a go-redis client as staged's commands make one:
+// go-redis defaults, unless -pool.
+func (e *env) productClient() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: e.o.pool})
+}
+
+func (e *env) connOpt() asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: e.addr, PoolSize: e.o.pool}
+}
+
+// api is an API server running in this process on a real listener.
+type api struct {
+	url  string
+	srv  *server.Server
+	rdb  *redis.Client
+	stop func() error
+}
+
+// startAPI starts the API on a free port of 127.0.0.1, its logger at warn
+// level, and waits until /healthz answers.
+func (e *env) startAPI(ctx context.Context) (*api, error) {
+	rdb := e.productClient()
+	srv, err := server.New(server.Config{Redis: rdb, RedisConnOpt: e.connOpt(), Registry: e.reg,
+		Retention: retention, Logger: e.log})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx, addr) }()
+	a := &api{url: "http://" + addr, srv: srv, rdb: rdb}
+	a.stop = func() error {
+		cancel()
+		err := <-done
+		return errors.Join(err, srv.Close(), rdb.Close())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(a.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a, nil
+			}
+		}
+		select {
+		case err := <-done:
+			a.stop = func() error { return errors.Join(srv.Close(), rdb.Close()) }
+			a.stop()
+			return nil, fmt.Errorf("api did not start: %v", err)
+		case <-ctx.Done():
+			a.stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.stop()
+			return nil, errors.New("api did not answer /healthz within 10s")
+		}
+	}
+}
+
+// runningWorker is a worker running in this process.
+type runningWorker struct {
+	stop func() error
+}
+
+// startWorker starts a worker on the bench queue with staged's defaults,
+// except concurrency when it is not 0. With -autopipeline the worker's
+// store client is go-redis's (experimental) AutoPipeliner, which batches
+// the commands of concurrent jobs into shared round trips ("store"), and
+// with "all" asynq's server uses it too.
+func (e *env) startWorker(concurrency int) (*runningWorker, error) {
+	rdb := e.productClient()
+	cfg := worker.Config{RedisConnOpt: e.connOpt(), Redis: rdb, Registry: e.reg,
+		Concurrency: concurrency, Queues: map[string]int{benchQueue: 1}, Logger: e.log,
+		TaskCheckInterval: e.o.taskCheck}
+	if e.o.autopipeline != "" {
+		ap, err := rdb.AutoPipeline()
+		if err != nil {
+			rdb.Close()
+			return nil, err
+		}
+		cfg.Redis = ap
+		if e.o.autopipeline == "all" {
+			cfg.RedisConnOpt = nil
+		}
+	}
+	w, err := worker.New(cfg)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return &runningWorker{stop: func() error {
+		cancel()
+		err := <-done
+		return errors.Join(err, rdb.Close())
+	}}, nil
+}
+
+// processed returns asynq's count of tasks of the bench queue that have
+// finished (successfully or not): one GET. The worker acks a task only
+// after the job's terminal record is written.
+func (e *env) processed(ctx context.Context) (int64, error) {
+	n, err := e.ctl.Get(ctx, "asynq:{"+benchQueue+"}:processed").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// waitProcessed polls processed every few milliseconds until it reaches
+// target, and returns how many GETs it sent (to subtract from command
+// counts).
+func (e *env) waitProcessed(ctx context.Context, target int64, limit time.Duration) (polls int64, err error) {
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := e.processed(ctx)
+		polls++
+		if err != nil {
+			return polls, err
+		}
+		if n >= target {
+			return polls, nil
+		}
+		if time.Now().After(deadline) {
+			return polls, fmt.Errorf("only %d of %d jobs finished within %s", n, target, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return polls, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// countStates reads the state of each job with pipelined HGETs, after the
+// measurement, and counts them.
+func (e *env) countStates(ctx context.Context, ids []string) (map[tasks.State]int, error) {
+	counts := map[tasks.State]int{}
+	for i := 0; i < len(ids); i += 1000 {
+		chunk := ids[i:min(i+1000, len(ids))]
+		cmds, err := e.ctl.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range chunk {
+				p.HGet(ctx, tasks.JobKey(id), "state")
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for _, c := range cmds {
+			counts[tasks.State(c.(*redis.StringCmd).Val())]++
+		}
+	}
+	return counts, nil
+}

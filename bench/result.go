@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"time"
+)
+
+// result is one scenario's figures, in the order they were set; it
+// marshals as one JSON object starting with "scenario".
+type result struct {
+	scenario string
+	keys     []string
+	vals     map[string]any
+}
+
+func newResult(scenario string) *result {
+	return &result{scenario: scenario, vals: map[string]any{}}
+}
+
+// set records k = v; floats are rounded to 3 decimals.
+func (r *result) set(k string, v any) {
+	if f, ok := v.(float64); ok {
+		v = round3(f)
+	}
+	if _, ok := r.vals[k]; !ok {
+		r.keys = append(r.keys, k)
+	}
+	r.vals[k] = v
+}
+
+func round3(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return math.Round(f*1000) / 1000
+}
+
+// MarshalJSON writes {"scenario": ..., k: v, ...} in insertion order.
+func (r *result) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"scenario":`)
+	s, _ := json.Marshal(r.scenario)
+	b.Write(s)
+	for _, k := range r.keys {
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(r.vals[k])
+		if err != nil {
+			return nil, err
+		}
+		b.WriteByte(',')
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// printTable writes the result as an aligned two-column table.
+func (r *result) printTable(w io.Writer) {
+	width := 0
+	for _, k := range r.keys {
+		width = max(width, len(k))
+	}
+	fmt.Fprintf(w, "\n%-*s  %s\n", width, "["+r.scenario+"]", "")
+	for _, k := range r.keys {
+		fmt.Fprintf(w, "  %-*s  %v\n", width, k, r.vals[k])
+	}
+}
+
+// ms converts a duration to float milliseconds.
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+// percentiles returns p50, p99 and max of ds (sorted in place), using the
+// same rank as the peers: ds[len*p/100].
+func percentiles(ds []time.Duration) (p50, p99, mx time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[len(ds)*99/100], ds[len(ds)-1]
+}
+
+// profile starts a CPU profile of this process in dir/name when dir is
+// set; the returned func stops it.
+func profile(dir, name string) (stop func() error, err error) {
+	if dir == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
