@@ -3,11 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +121,160 @@ func TestCLI(t *testing.T) {
 		want(t, "status with the API unreachable", 3)
 	s.cli([]string{"STAGED_REDIS_URL=" + s.redis.URL(), "STAGED_CONCURRENCY=lots"}, "worker").
 		want(t, "worker with a bad STAGED_CONCURRENCY", 3, "STAGED_CONCURRENCY")
+}
+
+// cliRun is a CLI command running in the background.
+type cliRun struct {
+	cmd      *exec.Cmd
+	out, err *logBuf
+	done     chan struct{}
+	code     int
+	runErr   error
+	cancel   context.CancelFunc
+}
+
+// cliStart starts `staged args...` against this stack's API without
+// waiting for it; wait collects it.
+func (s *stack) cliStart(extra []string, args ...string) *cliRun {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cliLimit)
+	r := &cliRun{out: &logBuf{}, err: &logBuf{}, done: make(chan struct{}), cancel: cancel}
+	r.cmd = exec.CommandContext(ctx, binary(s.t), args...)
+	r.cmd.Env = append(append(baseEnv(), "STAGED_SERVER="+s.baseURL), extra...)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.err
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		s.t.Fatalf("staged %s: %v", strings.Join(args, " "), err)
+	}
+	go func() {
+		defer close(r.done)
+		err := r.cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			r.code = ee.ExitCode()
+		case err != nil:
+			r.runErr = err
+		}
+	}()
+	s.t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// wait waits for the command to exit (it is killed after cliLimit).
+func (r *cliRun) wait(t *testing.T) cliResult {
+	t.Helper()
+	<-r.done
+	res := cliResult{stdout: r.out.String(), stderr: r.err.String(), code: r.code}
+	if r.runErr != nil || r.code == -1 {
+		t.Fatalf("staged %s: %v (killed after %v?)\nstdout: %s\nstderr: %s",
+			strings.Join(r.cmd.Args[1:], " "), r.runErr, cliLimit, res.stdout, res.stderr)
+	}
+	t.Logf("staged %s → exit %d", strings.Join(r.cmd.Args[1:], " "), r.code)
+	return res
+}
+
+// statusLine is one plain progress line of `submit --wait` and `watch`
+// when stdout is not a terminal: "TIME STATE" or "TIME STATE stage K/N
+// NAME P%" (failed adds ": message").
+var statusLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (queued|running|retrying|canceling|succeeded|failed|canceled)` +
+	`(?: stage (\d+)/(\d+) (\S+) (\d{1,3})%(?:: .+)?)?$`)
+
+// plainLines splits non-TTY follow output into its status lines and what
+// comes after them (the result), checking each status line's format, that
+// consecutive lines differ, and that the output has no terminal control.
+func plainLines(t *testing.T, what, stdout string) (status [][]string, rest string) {
+	t.Helper()
+	if strings.ContainsAny(stdout, "\r\x1b") {
+		t.Errorf("%s: non-TTY output has carriage returns or escape sequences: %q", what, stdout)
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	i := 0
+	for ; i < len(lines); i++ {
+		m := statusLine.FindStringSubmatch(lines[i])
+		if m == nil {
+			break
+		}
+		if i > 0 && strings.TrimPrefix(lines[i], m[1]) == strings.TrimPrefix(lines[i-1], status[i-1][1]) {
+			t.Errorf("%s: line %d repeats the previous one: %q", what, i+1, lines[i])
+		}
+		status = append(status, m)
+	}
+	if len(status) == 0 {
+		t.Fatalf("%s: no status line in the output:\n%s", what, stdout)
+	}
+	return status, strings.Join(lines[i:], "\n")
+}
+
+// TestCLIWait runs `staged submit --wait` to each end with stdout not a
+// terminal: exit 0 with plain status lines then the result, 1 when the
+// job fails (an attempt timeout shorter than the job), 2 when another
+// process cancels the job while the first waits.
+func TestCLIWait(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, false)
+	s.startAPI()
+	s.startWorker()
+
+	// Succeeded: exit 0; one line per change, stage by stage, ending
+	// "succeeded stage 3/3 stage3 100%", then the result as JSON.
+	r := s.cli(nil, "submit", "sleep", "--input", `{"stages":3,"ms":400}`, "--wait")
+	r.want(t, "submit --wait (succeeds)", 0)
+	status, rest := plainLines(t, "submit --wait (succeeds)", r.stdout)
+	t.Logf("submit --wait printed %d status lines; last %q", len(status), status[len(status)-1][0])
+	prevStage, prevPct := 0, -1
+	for _, m := range status {
+		if m[3] == "" {
+			continue
+		}
+		k, _ := strconv.Atoi(m[3])
+		pct, _ := strconv.Atoi(m[6])
+		if m[4] != "3" || m[5] != "stage"+m[3] {
+			t.Errorf("status line %q: want stage K/3 stageK", m[0])
+		}
+		if k < prevStage || k == prevStage && pct < prevPct {
+			t.Errorf("status line %q goes backwards (after stage %d %d%%)", m[0], prevStage, prevPct)
+		}
+		prevStage, prevPct = k, pct
+	}
+	if last := status[len(status)-1]; strings.TrimPrefix(last[0], last[1]+" ") != "succeeded stage 3/3 stage3 100%" {
+		t.Errorf("the last status line is %q, want it to end \"succeeded stage 3/3 stage3 100%%\"", last[0])
+	}
+	if len(status) < 4 {
+		t.Errorf("submit --wait printed %d status lines for a 3-stage job, want one per change:\n%s", len(status), r.stdout)
+	}
+	var res map[string]int
+	if err := json.Unmarshal([]byte(rest), &res); err != nil || res["stage"] != 3 || res["slept_ms"] != 400 {
+		t.Errorf("submit --wait: after the status lines %q, want the result {\"stage\":3,\"slept_ms\":400} (%v)", rest, err)
+	}
+
+	// Failed: a 1s attempt timeout on a 2×3s job, no retries: exit 1, the
+	// last line says failed in stage 1 with the reason, stderr too.
+	r = s.cli(nil, "submit", "sleep", "--input", `{"stages":2,"ms":3000}`, "--timeout", "1s", "--max-retries", "0", "--wait")
+	r.want(t, "submit --wait (times out)", 1, "failed in stage stage1")
+	status, rest = plainLines(t, "submit --wait (times out)", r.stdout)
+	if last := status[len(status)-1]; last[2] != "failed" || last[3] != "1" || !strings.Contains(last[0], "stage 1/2 stage1") {
+		t.Errorf("the last status line is %q, want \"failed stage 1/2 stage1 P%%: …\"", last[0])
+	}
+	if rest != "" {
+		t.Errorf("a failed job printed %q after its status lines, want nothing on stdout", rest)
+	}
+
+	// Canceled by another process while the first waits: exit 2.
+	bg := s.cliStart(nil, "submit", "sleep", "--input", `{"stages":2,"ms":20000}`, "--wait")
+	var id string
+	waitFor(t, 20*time.Second, "submit --wait to name its job and show it running", func() (bool, string) {
+		id = uuidRE.FindString(bg.err.String())
+		return id != "" && strings.Contains(bg.out.String(), "running stage 1/2"), fmt.Sprintf("stdout %q, stderr %q", bg.out.String(), bg.err.String())
+	})
+	s.cli(nil, "cancel", id).want(t, "cancel from another process", 0)
+	r = bg.wait(t)
+	r.want(t, "submit --wait (canceled)", 2, "was canceled")
+	status, rest = plainLines(t, "submit --wait (canceled)", r.stdout)
+	if last := status[len(status)-1]; last[2] != "canceled" || !strings.Contains(last[0], "stage 1/2 stage1") {
+		t.Errorf("the last status line is %q, want \"canceled stage 1/2 stage1 P%%\"", last[0])
+	}
+	if rest != "" {
+		t.Errorf("a canceled job printed %q after its status lines, want nothing on stdout", rest)
+	}
 }
