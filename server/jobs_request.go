@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,10 +126,19 @@ func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (tasks.Options, er
 		o.MaxRetries = *r.MaxRetries
 	}
 	if r.Queue != "" {
-		if !validQueue(r.Queue) {
+		if !ValidQueueName(r.Queue) {
 			return o, invalid("queue", "field queue must be 1 to %d characters of a-z, 0-9, _ and -, not %q", maxQueueName, r.Queue)
 		}
 		o.Queue = r.Queue
+	}
+	// Only a configured queue: no worker takes jobs from another one.
+	if !slices.Contains(s.cfg.Queues, o.Queue) {
+		if r.Queue == "" {
+			return o, tasks.FieldError("queue", "field queue is required: this API has no %q queue; its queues are %s",
+				tasks.DefaultQueue, strings.Join(s.cfg.Queues, ", "))
+		}
+		return o, tasks.FieldError("queue", "unknown queue %q: the configured queues are %s",
+			r.Queue, strings.Join(s.cfg.Queues, ", "))
 	}
 	return o, nil
 }
@@ -150,7 +160,9 @@ func durationField(name, v string, limit time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-func validQueue(q string) bool {
+// ValidQueueName reports whether q can name a queue: 1 to 64 characters of
+// a-z, 0-9, _ and -.
+func ValidQueueName(q string) bool {
 	if len(q) == 0 || len(q) > maxQueueName {
 		return false
 	}

@@ -65,6 +65,7 @@ func TestRejectedRequests(t *testing.T) {
 		{name: "max_retries fractional", body: strings.NewReader(`{"type":"double","max_retries":1.5}`), want: 400, wantDetail: "max_retries must be an integer", wantField: "max_retries"},
 		{name: "queue bad characters", body: strings.NewReader(`{"type":"double","queue":"Big Queue!"}`), want: 400, wantDetail: `queue must be 1 to 64 characters of a-z, 0-9, _ and -, not "Big Queue!"`, wantField: "queue"},
 		{name: "queue too long", body: strings.NewReader(`{"type":"double","queue":"` + strings.Repeat("q", 65) + `"}`), want: 400, wantDetail: "queue must be 1 to 64", wantField: "queue"},
+		{name: "queue not configured", body: strings.NewReader(`{"type":"double","queue":"critical"}`), want: 422, wantDetail: `unknown queue "critical": the configured queues are default`, wantField: "queue"},
 		{name: "idempotency key too long", body: strings.NewReader(`{"type":"double"}`), header: []string{"Idempotency-Key", strings.Repeat("k", 256)}, want: 400, wantDetail: "Idempotency-Key must be at most 255", wantField: "Idempotency-Key"},
 		{name: "body over 1 MiB", body: strings.NewReader(big), want: 413, wantDetail: "larger than the limit of 1048576 bytes"},
 		{name: "body over 1 MiB, chunked", body: chunked{strings.NewReader(big)}, want: 413, wantDetail: "larger than the limit of 1048576 bytes"},
@@ -182,7 +183,7 @@ func TestSubmitShapedByInput(t *testing.T) {
 }
 
 func TestSubmitOptions(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Retention = 5 * time.Minute })
+	e := newEnv(t, func(c *Config) { c.Retention = 5 * time.Minute; c.Queues = []string{"default", "batch_1"} })
 	tests := []struct {
 		name string
 		body string
@@ -208,6 +209,64 @@ func TestSubmitOptions(t *testing.T) {
 			info, err := ins.GetTaskInfo(tt.want.Queue, j.ID)
 			if err != nil || info.MaxRetry != tt.want.MaxRetries || info.Retention != tt.want.Retention {
 				t.Errorf("task = %+v, %v", info, err)
+			}
+		})
+	}
+}
+
+// TestSubmitQueues: a submit may name only a configured queue (422
+// otherwise, listing them, with nothing written to Redis); its task goes to
+// that queue. Without "default" configured, a submit must name a queue.
+func TestSubmitQueues(t *testing.T) {
+	tests := []struct {
+		name       string
+		queues     []string
+		body       string
+		want       int
+		wantQueue  string // on 202
+		wantDetail string // on 422
+	}{
+		{"configured non-default queue", []string{"critical", "default", "low"}, `{"type":"double","queue":"critical"}`, 202, "critical", ""},
+		{"default queue, named", []string{"critical", "default", "low"}, `{"type":"double","queue":"default"}`, 202, "default", ""},
+		{"default queue, not named", []string{"critical", "default", "low"}, `{"type":"double"}`, 202, "default", ""},
+		{"unknown queue", []string{"critical", "default", "low"}, `{"type":"double","queue":"batch"}`, 422, "",
+			`unknown queue "batch": the configured queues are critical, default, low`},
+		{"only critical, named", []string{"critical"}, `{"type":"double","queue":"critical"}`, 202, "critical", ""},
+		{"only critical, none named", []string{"critical"}, `{"type":"double"}`, 422, "",
+			`field queue is required: this API has no "default" queue; its queues are critical`},
+		{"only critical, default named", []string{"critical"}, `{"type":"double","queue":"default"}`, 422, "",
+			`unknown queue "default": the configured queues are critical`},
+		{"zero value is default only", nil, `{"type":"double","queue":"low"}`, 422, "",
+			`unknown queue "low": the configured queues are default`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.Queues = tt.queues })
+			keys, cmds := e.dbsize(), e.commands.n.Load()
+			res, b := e.do("POST", "/v1/jobs", "application/json", strings.NewReader(tt.body))
+			if tt.want != http.StatusAccepted {
+				if p := assertProblem(t, res, b, tt.want, tt.wantDetail); p.Field != "queue" {
+					t.Errorf("field = %q, want queue", p.Field)
+				}
+				if got := e.dbsize(); got != keys {
+					t.Errorf("DBSIZE went from %d to %d: a rejected submit wrote to Redis", keys, got)
+				}
+				if e.commands.n.Load() != cmds {
+					t.Errorf("a rejected submit sent commands to Redis")
+				}
+				return
+			}
+			if res.StatusCode != http.StatusAccepted {
+				t.Fatalf("status %d, want 202: %s", res.StatusCode, b)
+			}
+			j := decodeJob(t, b)
+			if j.Queue != tt.wantQueue {
+				t.Errorf("record queue = %q, want %q", j.Queue, tt.wantQueue)
+			}
+			ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+			defer ins.Close()
+			if info, err := ins.GetTaskInfo(tt.wantQueue, j.ID); err != nil || info.Queue != tt.wantQueue {
+				t.Errorf("task on queue %s: %+v, %v", tt.wantQueue, info, err)
 			}
 		})
 	}

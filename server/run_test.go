@@ -83,6 +83,10 @@ func TestNewValidates(t *testing.T) {
 		{"negative", func(c *Config) { c.MaxWait = -time.Second }, "must not be negative"},
 		{"negative rate limit", func(c *Config) { c.RateLimit = -1 }, "Config.RateLimit"},
 		{"rate limit NaN", func(c *Config) { c.RateLimit = math.NaN() }, "Config.RateLimit"},
+		{"queues", func(c *Config) { c.Queues = []string{"critical", "default"} }, ""},
+		{"bad queue name", func(c *Config) { c.Queues = []string{"default", "Big Queue"} }, `Config.Queues: "Big Queue" is not`},
+		{"empty queue name", func(c *Config) { c.Queues = []string{""} }, `Config.Queues: "" is not`},
+		{"duplicate queue", func(c *Config) { c.Queues = []string{"low", "low"} }, `Config.Queues: "low" appears twice`},
 		{"keys", withKeys, ""},
 		{"two keys, one secret", func(c *Config) {
 			c.Keys = []Key{KeyFromSecret("a", "s", false), KeyFromSecret("b", "s", false)}

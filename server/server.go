@@ -16,6 +16,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,6 +90,14 @@ type Config struct {
 	// or, when the API is open, to each client IP, counted in Redis so that
 	// every API process shares it; 0 means no limit.
 	RateLimit float64
+	// Queues are the asynq queues a submit may name, in the order error
+	// messages list them; nil means just tasks.DefaultQueue. A submit that
+	// names another queue gets 422, so that no job waits on a queue no
+	// worker serves (give the workers the same queues) and asynq's
+	// per-queue metrics stay bounded. A submit that names none goes to
+	// tasks.DefaultQueue, and gets 422 when that is not one of them.
+	// Each name is 1 to 64 characters of a-z, 0-9, _ and - (ValidQueueName).
+	Queues []string
 	// MonitoringWrite lets the dashboard change queues and tasks (delete,
 	// archive, run, pause); false means read-only.
 	MonitoringWrite bool
@@ -114,6 +123,20 @@ func (c *Config) validate() error {
 	case !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0):
 		return errors.New("server: Config.RateLimit must be a number of requests per second ≥ 0")
 	}
+	if len(c.Queues) == 0 {
+		c.Queues = []string{tasks.DefaultQueue}
+	}
+	seen := make(map[string]bool, len(c.Queues))
+	for _, q := range c.Queues {
+		switch {
+		case !ValidQueueName(q):
+			return fmt.Errorf("server: Config.Queues: %q is not 1 to %d characters of a-z, 0-9, _ and -", q, maxQueueName)
+		case seen[q]:
+			return fmt.Errorf("server: Config.Queues: %q appears twice", q)
+		}
+		seen[q] = true
+	}
+	c.Queues = slices.Clone(c.Queues) // the caller's slice may change
 	if c.Retention == 0 {
 		c.Retention = tasks.RetentionDefault
 	}

@@ -51,6 +51,10 @@ type Config struct {
 	Concurrency int
 	// Retention is how long a finished job stays readable.
 	Retention time.Duration
+	// Queues are the asynq queues (STAGED_QUEUES): the ones a submit may
+	// name, and the ones a worker serves with their weights; never empty
+	// (default: default=1).
+	Queues []Queue
 	// APIKeys and AdminKeys are the keys the API accepts; each key's name
 	// is a tenant. Empty means no authentication.
 	APIKeys   []APIKey
@@ -176,7 +180,8 @@ var flagHelp = map[setting]string{
 // worker alike, so a bad value fails at start whichever process reads it.
 // logFormat is the default log format of the subcommand.
 func loadServe(s *source, logFormat string) (*Config, error) {
-	c := &Config{Addr: AddrDefault, Retention: RetentionDefault, RateLimit: RateLimitDefault, LogFormat: logFormat}
+	c := &Config{Addr: AddrDefault, Retention: RetentionDefault, RateLimit: RateLimitDefault, LogFormat: logFormat,
+		Queues: defaultQueues()}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -206,6 +211,13 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 		c.Retention = d
 	}
 	var err error
+	if v, from, ok := s.get(setQueues); ok {
+		if qs, err := parseQueues(from, v); err != nil {
+			add(err)
+		} else {
+			c.Queues = qs
+		}
+	}
 	if v, from, ok := s.get(setAPIKeys); ok {
 		c.APIKeys, err = parseKeys(from, v)
 		add(err)

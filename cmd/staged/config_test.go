@@ -14,7 +14,7 @@ func loadServeT(t *testing.T, envm map[string]string, args ...string) (*Config, 
 	t.Helper()
 	var buf bytes.Buffer
 	fs := newFlagSet("api", "", &buf)
-	addFlags(fs, flagHelp, setRedis, setLogFormat, setAddr, setRetention, setRateLimit, setConcurrency)
+	addFlags(fs, flagHelp, setRedis, setLogFormat, setAddr, setRetention, setRateLimit, setConcurrency, setQueues)
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse: %v %s", err, buf.String())
 	}

@@ -29,7 +29,7 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 		"worker": "[flags]   a worker",
 	}[mode]
 	fs := newFlagSet(mode, synopsis, stderr)
-	sts := []setting{setRedis, setLogFormat}
+	sts := []setting{setRedis, setLogFormat, setQueues}
 	if mode != "worker" {
 		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite)
 	}
@@ -101,6 +101,10 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	checkRedis(ctx, rdb, log, redisShown)
 	if mode != "worker" {
 		warnKeys(log, stderr, keys, cfg)
+		if !hasDefaultQueue(cfg.Queues) {
+			log.Warn("STAGED_QUEUES has no \"default\" queue: a submit that names no queue is refused (422)",
+				"queues", queueNames(cfg.Queues))
+		}
 	}
 
 	reg := &tasks.Registry{}
@@ -114,6 +118,7 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 		srv, err := server.New(server.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 			Keys: keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
+			Queues: queueNames(cfg.Queues),
 		})
 		if err != nil {
 			printErr(stderr, "%v", err)
@@ -125,7 +130,7 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 	if mode != "api" {
 		w, err := worker.New(worker.Config{
 			RedisConnOpt: connOpt, Redis: rdb, Registry: reg, Concurrency: cfg.Concurrency, Logger: log,
-			Metrics: promReg,
+			Metrics: promReg, Queues: queueWeights(cfg.Queues), // asynq's StrictPriority stays off
 		})
 		if err != nil {
 			printErr(stderr, "%v", err)
@@ -150,7 +155,7 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 		}
 	}
 	log.Info("staged starting", "mode", mode, "version", buildVersion(), "redis", redisShown,
-		"pipelines", reg.Names())
+		"pipelines", reg.Names(), "queues", queueWeights(cfg.Queues))
 	if mode == "dev" {
 		devURLs(stderr, cfg.Addr, len(keys) > 0)
 	}
