@@ -41,7 +41,7 @@ func (s *Server) streamEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	w := s.hub.watch(id) // before any read: no change is missed
+	w := s.hub.watchEvents(id) // before any read: no change is missed
 	defer w.stop()
 	ctx := c.Request().Context()
 
@@ -66,8 +66,8 @@ func (s *Server) streamEvents(c echo.Context) error {
 			return nil
 		}
 	}
-	if len(first) == eventsBatch {
-		w.signal() // more to catch up on
+	if len(first) == eventsBatch || !w.caughtUp(st.last) {
+		w.signal() // more to catch up on, or the hub says so
 	}
 	if err := st.flush(); err != nil {
 		return nil
@@ -77,7 +77,7 @@ func (s *Server) streamEvents(c echo.Context) error {
 	for {
 		select {
 		case <-w.C:
-			if done := s.sendNew(ctx, st, id); done {
+			if done := s.sendNew(ctx, st, w); done {
 				return nil
 			}
 		case <-hb.C:
@@ -109,17 +109,30 @@ func (s *Server) firstEvents(ctx context.Context, id, last string, rec []byte) (
 	return []tasks.Event{ev}, nil
 }
 
-// sendNew sends every entry after the last one sent. done is true when the
-// stream must end: a finished record was sent, the client is gone, or Redis
-// failed (the client reconnects with Last-Event-ID).
-func (s *Server) sendNew(ctx context.Context, st *stream, id string) (done bool) {
+// sendNew sends every entry after the last one sent: those the hub
+// handed to w (read once for all the job's watchers), then, when w is
+// behind, those it reads itself. done is true when the stream must end: a
+// finished record was sent, the client is gone, or Redis failed (the
+// client reconnects with Last-Event-ID).
+func (s *Server) sendNew(ctx context.Context, st *stream, w *watcher) (done bool) {
+	batches, behind := w.take()
+	for _, evs := range batches {
+		for _, ev := range evs {
+			if done, err := st.send(ev); done || err != nil {
+				return true
+			}
+		}
+	}
+	if !behind {
+		return len(batches) > 0 && st.flush() != nil
+	}
 	for {
 		rctx, cancel := s.redisCtx(ctx)
-		evs, err := s.store.Events(rctx, id, st.last, eventsBatch)
+		evs, err := s.store.Events(rctx, w.id, st.last, eventsBatch)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("reading job events; ending the stream", "job", id, "err", err)
+				s.log.Warn("reading job events; ending the stream", "job", w.id, "err", err)
 			}
 			return true
 		}
@@ -132,6 +145,9 @@ func (s *Server) sendNew(ctx context.Context, st *stream, id string) (done bool)
 			return true
 		}
 		if len(evs) < eventsBatch {
+			// Caught up, unless the hub signalled w meanwhile: then w.C
+			// holds a signal and the next call reads again.
+			w.caughtUp(st.last)
 			return false
 		}
 	}

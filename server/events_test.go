@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -347,4 +348,79 @@ func watchToEnd(ctx context.Context, c *http.Client, url string, connected chan<
 		return errors.New("stream ended before the final record: " + last)
 	}
 	return nil
+}
+
+// xranges is how many XRANGE commands Redis has run (INFO commandstats).
+func (e *env) xranges() int64 {
+	e.t.Helper()
+	info, err := e.rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "cmdstat_xrange:calls="); ok {
+			v, _, _ = strings.Cut(v, ",")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func TestEventsSharedRead(t *testing.T) {
+	// Caught-up streams of one job share one XRANGE per write; a burst
+	// (full reads, coalesced messages, streams that fall behind) and a
+	// stream resuming mid-burst still get every entry, in order, once.
+	const n = 20
+	e := newEnv(t)
+	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+	w := e.claim(j.ID)
+	first := w.save(tasks.StateRunning)
+	ss := make([]*sseReader, n)
+	for i := range ss {
+		ss[i] = e.openEvents(j.ID)
+		if b, _ := ss[i].next(); b.id != first {
+			t.Fatalf("stream %d starts with %s, want %s", i, b.id, first)
+		}
+	}
+	redistest.Eventually(t, 5*time.Second, "every stream watching", func() bool { return e.srv.hub.count() == n })
+
+	const k = 10
+	x0 := e.xranges()
+	for range k {
+		id := w.save(tasks.StateRunning)
+		for i, s := range ss {
+			if b, _ := s.next(); b.id != id {
+				t.Fatalf("stream %d: event %s, want %s", i, b.id, id)
+			}
+		}
+	}
+	if got := e.xranges() - x0; got > k {
+		t.Errorf("%d XRANGE calls for %d writes to %d caught-up streams, want at most one per write", got, k, n)
+	}
+
+	x0 = e.xranges()
+	var want []string
+	var resumed *sseReader
+	for i := range 3*eventsBatch + 7 {
+		want = append(want, w.save(tasks.StateRunning))
+		if i == eventsBatch/2 {
+			resumed = e.openEvents(j.ID, "Last-Event-ID", want[0])
+		}
+	}
+	want = append(want, w.save(tasks.StateSucceeded))
+	for i, s := range append(ss, resumed) {
+		from := 0
+		if s == resumed {
+			from = 1
+		}
+		for _, id := range want[from:] {
+			if b, _ := s.next(); b.id != id {
+				t.Fatalf("stream %d: event %s, want %s", i, b.id, id)
+			}
+		}
+		s.closed()
+	}
+	t.Logf("burst of %d writes to %d streams: %d XRANGE calls", len(want), n+1, e.xranges()-x0)
+	redistest.Eventually(t, 5*time.Second, "the watchers unregistered", func() bool { return e.srv.hub.count() == 0 })
 }

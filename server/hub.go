@@ -16,35 +16,86 @@ import (
 // message out to the local watchers of that job. Watchers cost a map entry
 // and a channel: no goroutine and no Redis connection each.
 //
+// There are two kinds of watchers. A plain watcher (watch, used by ?wait)
+// is only signalled and re-reads the record itself. A feed watcher
+// (watchEvents, used by SSE streams) is also handed the job's new stream
+// entries: on a message for a job that has caught-up feed watchers, one
+// short-lived reader goroutine per job reads the entries after the last id
+// the hub delivered for that job, once, and hands the same entries (shared,
+// never modified) to every feed watcher that is at an id inside or at the
+// start of them. A feed watcher that is anywhere else (just connected,
+// resumed with Last-Event-ID, dropped for a full buffer, or after a failed
+// read) is marked stale and signalled instead, and catches up with its own
+// XRANGE from the last id it sent, then reports where it is (caughtUp).
+//
 // go-redis re-establishes the subscription by itself after a disconnect;
-// every (re)subscription signals all watchers, since messages published
-// while it was down are lost and the watchers must re-read.
+// every (re)subscription marks every feed watcher stale and signals all
+// watchers, since messages published while it was down are lost and the
+// watchers must re-read.
 type hub struct {
 	log *slog.Logger
 	ps  *redis.PubSub
+	// read returns up to n entries of job id's stream after id after.
+	read    func(ctx context.Context, id, after string, n int64) ([]tasks.Event, error)
+	timeout time.Duration // of one read
 
 	mu       sync.Mutex
-	watchers map[string]map[*watcher]struct{}
+	watchers map[string]*jobWatch
 
-	done chan struct{}
+	ctx     context.Context // canceled by close: ends readers' reads
+	cancel  context.CancelFunc
+	readers sync.WaitGroup
+	done    chan struct{}
 }
 
+// jobWatch is the watchers of one job and the hub's shared reading of the
+// job's stream. Guarded by hub.mu.
+type jobWatch struct {
+	ws map[*watcher]struct{}
+	// last is the id of the last entry the hub delivered, or the position
+	// of the first feed watcher to catch up ("" before): the next shared
+	// read starts after it.
+	last    string
+	dirty   bool // a message came since the reader's last read began
+	reading bool // a reader goroutine runs for this job
+}
+
+// maxPending bounds the entries handed to one feed watcher and not yet
+// taken; past it the watcher is dropped to its own catch-up read.
+const maxPending = 4 * eventsBatch
+
 // watcher receives a signal on C, buffered 1, whenever its job may have
-// changed. Signals coalesce: one pending signal means "re-read".
+// changed. Signals coalesce: one pending signal means "look again".
 type watcher struct {
-	C  chan struct{}
-	id string
-	h  *hub
+	C    chan struct{}
+	id   string
+	h    *hub
+	feed bool // handed stream entries (watchEvents), else signals only
+
+	// Feed state, guarded by h.mu. at is "" when the watcher must read
+	// for itself; otherwise it has been handed every entry up to id at:
+	// the last id its handler sent, followed by pending.
+	at      string
+	pending [][]tasks.Event // shared slices: read-only
+	npend   int             // entries in pending
+	stale   bool            // set whenever the hub signals without handing entries
 }
 
 func newHub(rdb redis.UniversalClient, log *slog.Logger, timeout time.Duration) *hub {
-	h := &hub{log: log, watchers: map[string]map[*watcher]struct{}{}, done: make(chan struct{})}
+	h := newHubWith(log, tasks.NewStore(rdb).Events, timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// An error here (Redis down) is not fatal: the channel below keeps
 	// reconnecting and subscribes when Redis is back.
 	h.ps = rdb.Subscribe(ctx, tasks.EventsChannel)
 	go h.run(h.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024)))
+	return h
+}
+
+// newHubWith returns a hub without a subscription: run feeds it.
+func newHubWith(log *slog.Logger, read func(ctx context.Context, id, after string, n int64) ([]tasks.Event, error), timeout time.Duration) *hub {
+	h := &hub{log: log, read: read, timeout: timeout, watchers: map[string]*jobWatch{}, done: make(chan struct{})}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
 
@@ -63,17 +114,24 @@ func (h *hub) run(ch <-chan any) {
 	}
 }
 
-// watch registers a watcher of job id. Register before reading the job's
-// state, so that no change after the read is missed; stop it when done.
-func (h *hub) watch(id string) *watcher {
-	w := &watcher{C: make(chan struct{}, 1), id: id, h: h}
+// watch registers a plain watcher of job id. Register before reading the
+// job's state, so that no change after the read is missed; stop it when
+// done.
+func (h *hub) watch(id string) *watcher { return h.add(id, false) }
+
+// watchEvents registers a feed watcher of job id, stale until its handler
+// reports with caughtUp. Register before the first read; stop it when done.
+func (h *hub) watchEvents(id string) *watcher { return h.add(id, true) }
+
+func (h *hub) add(id string, feed bool) *watcher {
+	w := &watcher{C: make(chan struct{}, 1), id: id, h: h, feed: feed}
 	h.mu.Lock()
-	set := h.watchers[id]
-	if set == nil {
-		set = map[*watcher]struct{}{}
-		h.watchers[id] = set
+	js := h.watchers[id]
+	if js == nil {
+		js = &jobWatch{ws: map[*watcher]struct{}{}}
+		h.watchers[id] = js
 	}
-	set[w] = struct{}{}
+	js.ws[w] = struct{}{}
 	h.mu.Unlock()
 	return w
 }
@@ -82,12 +140,13 @@ func (h *hub) watch(id string) *watcher {
 func (w *watcher) stop() {
 	h := w.h
 	h.mu.Lock()
-	if set := h.watchers[w.id]; set != nil {
-		delete(set, w)
-		if len(set) == 0 {
-			delete(h.watchers, w.id)
+	if js := h.watchers[w.id]; js != nil {
+		delete(js.ws, w)
+		if len(js.ws) == 0 {
+			delete(h.watchers, w.id) // a running reader finds no one and ends
 		}
 	}
+	w.pending, w.npend = nil, 0
 	h.mu.Unlock()
 }
 
@@ -98,29 +157,192 @@ func (w *watcher) signal() {
 	}
 }
 
-// notify signals the watchers of job id.
-func (h *hub) notify(id string) {
-	h.mu.Lock()
-	for w := range h.watchers[id] {
-		w.signal()
-	}
-	h.mu.Unlock()
+// reread marks a feed watcher stale (it must read for itself) and signals
+// it. Entries already handed stay pending: they precede what it will read.
+// h.mu is held.
+func (w *watcher) reread() {
+	w.at, w.stale = "", true
+	w.signal()
 }
 
-// notifyAll signals every watcher.
+// take returns (and forgets) the entries handed to w, in order, and
+// whether it must then read for itself from the last id it sent. When it
+// must, w stays stale until caughtUp reports where the read ended.
+func (w *watcher) take() (batches [][]tasks.Event, behind bool) {
+	h := w.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	batches, w.pending, w.npend = w.pending, nil, 0
+	if w.at == "" || w.stale {
+		w.at, w.stale = "", false
+		return batches, true
+	}
+	return batches, false
+}
+
+// caughtUp reports that w's handler has sent every entry up to id last
+// and found no more, by a read that began after its take (or after
+// watchEvents). From then on w is handed entries, unless the hub made it
+// stale meanwhile (it was then signalled, and reads again): ok says which.
+func (w *watcher) caughtUp(last string) (ok bool) {
+	h := w.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.stale || last == "" {
+		return false
+	}
+	w.at = last
+	if js := h.watchers[w.id]; js != nil && js.last == "" {
+		js.last = last
+	}
+	return true
+}
+
+// notify handles a message for job id: plain and stale feed watchers are
+// signalled; if some feed watcher is caught up, the job's reader reads the
+// new entries for them.
+func (h *hub) notify(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	js := h.watchers[id]
+	if js == nil {
+		return
+	}
+	shared := false
+	for w := range js.ws {
+		switch {
+		case !w.feed:
+			w.signal()
+		case w.at == "" || js.last == "":
+			w.reread() // it may be reading now: stale, so it reads again
+		default:
+			shared = true // the reader hands it the entries, or rereads it
+		}
+	}
+	if !shared {
+		return
+	}
+	js.dirty = true
+	if !js.reading {
+		js.reading = true
+		h.readers.Add(1)
+		go h.reader(id, js)
+	}
+}
+
+// reader reads job id's new entries while messages keep coming (or a read
+// was full) and delivers each read. One runs per job at a time, only while
+// there is reading to do.
+func (h *hub) reader(id string, js *jobWatch) {
+	defer h.readers.Done()
+	for {
+		h.mu.Lock()
+		if !js.dirty || len(js.ws) == 0 {
+			js.reading = false
+			h.mu.Unlock()
+			return
+		}
+		js.dirty = false
+		after := js.last
+		h.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
+		evs, err := h.read(ctx, id, after, eventsBatch)
+		cancel()
+		if err != nil && h.ctx.Err() == nil {
+			h.log.Warn("hub: reading job events; its streams read for themselves", "job", id, "err", err)
+		}
+
+		h.mu.Lock()
+		h.deliver(js, after, evs, err)
+		if err == nil && len(evs) == eventsBatch {
+			js.dirty = true // there may be more
+		}
+		h.mu.Unlock()
+	}
+}
+
+// deliver hands evs, the entries after id after (or the failure to read
+// them), to js's caught-up feed watchers: the tail after its position to
+// a watcher whose position is after or one of evs, a reread to any other.
+// h.mu is held.
+func (h *hub) deliver(js *jobWatch, after string, evs []tasks.Event, err error) {
+	if err != nil {
+		for w := range js.ws {
+			if w.feed && w.at != "" {
+				w.reread()
+			}
+		}
+		return
+	}
+	if len(evs) == 0 {
+		return // nothing after js.last: caught-up watchers have it all
+	}
+	end := evs[len(evs)-1].ID
+	js.last = end
+	for w := range js.ws {
+		if !w.feed || w.at == end {
+			continue
+		}
+		if w.at == "" {
+			// It may be reading for itself, and its read may end before
+			// end: it must not report being caught up short of js.last,
+			// where the next shared read begins.
+			w.reread()
+			continue
+		}
+		tail, ok := entriesAfter(evs, after, w.at)
+		switch {
+		case !ok:
+			w.reread()
+		case w.npend+len(tail) > maxPending:
+			// Its handler is stuck writing: drop what it was handed; it
+			// reads from the last id it sent when it gets to it.
+			w.pending, w.npend = nil, 0
+			w.reread()
+		default:
+			w.pending = append(w.pending, tail)
+			w.npend += len(tail)
+			w.at = end
+			w.signal()
+		}
+	}
+}
+
+// entriesAfter returns the entries of evs (the entries after id after)
+// that follow id at, if at is after or one of evs.
+func entriesAfter(evs []tasks.Event, after, at string) ([]tasks.Event, bool) {
+	if at == after {
+		return evs, true
+	}
+	for i := range evs {
+		if evs[i].ID == at {
+			return evs[i+1:], true
+		}
+	}
+	return nil, false
+}
+
+// notifyAll signals every watcher and makes every feed watcher reread.
 func (h *hub) notifyAll() {
 	h.mu.Lock()
-	for _, set := range h.watchers {
-		for w := range set {
-			w.signal()
+	for _, js := range h.watchers {
+		for w := range js.ws {
+			if w.feed {
+				w.reread()
+			} else {
+				w.signal()
+			}
 		}
 	}
 	h.mu.Unlock()
 }
 
-// close ends the subscription.
+// close ends the subscription and waits for the readers.
 func (h *hub) close() error {
 	err := h.ps.Close()
 	<-h.done
+	h.cancel()
+	h.readers.Wait()
 	return err
 }
