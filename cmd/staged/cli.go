@@ -177,19 +177,28 @@ func readInput(v string) (json.RawMessage, error) {
 	return b, nil
 }
 
-func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "ID [--json]", stderr)
+// idCommand parses the arguments of a command that takes one job id and an
+// optional --json (status, watch, cancel) and makes the API client. When ok
+// is false the command is over and code is its exit status.
+func idCommand(name, jsonHelp string, args []string, getenv func(string) string, stdout, stderr io.Writer) (c *client.Client, id string, asJSON bool, code int, ok bool) {
+	fs := newFlagSet(name, "ID [--json]", stderr)
 	cliFlags(fs)
-	asJSON := fs.Bool("json", false, "print the raw job record as JSON")
+	jsonFlag := fs.Bool("json", false, jsonHelp)
 	pos, code, done := parseArgs(fs, args, stdout)
 	if done {
-		return code
+		return nil, "", false, code, false
 	}
-	id, ok := oneID(fs, pos, stderr)
-	if !ok {
-		return exitUsage
+	if id, ok = oneID(fs, pos, stderr); !ok {
+		return nil, "", false, exitUsage, false
 	}
-	c, code, ok := newClient(fs, getenv, stderr)
+	if c, code, ok = newClient(fs, getenv, stderr); !ok {
+		return nil, "", false, code, false
+	}
+	return c, id, *jsonFlag, 0, true
+}
+
+func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c, id, asJSON, code, ok := idCommand("status", "print the raw job record as JSON", args, getenv, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -197,7 +206,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return apiError(c, err, stderr, exitFailed)
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(stdout, j)
 	}
 	printSummary(stdout, j, time.Now())
@@ -205,37 +214,15 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func runWatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("watch", "ID [--json]", stderr)
-	cliFlags(fs)
-	asJSON := fs.Bool("json", false, "print only the final record as JSON, without progress")
-	pos, code, done := parseArgs(fs, args, stdout)
-	if done {
-		return code
-	}
-	id, ok := oneID(fs, pos, stderr)
-	if !ok {
-		return exitUsage
-	}
-	c, code, ok := newClient(fs, getenv, stderr)
+	c, id, asJSON, code, ok := idCommand("watch", "print only the final record as JSON, without progress", args, getenv, stdout, stderr)
 	if !ok {
 		return code
 	}
-	return follow(ctx, c, &tasks.Job{ID: id}, *asJSON, stdout, stderr)
+	return follow(ctx, c, &tasks.Job{ID: id}, asJSON, stdout, stderr)
 }
 
 func runCancel(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("cancel", "ID [--json]", stderr)
-	cliFlags(fs)
-	asJSON := fs.Bool("json", false, "print the job record as JSON")
-	pos, code, done := parseArgs(fs, args, stdout)
-	if done {
-		return code
-	}
-	id, ok := oneID(fs, pos, stderr)
-	if !ok {
-		return exitUsage
-	}
-	c, code, ok := newClient(fs, getenv, stderr)
+	c, id, asJSON, code, ok := idCommand("cancel", "print the job record as JSON", args, getenv, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -243,7 +230,7 @@ func runCancel(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return apiError(c, err, stderr, exitFailed)
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(stdout, j)
 	}
 	if j.State == tasks.StateRunning || j.CancelRequested && !j.State.Terminal() {
