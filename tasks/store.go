@@ -260,7 +260,14 @@ type Claim struct {
 // a fresh fencing token and a lease of the given length, and registers the
 // lease with the reconciler. Only ClaimOK carries a Job.
 func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Duration) (*Claim, error) {
-	res, err := claimScript.Run(ctx, s.rdb, []string{JobKey(id), LeaseKey(id)}, gen, lease.Milliseconds()).StringSlice()
+	// The lease index entry goes in the same round trip, whatever the
+	// outcome: for a claim that fails, the reconciler drops it later
+	// (Handoff answers done, missing, alive or enqueue).
+	cmd, err := s.evalWith(ctx, claimScript, []string{JobKey(id), LeaseKey(id)}, []any{gen, lease.Milliseconds()}, s.indexLease(ctx, id, lease))
+	if err != nil {
+		return nil, redisErr("store.Claim "+id, err)
+	}
+	res, err := cmd.StringSlice()
 	if err != nil {
 		return nil, redisErr("store.Claim "+id, err)
 	}
@@ -294,30 +301,35 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 	if c.Job == nil {
 		return nil, Errorf(EINTERNAL, "job %s has no record", id)
 	}
-	s.trackLease(ctx, id, lease)
 	return c, nil
 }
 
-func (s *Store) trackLease(ctx context.Context, id string, lease time.Duration) {
+// indexLease returns the commands that record id's lease deadline in the
+// lease index, to pipeline with a claim or a renewal.
+func (s *Store) indexLease(ctx context.Context, id string, lease time.Duration) func(redis.Pipeliner) {
 	deadline := s.now().Add(lease).UnixMilli()
-	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	return func(p redis.Pipeliner) {
 		p.ZAdd(ctx, LeasesKey, redis.Z{Score: float64(deadline), Member: id})
 		p.Expire(ctx, LeasesKey, s.liveTTL())
-		return nil
-	})
+	}
 }
 
 // Renew extends the caller's lease. It returns ErrFenced when the job has a
 // new owner, and cancel=true when a cancel was requested.
 func (s *Store) Renew(ctx context.Context, id string, token int64, lease time.Duration) (cancel bool, err error) {
-	n, err := renewScript.Run(ctx, s.rdb, []string{LeaseKey(id), JobKey(id)}, token, lease.Milliseconds()).Int64()
+	// Pipelined with the index entry; a fenced renewal's entry is corrected
+	// by the new owner's next renewal.
+	cmd, err := s.evalWith(ctx, renewScript, []string{LeaseKey(id), JobKey(id)}, []any{token, lease.Milliseconds()}, s.indexLease(ctx, id, lease))
+	if err != nil {
+		return false, redisErr("store.Renew "+id, err)
+	}
+	n, err := cmd.Int64()
 	if err != nil {
 		return false, redisErr("store.Renew "+id, err)
 	}
 	if n < 0 {
 		return false, ErrFenced
 	}
-	s.trackLease(ctx, id, lease)
 	return n == 1, nil
 }
 
