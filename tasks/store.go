@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,8 @@ type Store struct {
 	EventsMaxLen int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	comb atomic.Pointer[combiner] // set by StartCombiner
 }
 
 // NewStore returns a Store on rdb.
@@ -189,6 +192,8 @@ func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (Save
 		cmd, err = s.evalWith(ctx, saveScript, keys, args, func(p redis.Pipeliner) {
 			p.ZRem(ctx, LeasesKey, j.ID)
 		})
+	} else if s.comb.Load() != nil {
+		cmd, err = s.evalWith(ctx, saveScript, keys, args, nil)
 	} else {
 		cmd = saveScript.Run(ctx, s.rdb, keys, args...)
 		err = cmd.Err()
@@ -210,12 +215,23 @@ func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (Save
 
 // evalWith runs script and the commands extra adds in one pipelined round
 // trip, loading the script once if Redis does not have it (after a restart
-// or on a new server).
+// or on a new server). With a combiner running (StartCombiner), the round
+// trip is shared with the other calls waiting at the same moment.
 func (s *Store) evalWith(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
+	if c := s.comb.Load(); c != nil {
+		return c.do(ctx, s, script, keys, args, extra)
+	}
+	return s.evalDirect(ctx, script, keys, args, extra)
+}
+
+// evalDirect is evalWith on a pipeline of its own; extra may be nil.
+func (s *Store) evalDirect(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
 	for try := 0; ; try++ {
 		p := s.rdb.Pipeline()
 		cmd := script.EvalSha(ctx, p, keys, args...)
-		extra(p)
+		if extra != nil {
+			extra(p)
+		}
 		_, err := p.Exec(ctx)
 		if try == 0 && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			if err := script.Load(ctx, s.rdb).Err(); err != nil {

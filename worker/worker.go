@@ -286,13 +286,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	// Components start in this order and stop in the reverse order of their
 	// dependencies: the canceler must listen before any job runs, and keeps
-	// listening while running jobs drain.
+	// listening while running jobs drain. The store's combiner (group commit
+	// of record writes) runs from first to last.
+	w.store.StartCombiner(context.Background())
 	w.canceler.start(&w.wg)
 	w.reconciler.start(&w.wg)
 	if err := w.srv.Start(asynq.HandlerFunc(w.handle)); err != nil {
 		w.reconciler.shutdown()
 		w.canceler.shutdown()
 		w.wg.Wait()
+		w.store.Close()
 		return fmt.Errorf("worker: start asynq server: %w", err)
 	}
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues,
@@ -337,6 +340,7 @@ func (w *Worker) shutdown() {
 	w.srv.Shutdown()
 	w.canceler.shutdown()
 	w.wg.Wait()
+	w.store.Close()
 	if w.ownsRedis {
 		w.rdb.Close()
 	}

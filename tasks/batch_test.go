@@ -1,0 +1,270 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/tasks"
+)
+
+// gateHook holds every pipeline while the gate is shut, and records the
+// largest number of EVALSHAs one pipeline carried.
+type gateHook struct {
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	entered chan struct{}
+	maxEval atomic.Int64
+}
+
+func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := int64(0)
+		for _, c := range cmds {
+			if c.Name() == "evalsha" {
+				n++
+			}
+		}
+		for m := h.maxEval.Load(); n > m && !h.maxEval.CompareAndSwap(m, n); m = h.maxEval.Load() {
+		}
+		h.mu.Lock()
+		g := h.gate
+		h.mu.Unlock()
+		if g != nil {
+			h.entered <- struct{}{}
+			<-g
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// plugged starts a combining store whose senders are all held in the hook
+// until the returned release is called, so that the calls made meanwhile
+// wait and go out together.
+func plugged(t *testing.T, srv *redistest.Server) (s *tasks.Store, h *gateHook, release func()) {
+	rdb := srv.Client()
+	h = &gateHook{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	rdb.AddHook(h)
+	s = tasks.NewStore(rdb)
+	s.StartCombiner(context.Background())
+	t.Cleanup(func() { s.Close() })
+	var plugs sync.WaitGroup
+	for i := range 2 { // one per sender: renewals of jobs that do not exist
+		plugs.Go(func() { s.Renew(context.Background(), fmt.Sprintf("plug-%d", i), 1, time.Second) })
+		<-h.entered
+	}
+	return s, h, func() {
+		h.mu.Lock()
+		close(h.gate)
+		h.gate = nil
+		h.mu.Unlock()
+		plugs.Wait()
+	}
+}
+
+func TestCombinerConcurrentSaves(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := tasks.NewStore(srv.Client())
+	s.StartCombiner(ctx)
+	defer s.Close()
+	var wg sync.WaitGroup
+	for range 50 {
+		j := newJob(t, s, "")
+		wg.Go(func() {
+			c, err := s.Claim(ctx, j.ID, 1, time.Second)
+			if err != nil || c.Outcome != tasks.ClaimOK {
+				t.Errorf("claim %s: %v %+v", j.ID, err, c)
+				return
+			}
+			for k := range 4 {
+				c.Job.Progress = float64(k+1) / 4
+				c.Job.State = tasks.StateRunning
+				if k == 3 {
+					c.Job.State = tasks.StateSucceeded
+				}
+				if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute, Fields: map[string][]byte{fmt.Sprintf("out:%d", k): []byte(`"x"`)}}); err != nil {
+					t.Errorf("save %s %d: %v", j.ID, k, err)
+					return
+				}
+			}
+			got, err := s.Get(ctx, j.ID, "")
+			if err != nil || got.State != tasks.StateSucceeded || got.Progress != 1 {
+				t.Errorf("job %s = %v %+v", j.ID, err, got)
+			}
+			if evs, _ := s.Events(ctx, j.ID, "", 100); len(evs) != 4 {
+				t.Errorf("job %s has %d events, want 4", j.ID, len(evs))
+			}
+		})
+	}
+	wg.Wait()
+	if n := srv.Client().ZCard(ctx, tasks.LeasesKey).Val(); n != 0 {
+		t.Fatalf("lease index holds %d ids after the terminal saves", n)
+	}
+}
+
+// inBatch runs each call in its own goroutine while the combiner is plugged,
+// lets them all queue up, and unplugs it.
+func inBatch(release func(), calls ...func()) {
+	var wg sync.WaitGroup
+	for _, f := range calls {
+		wg.Go(f)
+	}
+	time.Sleep(100 * time.Millisecond) // all waiting for a sender
+	release()
+	wg.Wait()
+}
+
+func TestCombinerFencedInBatch(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	plain := tasks.NewStore(srv.Client())
+	var claims []*tasks.Claim
+	for range 6 {
+		j := newJob(t, plain, "")
+		c, err := plain.Claim(ctx, j.ID, 1, time.Minute)
+		if err != nil || c.Outcome != tasks.ClaimOK {
+			t.Fatalf("claim: %v %+v", err, c)
+		}
+		claims = append(claims, c)
+	}
+	// Job 0 is handed back: its old token is fenced.
+	if h, err := plain.Handoff(ctx, claims[0].Job.ID, claims[0].Token); err != nil || h.Outcome != "handoff" {
+		t.Fatalf("handoff: %v %+v", err, h)
+	}
+	s, h, release := plugged(t, srv)
+	errs := make([]error, len(claims))
+	var calls []func()
+	for i, c := range claims {
+		calls = append(calls, func() {
+			c.Job.State = tasks.StateRunning
+			if i%2 == 0 {
+				c.Job.State = tasks.StateSucceeded // with the ZREM of the lease index
+			}
+			_, errs[i] = s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute})
+		})
+	}
+	inBatch(release, calls...)
+	if h.maxEval.Load() < 2 {
+		t.Fatalf("largest pipeline carried %d scripts; want a batch", h.maxEval.Load())
+	}
+	for i, err := range errs {
+		if i == 0 && !errors.Is(err, tasks.ErrFenced) {
+			t.Fatalf("fenced save: err = %v, want ErrFenced", err)
+		}
+		if i != 0 && err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	if got, _ := plain.Get(ctx, claims[0].Job.ID, ""); got.State == tasks.StateSucceeded {
+		t.Fatalf("the fenced save was written")
+	}
+	if got, _ := plain.Get(ctx, claims[1].Job.ID, ""); got.State != tasks.StateRunning {
+		t.Fatalf("job 1 state = %s", got.State)
+	}
+}
+
+func TestCombinerNoScriptInBatch(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	plain := tasks.NewStore(srv.Client())
+	var saved []*tasks.Claim
+	var toClaim []string
+	for i := range 6 {
+		j := newJob(t, plain, "")
+		if i%2 == 1 {
+			toClaim = append(toClaim, j.ID)
+			continue
+		}
+		c, err := plain.Claim(ctx, j.ID, 1, time.Minute)
+		if err != nil || c.Outcome != tasks.ClaimOK {
+			t.Fatalf("claim: %v %+v", err, c)
+		}
+		saved = append(saved, c)
+	}
+	s, h, release := plugged(t, srv)
+	// As after a Redis restart: no script is loaded.
+	if err := srv.Client().ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var calls []func()
+	for i, c := range saved {
+		calls = append(calls, func() {
+			c.Job.State = tasks.StateRunning
+			if i == 0 {
+				c.Job.State = tasks.StateSucceeded
+			}
+			if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute}); err != nil {
+				t.Errorf("save %d: %v", i, err)
+			}
+		})
+	}
+	for _, id := range toClaim {
+		calls = append(calls, func() {
+			if c, err := s.Claim(ctx, id, 1, time.Minute); err != nil || c.Outcome != tasks.ClaimOK {
+				t.Errorf("claim %s: %v %+v", id, err, c)
+			}
+		})
+	}
+	inBatch(release, calls...)
+	if h.maxEval.Load() < 2 {
+		t.Fatalf("largest pipeline carried %d scripts; want a batch", h.maxEval.Load())
+	}
+	for i, c := range saved {
+		want := tasks.StateRunning
+		if i == 0 {
+			want = tasks.StateSucceeded
+		}
+		if got, _ := plain.Get(ctx, c.Job.ID, ""); got.State != want {
+			t.Errorf("job %d state = %s, want %s", i, got.State, want)
+		}
+	}
+	// The claims' lease index entries went out with them; the terminal
+	// save's ZREM too.
+	for _, id := range toClaim {
+		if err := srv.Client().ZScore(ctx, tasks.LeasesKey, id).Err(); err != nil {
+			t.Errorf("claimed %s not in the lease index: %v", id, err)
+		}
+	}
+	if err := srv.Client().ZScore(ctx, tasks.LeasesKey, saved[0].Job.ID).Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("finished job still in the lease index: %v", err)
+	}
+}
+
+func TestCombinerCallerCancel(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := tasks.NewStore(srv.Client())
+	j := newJob(t, plain, "")
+	c, err := plain.Claim(context.Background(), j.ID, 1, time.Minute)
+	if err != nil || c.Outcome != tasks.ClaimOK {
+		t.Fatalf("claim: %v %+v", err, c)
+	}
+	s, _, release := plugged(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	_, err = s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{})
+	if took := time.Since(t0); took > time.Second || !errors.Is(err, context.DeadlineExceeded) || tasks.ErrorCode(err) != tasks.EUNAVAILABLE {
+		t.Fatalf("save with a stuck combiner: %v after %v", err, took)
+	}
+	release()
+	if evs, _ := plain.Events(context.Background(), j.ID, "", 10); len(evs) != 0 {
+		t.Fatalf("the abandoned save was written: %d events", len(evs))
+	}
+	// After Close, writes go to Redis directly.
+	s.Close()
+	if _, err := s.Save(context.Background(), c.Job, c.Token, tasks.SaveArgs{}); err != nil {
+		t.Fatalf("save after Close: %v", err)
+	}
+}
