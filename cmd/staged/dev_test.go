@@ -51,16 +51,8 @@ func TestDevEmbedded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole stack in-process")
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"dev"}, env(map[string]string{"STAGED_ADDR": addr}), &stdout, &stderr)
-	}()
-	base := "http://" + addr
-	waitReady(t, base, done, &stderr)
+	d := startDev(t, nil)
+	ctx, base, stderr := d.ctx, d.base, d.stderr
 
 	c := client.New(base)
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -100,19 +92,53 @@ func TestDevEmbedded(t *testing.T) {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("dev exited %d\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dev did not stop\n%s", stderr.String())
-	}
+	d.stop()
 	for _, want := range []string{"EMBEDDED, IN-MEMORY Redis", "NOTHING SURVIVES EXIT", "STAGED_REDIS_URL=", "/monitoring/"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("dev output lacks %q", want)
 		}
+	}
+}
+
+// devProcess is `staged dev` running in-process on a free port.
+type devProcess struct {
+	t      *testing.T
+	ctx    context.Context
+	cancel context.CancelFunc
+	base   string
+	stderr *lockedBuffer
+	done   chan int
+}
+
+// startDev runs `staged dev` in-process with STAGED_ADDR on a free port plus
+// extra settings, and waits until it answers. Its context ends at cleanup.
+func startDev(t *testing.T, extra map[string]string) *devProcess {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	settings := map[string]string{"STAGED_ADDR": addr}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &devProcess{t: t, ctx: ctx, cancel: cancel, base: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan int, 1)}
+	var stdout lockedBuffer
+	go func() { d.done <- run(ctx, []string{"dev"}, env(settings), &stdout, d.stderr) }()
+	waitReady(t, d.base, d.done, d.stderr)
+	return d
+}
+
+// stop cancels dev's context, as SIGINT would, and checks it exits 0.
+func (d *devProcess) stop() {
+	d.t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.done:
+		if code != exitOK {
+			d.t.Errorf("dev exited %d\n%s", code, d.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("dev did not stop\n%s", d.stderr.String())
 	}
 }
 

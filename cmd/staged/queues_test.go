@@ -158,17 +158,8 @@ func TestDevQueues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole stack in-process")
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"dev"}, env(map[string]string{"STAGED_ADDR": addr, "STAGED_QUEUES": "critical=2,default=1"}),
-			&stdout, &stderr)
-	}()
-	base := "http://" + addr
-	waitReady(t, base, done, &stderr)
+	d := startDev(t, map[string]string{"STAGED_QUEUES": "critical=2,default=1"})
+	ctx, base, stderr := d.ctx, d.base, d.stderr
 
 	c := client.New(base)
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -186,13 +177,5 @@ func TestDevQueues(t *testing.T) {
 		!strings.Contains(p.Detail, "critical, default") {
 		t.Errorf("submit on low: %v, want a 422 listing the queues", err)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("dev exited %d\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dev did not stop\n%s", stderr.String())
-	}
+	d.stop()
 }
