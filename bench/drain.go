@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/tasks"
@@ -39,7 +41,7 @@ func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, tasks.Option
 }
 
 // presubmit creates n sleep jobs the way the API's submit does
-// (Store.Create, then tasks.Enqueue of generation 1), from 50 goroutines,
+// (Store.Create, then store.Enqueue of generation 1), from 50 goroutines,
 // and returns their ids.
 func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Duration, error) {
 	input, st, opts, err := e.sleepJob(stages)
@@ -48,7 +50,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: submitters + 4})
 	defer rdb.Close()
-	store := tasks.NewStore(rdb)
+	js := store.NewStore(rdb)
 	ids := make([]string, n)
 	next := make(chan int)
 	errc := make(chan error, submitters)
@@ -60,11 +62,11 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 			defer wg.Done()
 			for i := range next {
 				j := tasks.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
-				if _, err := store.Create(ctx, j, "", input, opts); err != nil {
+				if _, err := js.Create(ctx, j, "", input, opts); err != nil {
 					errc <- err
 					return
 				}
-				if err := tasks.Enqueue(ctx, e.client, j, 1, opts.MaxRetries, opts.Timeout, opts.Retention); err != nil {
+				if err := store.Enqueue(ctx, e.client, j, 1, opts.MaxRetries, opts.Timeout, opts.Retention); err != nil {
 					errc <- err
 					return
 				}

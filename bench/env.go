@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -225,7 +227,7 @@ func (e *env) countStates(ctx context.Context, ids []string) (map[tasks.State]in
 		chunk := ids[i:min(i+1000, len(ids))]
 		cmds, err := e.ctl.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range chunk {
-				p.HGet(ctx, tasks.JobKey(id), "state")
+				p.HGet(ctx, store.JobKey(id), "state")
 			}
 			return nil
 		})

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/internal/store"
 )
 
 // Limits of the SSE tests.
@@ -211,9 +211,9 @@ func (s *stack) xrange(id, after string) []streamEntry {
 	if after != "" {
 		start = "(" + after
 	}
-	msgs, err := s.rdb.XRange(context.Background(), tasks.EventsKey(id), start, "+").Result()
+	msgs, err := s.rdb.XRange(context.Background(), store.EventsKey(id), start, "+").Result()
 	if err != nil {
-		s.t.Fatalf("XRANGE %s %s +: %v", tasks.EventsKey(id), start, err)
+		s.t.Fatalf("XRANGE %s %s +: %v", store.EventsKey(id), start, err)
 	}
 	out := make([]streamEntry, len(msgs))
 	for i, m := range msgs {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/staged-dev/staged/tasks"
@@ -47,7 +49,7 @@ func (s *Server) streamEvents(c echo.Context) error {
 
 	rctx, cancel := s.redisCtx(ctx)
 	rec, err := s.store.GetRaw(rctx, id, tenantOf(c))
-	var first []tasks.Event
+	var first []store.Event
 	if err == nil {
 		first, err = s.firstEvents(rctx, id, last, rec)
 	}
@@ -95,7 +97,7 @@ func (s *Server) streamEvents(c echo.Context) error {
 // firstEvents returns what a new stream starts with: the entries after
 // last, or without last the latest entry (the record itself when the
 // stream is empty).
-func (s *Server) firstEvents(ctx context.Context, id, last string, rec []byte) ([]tasks.Event, error) {
+func (s *Server) firstEvents(ctx context.Context, id, last string, rec []byte) ([]store.Event, error) {
 	if last != "" {
 		return s.store.Events(ctx, id, last, eventsBatch)
 	}
@@ -104,9 +106,9 @@ func (s *Server) firstEvents(ctx context.Context, id, last string, rec []byte) (
 		return nil, err
 	}
 	if !ok {
-		ev = tasks.Event{ID: fallbackEventID, Data: rec}
+		ev = store.Event{ID: fallbackEventID, Data: rec}
 	}
-	return []tasks.Event{ev}, nil
+	return []store.Event{ev}, nil
 }
 
 // sendNew sends every entry after the last one sent: those the hub
@@ -202,7 +204,7 @@ func startStream(c echo.Context, last string) *stream {
 }
 
 // send writes ev (not flushed) and reports done when its record is final.
-func (st *stream) send(ev tasks.Event) (done bool, err error) {
+func (st *stream) send(ev store.Event) (done bool, err error) {
 	b := append(st.buf[:0], "id: "...)
 	b = append(b, ev.ID...)
 	b = append(b, "\nevent: job\n"...)

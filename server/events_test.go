@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -118,7 +120,7 @@ func (s *sseReader) closed() {
 // eventIDs returns the ids of job id's stream entries.
 func (e *env) eventIDs(id string) []string {
 	e.t.Helper()
-	msgs, err := e.rdb.XRange(context.Background(), tasks.EventsKey(id), "-", "+").Result()
+	msgs, err := e.rdb.XRange(context.Background(), store.EventsKey(id), "-", "+").Result()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestEventsWithoutStream(t *testing.T) {
 	// id 0-0, and later writes follow.
 	e := newEnv(t)
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
-	e.rdb.Del(context.Background(), tasks.EventsKey(j.ID))
+	e.rdb.Del(context.Background(), store.EventsKey(j.ID))
 	s := e.openEvents(j.ID)
 	b, got := s.next()
 	if b.id != fallbackEventID || got.ID != j.ID || got.State != tasks.StateQueued {

@@ -6,12 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/staged-dev/staged/internal/store"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/redis/go-redis/v9"
 )
 
-// hub holds the process's one Redis subscription to tasks.EventsChannel
+// hub holds the process's one Redis subscription to store.EventsChannel
 // (payload: a job id, published on every record write) and fans each
 // message out to the local watchers of that job. Watchers cost a map entry
 // and a channel: no goroutine and no Redis connection each.
@@ -36,7 +36,7 @@ type hub struct {
 	log *slog.Logger
 	ps  *redis.PubSub
 	// read returns up to n entries of job id's stream after id after.
-	read    func(ctx context.Context, id, after string, n int64) ([]tasks.Event, error)
+	read    func(ctx context.Context, id, after string, n int64) ([]store.Event, error)
 	timeout time.Duration // of one read
 
 	mu       sync.Mutex
@@ -76,24 +76,24 @@ type watcher struct {
 	// for itself; otherwise it has been handed every entry up to id at:
 	// the last id its handler sent, followed by pending.
 	at      string
-	pending [][]tasks.Event // shared slices: read-only
+	pending [][]store.Event // shared slices: read-only
 	npend   int             // entries in pending
 	stale   bool            // set whenever the hub signals without handing entries
 }
 
 func newHub(rdb redis.UniversalClient, log *slog.Logger, timeout time.Duration) *hub {
-	h := newHubWith(log, tasks.NewStore(rdb).Events, timeout)
+	h := newHubWith(log, store.NewStore(rdb).Events, timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// An error here (Redis down) is not fatal: the channel below keeps
 	// reconnecting and subscribes when Redis is back.
-	h.ps = rdb.Subscribe(ctx, tasks.EventsChannel)
+	h.ps = rdb.Subscribe(ctx, store.EventsChannel)
 	go h.run(h.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024)))
 	return h
 }
 
 // newHubWith returns a hub without a subscription: run feeds it.
-func newHubWith(log *slog.Logger, read func(ctx context.Context, id, after string, n int64) ([]tasks.Event, error), timeout time.Duration) *hub {
+func newHubWith(log *slog.Logger, read func(ctx context.Context, id, after string, n int64) ([]store.Event, error), timeout time.Duration) *hub {
 	h := &hub{log: log, read: read, timeout: timeout, watchers: map[string]*jobWatch{}, done: make(chan struct{})}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
@@ -168,7 +168,7 @@ func (w *watcher) reread() {
 // take returns (and forgets) the entries handed to w, in order, and
 // whether it must then read for itself from the last id it sent. When it
 // must, w stays stale until caughtUp reports where the read ended.
-func (w *watcher) take() (batches [][]tasks.Event, behind bool) {
+func (w *watcher) take() (batches [][]store.Event, behind bool) {
 	h := w.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -266,7 +266,7 @@ func (h *hub) reader(id string, js *jobWatch) {
 // them), to js's caught-up feed watchers: the tail after its position to
 // a watcher whose position is after or one of evs, a reread to any other.
 // h.mu is held.
-func (h *hub) deliver(js *jobWatch, after string, evs []tasks.Event, err error) {
+func (h *hub) deliver(js *jobWatch, after string, evs []store.Event, err error) {
 	if err != nil {
 		for w := range js.ws {
 			if w.feed && w.at != "" {
@@ -311,7 +311,7 @@ func (h *hub) deliver(js *jobWatch, after string, evs []tasks.Event, err error) 
 
 // entriesAfter returns the entries of evs (the entries after id after)
 // that follow id at, if at is after or one of evs.
-func entriesAfter(evs []tasks.Event, after, at string) ([]tasks.Event, bool) {
+func entriesAfter(evs []store.Event, after, at string) ([]store.Event, bool) {
 	if at == after {
 		return evs, true
 	}

@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/staged-dev/staged/internal/store"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/redis/go-redis/v9"
 )
 
 // fakeStream is one job's event stream for a hub without Redis: entry ids
 // "N-0", N from 1.
 type fakeStream struct {
 	mu    sync.Mutex
-	evs   []tasks.Event
+	evs   []store.Event
 	reads int   // calls of read
 	err   error // returned by read when set
 	// hook, when set, runs inside read before it reads.
@@ -33,13 +33,13 @@ func (f *fakeStream) add(n int) []string {
 	var ids []string
 	for range n {
 		id := strconv.Itoa(len(f.evs)+1) + "-0"
-		f.evs = append(f.evs, tasks.Event{ID: id, Data: []byte(`{"state":"running","n":"` + id + `"}`)})
+		f.evs = append(f.evs, store.Event{ID: id, Data: []byte(`{"state":"running","n":"` + id + `"}`)})
 		ids = append(ids, id)
 	}
 	return ids
 }
 
-func (f *fakeStream) read(_ context.Context, _, after string, n int64) ([]tasks.Event, error) {
+func (f *fakeStream) read(_ context.Context, _, after string, n int64) ([]store.Event, error) {
 	f.mu.Lock()
 	f.reads++
 	hook, err := f.hook, f.err
@@ -56,12 +56,12 @@ func (f *fakeStream) read(_ context.Context, _, after string, n int64) ([]tasks.
 	if after != "" && after != "0" {
 		from, _ = strconv.Atoi(strings.TrimSuffix(after, "-0"))
 	}
-	var out []tasks.Event
+	var out []store.Event
 	for _, ev := range f.evs[min(from, len(f.evs)):] {
 		if int64(len(out)) == n {
 			break
 		}
-		out = append(out, tasks.Event{ID: ev.ID, Data: ev.Data})
+		out = append(out, store.Event{ID: ev.ID, Data: ev.Data})
 	}
 	return out, nil
 }
@@ -89,7 +89,7 @@ func (h *hub) feed(msgs ...any) {
 	h.readers.Wait()
 }
 
-func msg(id string) *redis.Message { return &redis.Message{Channel: tasks.EventsChannel, Payload: id} }
+func msg(id string) *redis.Message { return &redis.Message{Channel: store.EventsChannel, Payload: id} }
 
 // handed returns the ids handed to w and whether it must read for itself.
 func handed(w *watcher) (ids []string, behind bool) {
@@ -169,7 +169,7 @@ func TestHubSharedRead(t *testing.T) {
 		if !signalled(plain) {
 			t.Errorf("round %d: the plain watcher was not signalled", round)
 		}
-		var first *tasks.Event
+		var first *store.Event
 		for i, w := range ws {
 			if !signalled(w) {
 				t.Fatalf("round %d: watcher %d not signalled", round, i)
@@ -340,7 +340,7 @@ func TestHubResubscribe(t *testing.T) {
 	w.caughtUp("1-0")
 	f.add(1)
 	h.feed(msg("a"))
-	h.feed(&redis.Subscription{Kind: "subscribe", Channel: tasks.EventsChannel, Count: 1})
+	h.feed(&redis.Subscription{Kind: "subscribe", Channel: store.EventsChannel, Count: 1})
 	if ids, behind := handed(w); strings.Join(ids, " ") != "2-0" || !behind {
 		t.Fatalf("handed %v behind %v, want 2-0 then behind", ids, behind)
 	}
@@ -399,7 +399,7 @@ func TestHubConcurrent(t *testing.T) {
 		f.add(1)
 		ch <- msg("a")
 		if i%50 == 0 {
-			ch <- &redis.Subscription{Kind: "subscribe", Channel: tasks.EventsChannel, Count: 1}
+			ch <- &redis.Subscription{Kind: "subscribe", Channel: store.EventsChannel, Count: 1}
 		}
 	}
 	done := make(chan struct{})

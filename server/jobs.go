@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 
@@ -80,7 +82,7 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 		}
 		return nil, err
 	}
-	err = tasks.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
+	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
 	if err == nil {
 		return rec, nil
 	}
@@ -194,12 +196,12 @@ func (s *Server) cancelJob(c echo.Context) error {
 func (s *Server) deleteTask(j *tasks.Job, gen int64) {
 	q := j.Queue
 	if q == "" {
-		q = tasks.DefaultQueue
+		q = store.DefaultQueue
 	}
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		err := s.inspector.DeleteTask(q, tasks.TaskID(j.ID, gen))
+		err := s.inspector.DeleteTask(q, store.TaskID(j.ID, gen))
 		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 			s.log.Debug("deleting a canceled job's task", "job", j.ID, "err", err)
 		}

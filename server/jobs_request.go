@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/staged-dev/staged/tasks"
@@ -26,7 +28,7 @@ const (
 	MaxRetention = 30 * 24 * time.Hour
 	// MaxTimeout is the longest per-attempt timeout a submit may ask for:
 	// the live TTL of a job's keys, which a silent stage must not outlive.
-	MaxTimeout = tasks.LiveTTLDefault
+	MaxTimeout = store.LiveTTLDefault
 	// maxQueueName is the longest queue name.
 	maxQueueName = 64
 	// maxIdempotencyKey is the longest Idempotency-Key.
@@ -105,7 +107,7 @@ func (s *Server) readSubmission(c echo.Context) (*submission, error) {
 
 // options validates the request's options and resolves their defaults.
 func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (tasks.Options, error) {
-	o := tasks.Options{Retention: s.cfg.Retention, Timeout: p.Timeout, MaxRetries: p.MaxRetries, Queue: tasks.DefaultQueue}
+	o := tasks.Options{Retention: s.cfg.Retention, Timeout: p.Timeout, MaxRetries: p.MaxRetries, Queue: store.DefaultQueue}
 	if o.Timeout <= 0 {
 		o.Timeout = tasks.DefaultJobTimeout
 	}
@@ -135,7 +137,7 @@ func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (tasks.Options, er
 	if !slices.Contains(s.cfg.Queues, o.Queue) {
 		if r.Queue == "" {
 			return o, tasks.FieldError("queue", "field queue is required: this API has no %q queue; its queues are %s",
-				tasks.DefaultQueue, strings.Join(s.cfg.Queues, ", "))
+				store.DefaultQueue, strings.Join(s.cfg.Queues, ", "))
 		}
 		return o, tasks.FieldError("queue", "unknown queue %q: the configured queues are %s",
 			r.Queue, strings.Join(s.cfg.Queues, ", "))

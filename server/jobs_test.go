@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/staged-dev/staged/internal/redistest"
@@ -135,7 +137,7 @@ func TestSubmit(t *testing.T) {
 		t.Errorf("record = %s", b)
 	}
 	ctx := context.Background()
-	h, err := e.rdb.HGetAll(ctx, tasks.JobKey(j.ID)).Result()
+	h, err := e.rdb.HGetAll(ctx, store.JobKey(j.ID)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +146,7 @@ func TestSubmit(t *testing.T) {
 	}
 	var opts tasks.Options
 	_ = json.Unmarshal([]byte(h["opts"]), &opts)
-	if want := (tasks.Options{Retention: tasks.RetentionDefault, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}); opts != want {
+	if want := (tasks.Options{Retention: store.RetentionDefault, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}); opts != want {
 		t.Errorf("stored options = %+v, want %+v", opts, want)
 	}
 	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
@@ -198,7 +200,7 @@ func TestSubmitOptions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := e.submit(tt.body, http.StatusAccepted)
 			var opts tasks.Options
-			raw, _ := e.rdb.HGet(context.Background(), tasks.JobKey(j.ID), "opts").Bytes()
+			raw, _ := e.rdb.HGet(context.Background(), store.JobKey(j.ID), "opts").Bytes()
 			_ = json.Unmarshal(raw, &opts)
 			if opts != tt.want {
 				t.Errorf("options = %+v, want %+v", opts, tt.want)
@@ -338,7 +340,7 @@ func TestGetJob(t *testing.T) {
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
 	w.save(tasks.StateRunning)
-	stored, _ := e.rdb.HGet(context.Background(), tasks.JobKey(j.ID), "rec").Bytes()
+	stored, _ := e.rdb.HGet(context.Background(), store.JobKey(j.ID), "rec").Bytes()
 
 	res, b := e.do("GET", "/v1/jobs/"+j.ID, "", nil)
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/json" {

@@ -16,7 +16,7 @@ const monitoringPath = "/monitoring"
 // (auth.go).
 //
 // asynqmon shows every task's payload; staged's payloads are only the job
-// id and its task generation (tasks.Payload), never the job's input.
+// id and its task generation (store.Payload), never the job's input.
 func newMonitor(opt asynq.RedisConnOpt, write bool) (h *asynqmon.HTTPHandler, err error) {
 	defer func() {
 		if r := recover(); r != nil {

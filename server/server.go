@@ -1,5 +1,5 @@
 // Package server is staged's HTTP API: an Echo application that submits jobs
-// (store.Create + tasks.Enqueue), reads them back from Redis in one round
+// (store.Create + store.Enqueue), reads them back from Redis in one round
 // trip, long-polls and streams their changes (one Redis subscription per
 // process, fanned out by the hub), cancels them, and serves the job page and
 // the asynqmon dashboard. API keys and tenants are in auth.go, the
@@ -19,6 +19,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -64,7 +66,7 @@ type Config struct {
 	// Registry holds the job types that can be submitted. Required.
 	Registry *tasks.Registry
 	// Retention is how long a finished job stays readable when a submit
-	// gives none; 0 means tasks.RetentionDefault.
+	// gives none; 0 means store.RetentionDefault.
 	Retention time.Duration
 	// MaxBody is the largest request body accepted, larger ones get 413;
 	// 0 means MaxBodyDefault.
@@ -91,11 +93,11 @@ type Config struct {
 	// every API process shares it; 0 means no limit.
 	RateLimit float64
 	// Queues are the asynq queues a submit may name, in the order error
-	// messages list them; nil means just tasks.DefaultQueue. A submit that
+	// messages list them; nil means just store.DefaultQueue. A submit that
 	// names another queue gets 422, so that no job waits on a queue no
 	// worker serves (give the workers the same queues) and asynq's
 	// per-queue metrics stay bounded. A submit that names none goes to
-	// tasks.DefaultQueue, and gets 422 when that is not one of them.
+	// store.DefaultQueue, and gets 422 when that is not one of them.
 	// Each name is 1 to 64 characters of a-z, 0-9, _ and - (ValidQueueName).
 	Queues []string
 	// MonitoringWrite lets the dashboard change queues and tasks (delete,
@@ -124,7 +126,7 @@ func (c *Config) validate() error {
 		return errors.New("server: Config.RateLimit must be a number of requests per second ≥ 0")
 	}
 	if len(c.Queues) == 0 {
-		c.Queues = []string{tasks.DefaultQueue}
+		c.Queues = []string{store.DefaultQueue}
 	}
 	seen := make(map[string]bool, len(c.Queues))
 	for _, q := range c.Queues {
@@ -138,7 +140,7 @@ func (c *Config) validate() error {
 	}
 	c.Queues = slices.Clone(c.Queues) // the caller's slice may change
 	if c.Retention == 0 {
-		c.Retention = tasks.RetentionDefault
+		c.Retention = store.RetentionDefault
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = MaxBodyDefault
@@ -166,7 +168,7 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	echo      *echo.Echo
-	store     *tasks.Store
+	store     *store.Store
 	hub       *hub
 	keys      *keyring
 	limiter   *rateLimiter // nil when there is no rate limit
@@ -197,7 +199,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		store:     tasks.NewStore(cfg.Redis),
+		store:     store.NewStore(cfg.Redis),
 		keys:      keys,
 		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
 		client:    asynq.NewClient(cfg.RedisConnOpt),

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -106,7 +108,7 @@ type env struct {
 	t        *testing.T
 	redis    *redistest.Server
 	rdb      *redis.Client // the test's own client (not counted)
-	store    *tasks.Store
+	store    *store.Store
 	srv      *Server
 	url      string
 	commands *commandCounter
@@ -117,7 +119,7 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	t.Helper()
 	r := redistest.Start(t)
 	e := &env{t: t, redis: r, rdb: r.Client(), commands: &commandCounter{}, logs: &syncBuffer{}}
-	e.store = tasks.NewStore(e.rdb)
+	e.store = store.NewStore(e.rdb)
 	srvRDB := redis.NewClient(&redis.Options{Addr: r.Addr})
 	srvRDB.AddHook(e.commands)
 	t.Cleanup(func() { srvRDB.Close() })
@@ -195,7 +197,7 @@ type worker struct {
 func (e *env) claim(id string) *worker {
 	e.t.Helper()
 	c, err := e.store.Claim(context.Background(), id, 1, time.Minute)
-	if err != nil || c.Outcome != tasks.ClaimOK {
+	if err != nil || c.Outcome != store.ClaimOK {
 		e.t.Fatalf("claim %s: %v %+v", id, err, c)
 	}
 	return &worker{e: e, job: c.Job, token: c.Token}
@@ -222,7 +224,7 @@ func (w *worker) save(st tasks.State) string {
 		j.Result = json.RawMessage(`{"answer":42}`)
 		ttl = time.Hour
 	}
-	res, err := w.e.store.Save(context.Background(), j, w.token, tasks.SaveArgs{TTL: ttl})
+	res, err := w.e.store.Save(context.Background(), j, w.token, store.SaveArgs{TTL: ttl})
 	if err != nil {
 		w.e.t.Fatalf("save %s: %v", st, err)
 	}
@@ -256,13 +258,13 @@ func (e *env) finishWatched() error {
 		if err != nil {
 			return err
 		}
-		if c.Outcome != tasks.ClaimOK {
+		if c.Outcome != store.ClaimOK {
 			continue // the submit has not created it yet
 		}
 		now := time.Now().UTC()
 		c.Job.State, c.Job.StartedAt, c.Job.FinishedAt = tasks.StateSucceeded, &now, &now
 		c.Job.Result = json.RawMessage(`{"answer":42}`)
-		_, err = e.store.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Hour})
+		_, err = e.store.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Hour})
 		return err
 	}
 	return fmt.Errorf("no watched job to finish")

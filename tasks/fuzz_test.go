@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -104,7 +106,7 @@ func FuzzNormalizeInput(f *testing.F) {
 // id, and an accepted payload round-trips through JSON.
 func FuzzDecodePayload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := tasks.DecodePayload(b)
+		p, err := store.DecodePayload(b)
 		if err != nil {
 			return
 		}
@@ -115,7 +117,7 @@ func FuzzDecodePayload(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p2, err := tasks.DecodePayload(out)
+		p2, err := store.DecodePayload(out)
 		if err != nil || p2 != p {
 			t.Fatalf("payload %+v does not round-trip: %s → %+v, %v", p, out, p2, err)
 		}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/staged-dev/staged/internal/store"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/redis/go-redis/v9"
 )
 
-// canceler holds the worker's one subscription to tasks.CancelChannel, on
+// canceler holds the worker's one subscription to store.CancelChannel, on
 // which the API publishes the id of each running job it cancels, and stops
 // that job's stage if it runs here. go-redis resubscribes by itself after a
 // lost connection; a cancel published meanwhile still reaches the job
@@ -21,7 +21,7 @@ type canceler struct {
 }
 
 func (c *canceler) start(wg *sync.WaitGroup) {
-	c.ps = c.w.rdb.Subscribe(context.Background(), tasks.CancelChannel)
+	c.ps = c.w.rdb.Subscribe(context.Background(), store.CancelChannel)
 	ch := c.ps.Channel()
 	wg.Add(1)
 	go func() {

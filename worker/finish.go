@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/staged-dev/staged/tasks"
@@ -31,7 +33,7 @@ func (r *run) succeed(result json.RawMessage) error {
 }
 
 func (r *run) finishCanceled() error {
-	_, err := r.commit(func(j *tasks.Job, now time.Time) { tasks.MarkCanceled(j, now) }, r.retention(), nil, true)
+	_, err := r.commit(func(j *tasks.Job, now time.Time) { store.MarkCanceled(j, now) }, r.retention(), nil, true)
 	if err != nil {
 		return r.writeFailed(err)
 	}
@@ -123,7 +125,7 @@ func (r *run) fenced() error {
 
 // writeFailed ends a run whose record write failed.
 func (r *run) writeFailed(err error) error {
-	if errors.Is(err, tasks.ErrFenced) || errors.Is(err, errClosed) {
+	if errors.Is(err, store.ErrFenced) || errors.Is(err, errClosed) {
 		return r.fenced()
 	}
 	r.close()
@@ -134,11 +136,11 @@ func (r *run) writeFailed(err error) error {
 // commit applies change, and the end of a pending stage, to the record and
 // writes it at once, serialised with progress flushes, retrying while
 // Redis is unavailable. A final commit closes the record to this run.
-func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (tasks.SaveResult, error) {
+func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (store.SaveResult, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed {
-		return tasks.SaveResult{}, errClosed
+		return store.SaveResult{}, errClosed
 	}
 	now, j := r.w.now(), r.job
 	r.pmu.Lock()
@@ -155,9 +157,9 @@ func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fiel
 		}
 	}
 	change(j, now)
-	var res tasks.SaveResult
+	var res store.SaveResult
 	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
-		res, err = r.w.store.Save(ctx, j, r.token, tasks.SaveArgs{TTL: ttl, Fields: fields})
+		res, err = r.w.store.Save(ctx, j, r.token, store.SaveArgs{TTL: ttl, Fields: fields})
 		return err
 	})
 	r.pmu.Lock()
@@ -167,7 +169,7 @@ func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fiel
 	case err == nil:
 		r.pending = nil
 		r.closed = final
-	case errors.Is(err, tasks.ErrFenced):
+	case errors.Is(err, store.ErrFenced):
 		r.closed = true
 		r.stop(errFenced)
 	}
@@ -182,7 +184,7 @@ func (r *run) close() *tasks.Job {
 	return r.job
 }
 
-func (r *run) retention() time.Duration { return tasks.RetentionOr(r.opts.Retention) }
+func (r *run) retention() time.Duration { return store.RetentionOr(r.opts.Retention) }
 
 // retryWrite calls write until it succeeds, fails for another reason than
 // Redis being unavailable, or Lease has passed: by then the lease has

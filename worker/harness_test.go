@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -22,7 +24,7 @@ type harness struct {
 	t      *testing.T
 	srv    *redistest.Server
 	rdb    *redis.Client
-	store  *tasks.Store
+	store  *store.Store
 	client *asynq.Client
 	reg    *tasks.Registry
 	log    *slog.Logger
@@ -32,7 +34,7 @@ func newHarness(t *testing.T, ps ...*tasks.Pipeline) *harness {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	h := &harness{t: t, srv: srv, rdb: rdb, store: tasks.NewStore(rdb), client: asynq.NewClientFromRedisClient(rdb),
+	h := &harness{t: t, srv: srv, rdb: rdb, store: store.NewStore(rdb), client: asynq.NewClientFromRedisClient(rdb),
 		reg: tasks.NewRegistry(ps...)}
 	h.log = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return h
@@ -112,7 +114,7 @@ func (h *harness) submit(typ, input string, opts tasks.Options) string {
 	if _, err := h.store.Create(ctx, j, "", json.RawMessage(input), opts); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := tasks.Enqueue(ctx, h.client, j, 1, maxRetries(opts, p), jobTimeout(opts, p), opts.Retention); err != nil {
+	if err := store.Enqueue(ctx, h.client, j, 1, maxRetries(opts, p), jobTimeout(opts, p), opts.Retention); err != nil {
 		h.t.Fatal(err)
 	}
 	return j.ID
@@ -158,7 +160,7 @@ func (h *harness) events(id string) []*tasks.Job {
 func (h *harness) taskState(taskID string) asynq.TaskState {
 	h.t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(h.rdb)
-	info, err := insp.GetTaskInfo(tasks.DefaultQueue, taskID)
+	info, err := insp.GetTaskInfo(store.DefaultQueue, taskID)
 	if err != nil {
 		return 0
 	}

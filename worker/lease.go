@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/internal/store"
 )
 
 // leaseKeeper renews the lease of one running job every RenewEvery, so the
@@ -53,7 +53,7 @@ func (k *leaseKeeper) renew() bool {
 	defer cancel()
 	canceled, err := w.renew(ctx, r.id, r.token, w.cfg.Lease)
 	switch {
-	case errors.Is(err, tasks.ErrFenced):
+	case errors.Is(err, store.ErrFenced):
 		r.log.Warn("fenced, another worker took over: stopping the job")
 		r.stop(errFenced)
 		return false

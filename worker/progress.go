@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -85,10 +87,10 @@ func (r *run) flush() {
 		j.Partial = partial
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	res, err := r.w.store.Save(ctx, j, r.token, tasks.SaveArgs{})
+	res, err := r.w.store.Save(ctx, j, r.token, store.SaveArgs{})
 	cancel()
 	switch {
-	case errors.Is(err, tasks.ErrFenced):
+	case errors.Is(err, store.ErrFenced):
 		r.closed = true
 		r.stop(errFenced)
 	case err != nil:

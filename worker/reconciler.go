@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -100,7 +102,7 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 			return err
 		}
 		p := w.cfg.Registry.Get(j.Type)
-		err = tasks.Enqueue(ctx, w.client, j, h.Gen, info.retriesLeft(p), jobTimeout(info.opts, p), info.opts.Retention)
+		err = store.Enqueue(ctx, w.client, j, h.Gen, info.retriesLeft(p), jobTimeout(info.opts, p), info.opts.Retention)
 		if err != nil {
 			return err
 		}
@@ -123,11 +125,11 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 			stage, n)}
 		setRunning(j, tasks.StateFailed, now)
 		log.Error("job failed: taken over too many times", "stage", stage, "takeovers", n)
-		_, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{TTL: tasks.RetentionOr(info.opts.Retention), Fields: fields})
+		_, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{TTL: store.RetentionOr(info.opts.Retention), Fields: fields})
 		if err == nil {
 			w.metrics.forType(j.Type).jobFinished(j)
 		}
-		if err != nil && !errors.Is(err, tasks.ErrFenced) {
+		if err != nil && !errors.Is(err, store.ErrFenced) {
 			return err
 		}
 		return nil
@@ -144,12 +146,12 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 // canceled, if a cancel came meanwhile — and task generation h.Gen is
 // enqueued with the retries the job has left. If the enqueue fails, the
 // job's lapsed lease stays indexed and the next reconcile pass enqueues it.
-func (w *Worker) handOn(ctx context.Context, h *tasks.Handoff, j *tasks.Job, opts tasks.Options, p *tasks.Pipeline,
+func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opts tasks.Options, p *tasks.Pipeline,
 	retriesLeft int, why *tasks.JobError, fields map[string][]byte, log *slog.Logger) {
 	now := w.now()
 	if h.CancelRequested {
-		tasks.MarkCanceled(j, now)
-		if _, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{TTL: tasks.RetentionOr(opts.Retention), Fields: fields}); err != nil {
+		store.MarkCanceled(j, now)
+		if _, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{TTL: store.RetentionOr(opts.Retention), Fields: fields}); err != nil {
 			log.Warn("cannot save the canceled job", "err", err)
 			return
 		}
@@ -165,15 +167,15 @@ func (w *Worker) handOn(ctx context.Context, h *tasks.Handoff, j *tasks.Job, opt
 		j.Error = why
 	}
 	setRunning(j, tasks.StateRetrying, now)
-	if _, err := w.store.Save(ctx, j, h.Token, tasks.SaveArgs{Fields: fields}); err != nil {
+	if _, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{Fields: fields}); err != nil {
 		// Fenced: a worker claimed the new generation already (another
 		// reconciler enqueued it); it is in good hands.
 		log.Warn("cannot save the handed-off job", "err", err)
-		if errors.Is(err, tasks.ErrFenced) {
+		if errors.Is(err, store.ErrFenced) {
 			return
 		}
 	}
-	if err := tasks.Enqueue(ctx, w.client, j, h.Gen, retriesLeft, jobTimeout(opts, p), opts.Retention); err != nil {
+	if err := store.Enqueue(ctx, w.client, j, h.Gen, retriesLeft, jobTimeout(opts, p), opts.Retention); err != nil {
 		log.Warn("cannot enqueue the job's next task generation; the reconciler retries", "gen", h.Gen, "err", err)
 		return
 	}
@@ -197,7 +199,7 @@ func (i jobInfo) retriesLeft(p *tasks.Pipeline) int {
 }
 
 func (w *Worker) readInfo(ctx context.Context, id string) (jobInfo, error) {
-	vals, err := w.rdb.HMGet(ctx, tasks.JobKey(id), "opts", fieldRetriesLeft, fieldTakeovers).Result()
+	vals, err := w.rdb.HMGet(ctx, store.JobKey(id), "opts", fieldRetriesLeft, fieldTakeovers).Result()
 	if err != nil {
 		return jobInfo{}, fmt.Errorf("read job %s: %w", id, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/staged-dev/staged/tasks"
@@ -41,7 +43,7 @@ const (
 
 // handle is the asynq handler of every task type: one attempt at a job.
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
-	pl, err := tasks.DecodePayload(t.Payload())
+	pl, err := store.DecodePayload(t.Payload())
 	if err != nil {
 		log := w.log
 		if tid, ok := asynq.GetTaskID(ctx); ok {
@@ -59,7 +61,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		log.Warn("cannot claim the job; asynq will retry the task", "err", err)
 		return infraError{fmt.Errorf("claim job %s: %w", pl.ID, err)}
 	}
-	if c.Outcome != tasks.ClaimOK {
+	if c.Outcome != store.ClaimOK {
 		log.Debug("nothing to do for this task", "outcome", string(c.Outcome), "gen", pl.Gen)
 		return nil
 	}
@@ -74,7 +76,7 @@ type run struct {
 	stages   []tasks.Stage   // the job's stages: p.StagesFor(input)
 	id       string
 	token    int64
-	claim    *tasks.Claim
+	claim    *store.Claim
 	opts     tasks.Options
 	retried  int // asynq's retry count of this task
 	maxRetry int // asynq's max retry of this task
@@ -110,7 +112,7 @@ type stageDone struct {
 	out json.RawMessage
 }
 
-func (w *Worker) newRun(ctx context.Context, pl tasks.Payload, c *tasks.Claim, log *slog.Logger) *run {
+func (w *Worker) newRun(ctx context.Context, pl store.Payload, c *store.Claim, log *slog.Logger) *run {
 	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1}
 	r.p = w.cfg.Registry.Get(c.Job.Type)
 	r.metrics = w.metrics.forType(c.Job.Type)

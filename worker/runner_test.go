@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/staged-dev/staged/internal/redistest"
@@ -232,7 +234,7 @@ func TestPermanentErrors(t *testing.T) {
 			if strings.Contains(string(j.Result), "xxx") || strings.Contains(string(j.Partial), "xxx") {
 				t.Fatalf("the oversized value was stored: result %.20s, partial %.20s", j.Result, j.Partial)
 			}
-			if n, _ := h.rdb.HExists(context.Background(), tasks.JobKey(id), "out:0").Result(); n && tt.typ == "big-output" {
+			if n, _ := h.rdb.HExists(context.Background(), store.JobKey(id), "out:0").Result(); n && tt.typ == "big-output" {
 				t.Fatalf("the oversized output was checkpointed")
 			}
 		})

@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -165,7 +167,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Concurrency = ConcurrencyDefault
 	}
 	if len(c.Queues) == 0 {
-		c.Queues = map[string]int{tasks.DefaultQueue: 1}
+		c.Queues = map[string]int{store.DefaultQueue: 1}
 	}
 	for q, prio := range c.Queues {
 		if q == "" || prio <= 0 {
@@ -207,7 +209,7 @@ type Worker struct {
 	log       *slog.Logger
 	rdb       redis.UniversalClient
 	ownsRedis bool
-	store     *tasks.Store
+	store     *store.Store
 	client    *asynq.Client
 	srv       *asynq.Server
 	metrics   *metrics
@@ -247,7 +249,7 @@ func New(cfg Config) (*Worker, error) {
 		}
 		w.rdb, w.ownsRedis = c, true
 	}
-	w.store = tasks.NewStore(w.rdb)
+	w.store = store.NewStore(w.rdb)
 	w.store.Now = cfg.Now
 	w.renew = w.store.Renew
 	w.client = asynq.NewClientFromRedisClient(w.rdb)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/staged-dev/staged/internal/redistest"
@@ -78,15 +80,15 @@ func TestJobSucceeds(t *testing.T) {
 	if evs := h.events(id); len(evs) != 4 {
 		t.Errorf("%d record writes, want 4", len(evs))
 	}
-	for _, k := range []string{tasks.JobKey(id), tasks.EventsKey(id)} {
+	for _, k := range []string{store.JobKey(id), store.EventsKey(id)} {
 		if ttl := h.rdb.PTTL(ctx, k).Val(); ttl <= time.Hour-time.Minute || ttl > time.Hour {
 			t.Errorf("%s TTL = %v, want the 1h retention", k, ttl)
 		}
 	}
-	if n := h.rdb.Exists(ctx, tasks.LeaseKey(id)).Val(); n != 0 {
+	if n := h.rdb.Exists(ctx, store.LeaseKey(id)).Val(); n != 0 {
 		t.Errorf("lease still exists")
 	}
-	if _, err := h.rdb.ZScore(ctx, tasks.LeasesKey, id).Result(); err == nil {
+	if _, err := h.rdb.ZScore(ctx, store.LeasesKey, id).Result(); err == nil {
 		t.Errorf("job still in the lease index")
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/staged-dev/staged/internal/store"
+
 	"github.com/staged-dev/staged/server"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // STAGED_QUEUES / --queues: the asynq queues, for the API (the queues a
@@ -23,7 +24,7 @@ type Queue struct {
 
 const (
 	// QueuesDefault is STAGED_QUEUES when it is unset.
-	QueuesDefault = tasks.DefaultQueue + "=1"
+	QueuesDefault = store.DefaultQueue + "=1"
 	// maxQueueWeight is the largest weight: asynq builds a list of
 	// sum(weights) names on every dequeue, so weights are kept small.
 	maxQueueWeight = 100
@@ -39,7 +40,7 @@ func init() {
 }
 
 // defaultQueues is the value of an unset STAGED_QUEUES.
-func defaultQueues() []Queue { return []Queue{{Name: tasks.DefaultQueue, Weight: 1}} }
+func defaultQueues() []Queue { return []Queue{{Name: store.DefaultQueue, Weight: 1}} }
 
 // parseQueues parses "name=weight,name2,..." (a bare name has weight 1),
 // keeping the order given. Errors start with from.
@@ -105,7 +106,7 @@ func queueWeights(qs []Queue) map[string]int {
 // none.
 func hasDefaultQueue(qs []Queue) bool {
 	for _, q := range qs {
-		if q.Name == tasks.DefaultQueue {
+		if q.Name == store.DefaultQueue {
 			return true
 		}
 	}

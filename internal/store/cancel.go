@@ -1,4 +1,4 @@
-package tasks
+package store
 
 import (
 	"context"
@@ -6,25 +6,27 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/staged-dev/staged/tasks"
 )
 
 // Canceled is what Cancel did.
 type Canceled struct {
-	Job *Job
+	Job *tasks.Job
 	// Idle is true when the job was queued or waiting for a retry and is now
-	// canceled; its asynq task (generation Gen, on Job.Queue) can be deleted.
+	// canceled; its asynq task (generation Gen, on tasks.Job.Queue) can be deleted.
 	// Otherwise a running job was asked to stop and its worker will record
 	// the cancel within seconds.
 	Idle bool
 	Gen  int64
 }
 
-// Cancel cancels job id for tenant ("" = any). It returns ENOTFOUND for an
-// unknown, expired or other tenant's job and ECONFLICT for a finished one.
+// Cancel cancels job id for tenant ("" = any). It returns tasks.ENOTFOUND for an
+// unknown, expired or other tenant's job and tasks.ECONFLICT for a finished one.
 // The cancel flag is durable: no later claim or retry runs the job.
 func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error) {
-	if !ValidID(id) {
-		return nil, Errorf(ENOTFOUND, "no job with id %q", id)
+	if !tasks.ValidID(id) {
+		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	res, err := cancelScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, id).StringSlice()
 	if err != nil {
@@ -32,20 +34,20 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 	}
 	switch res[0] {
 	case "missing":
-		return nil, Errorf(ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	case "finished":
-		j, err := DecodeJob([]byte(res[1]))
+		j, err := tasks.DecodeJob([]byte(res[1]))
 		if err != nil {
 			return nil, err
 		}
-		return nil, Errorf(ECONFLICT, "job %s already finished (%s); only queued or running jobs can be canceled", id, j.State)
+		return nil, tasks.Errorf(tasks.ECONFLICT, "job %s already finished (%s); only queued or running jobs can be canceled", id, j.State)
 	}
 	token, _ := strconv.ParseInt(res[1], 10, 64)
-	j, err := DecodeJob([]byte(res[2]))
+	j, err := tasks.DecodeJob([]byte(res[2]))
 	if err != nil {
 		return nil, err
 	}
-	var opts Options
+	var opts tasks.Options
 	_ = json.Unmarshal([]byte(res[3]), &opts)
 	gen, _ := strconv.ParseInt(res[4], 10, 64)
 	if res[0] == "running" {
@@ -71,12 +73,12 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 
 // MarkCanceled moves j to the canceled state at now: the stage that was
 // running is canceled too.
-func MarkCanceled(j *Job, now time.Time) {
-	j.State, j.CancelRequested, j.NextAttemptAt = StateCanceled, false, nil
+func MarkCanceled(j *tasks.Job, now time.Time) {
+	j.State, j.CancelRequested, j.NextAttemptAt = tasks.StateCanceled, false, nil
 	j.FinishedAt = &now
 	for i := range j.Stages {
-		if st := j.Stages[i].State; st == StateRunning || st == StateRetrying {
-			j.Stages[i].State = StateCanceled
+		if st := j.Stages[i].State; st == tasks.StateRunning || st == tasks.StateRetrying {
+			j.Stages[i].State = tasks.StateCanceled
 			j.Stages[i].FinishedAt = &now
 		}
 	}

@@ -1,4 +1,4 @@
-package tasks_test
+package store_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/tasks"
@@ -16,7 +18,7 @@ func testPipeline() *tasks.Pipeline {
 	return &tasks.Pipeline{Name: "t", Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
 }
 
-func newJob(t *testing.T, s *tasks.Store, tenant string) *tasks.Job {
+func newJob(t *testing.T, s *store.Store, tenant string) *tasks.Job {
 	t.Helper()
 	j := tasks.NewJob(testPipeline(), "", time.Now().UTC())
 	if _, err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), tasks.Options{Retention: time.Minute}); err != nil {
@@ -27,7 +29,7 @@ func newJob(t *testing.T, s *tasks.Store, tenant string) *tasks.Job {
 
 func TestCreateGetTenant(t *testing.T) {
 	ctx := context.Background()
-	s := tasks.NewStore(redistest.Start(t).Client())
+	s := store.NewStore(redistest.Start(t).Client())
 	j := newJob(t, s, "acme")
 	tests := []struct {
 		name, id, tenant string
@@ -55,40 +57,40 @@ func TestCreateGetTenant(t *testing.T) {
 func TestClaimSaveFencing(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s := tasks.NewStore(srv.Client())
+	s := store.NewStore(srv.Client())
 	j := newJob(t, s, "")
 
 	c, err := s.Claim(ctx, j.ID, 1, time.Second)
-	if err != nil || c.Outcome != tasks.ClaimOK {
+	if err != nil || c.Outcome != store.ClaimOK {
 		t.Fatalf("claim: %v %+v", err, c)
 	}
 	if string(c.Input) != `{"x":1}` || c.Options.Retention != time.Minute {
 		t.Fatalf("claim input/opts = %s %+v", c.Input, c.Options)
 	}
-	if c2, _ := s.Claim(ctx, j.ID, 1, time.Second); c2.Outcome != tasks.ClaimBusy {
+	if c2, _ := s.Claim(ctx, j.ID, 1, time.Second); c2.Outcome != store.ClaimBusy {
 		t.Fatalf("second claim = %s, want busy", c2.Outcome)
 	}
-	if c2, _ := s.Claim(ctx, j.ID, 2, time.Second); c2.Outcome != tasks.ClaimSuperseded {
+	if c2, _ := s.Claim(ctx, j.ID, 2, time.Second); c2.Outcome != store.ClaimSuperseded {
 		t.Fatalf("claim of gen 2 = %s, want superseded", c2.Outcome)
 	}
 	c.Job.State = tasks.StateRunning
-	if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{Fields: map[string][]byte{"out:0": []byte(`"a"`)}}); err != nil {
+	if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{Fields: map[string][]byte{"out:0": []byte(`"a"`)}}); err != nil {
 		t.Fatal(err)
 	}
 	// A live lease blocks a takeover; the owner can hand back voluntarily.
 	if h, _ := s.Handoff(ctx, j.ID, 0); h.Outcome != "alive" {
 		t.Fatalf("takeover of live lease = %s", h.Outcome)
 	}
-	srv.Client().Del(ctx, tasks.LeaseKey(j.ID)) // as if the lease lapsed
+	srv.Client().Del(ctx, store.LeaseKey(j.ID)) // as if the lease lapsed
 	h, err := s.Handoff(ctx, j.ID, 0)
 	if err != nil || h.Outcome != "handoff" || h.Gen != 2 || h.Token != c.Token+1 {
 		t.Fatalf("takeover = %v %+v", err, h)
 	}
 	// The old owner is fenced out of every write.
-	if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{}); !errors.Is(err, tasks.ErrFenced) {
+	if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{}); !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("stale save err = %v, want ErrFenced", err)
 	}
-	if _, err := s.Renew(ctx, j.ID, c.Token, time.Second); !errors.Is(err, tasks.ErrFenced) {
+	if _, err := s.Renew(ctx, j.ID, c.Token, time.Second); !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("stale renew err = %v, want ErrFenced", err)
 	}
 	// A second takeover pass only re-enqueues.
@@ -96,19 +98,19 @@ func TestClaimSaveFencing(t *testing.T) {
 		t.Fatalf("second pass = %+v", h2)
 	}
 	c3, err := s.Claim(ctx, j.ID, 2, time.Second)
-	if err != nil || c3.Outcome != tasks.ClaimOK || string(c3.Outputs[0]) != `"a"` {
+	if err != nil || c3.Outcome != store.ClaimOK || string(c3.Outputs[0]) != `"a"` {
 		t.Fatalf("claim gen 2 = %v %+v", err, c3)
 	}
 	c3.Job.State = tasks.StateSucceeded
 	// As after a Redis restart: the pipelined terminal save loads its script.
 	srv.Client().ScriptFlush(ctx)
-	if _, err := s.Save(ctx, c3.Job, c3.Token, tasks.SaveArgs{TTL: 2 * time.Second}); err != nil {
+	if _, err := s.Save(ctx, c3.Job, c3.Token, store.SaveArgs{TTL: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Client().ZCard(ctx, tasks.LeasesKey).Val(); n != 0 {
+	if n := srv.Client().ZCard(ctx, store.LeasesKey).Val(); n != 0 {
 		t.Fatalf("lease index holds %d ids after the terminal save", n)
 	}
-	for _, k := range []string{tasks.JobKey(j.ID), tasks.EventsKey(j.ID)} {
+	for _, k := range []string{store.JobKey(j.ID), store.EventsKey(j.ID)} {
 		if ttl := srv.Client().PTTL(ctx, k).Val(); ttl <= 0 || ttl > 2*time.Second {
 			t.Fatalf("%s ttl = %v", k, ttl)
 		}
@@ -125,7 +127,7 @@ func TestClaimSaveFencing(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	ctx := context.Background()
-	s := tasks.NewStore(redistest.Start(t).Client())
+	s := store.NewStore(redistest.Start(t).Client())
 	queued := newJob(t, s, "a")
 	if _, err := s.Cancel(ctx, queued.ID, "b"); tasks.ErrorCode(err) != tasks.ENOTFOUND {
 		t.Fatalf("other tenant cancel: %v", err)
@@ -134,7 +136,7 @@ func TestCancel(t *testing.T) {
 	if err != nil || !c.Idle || c.Job.State != tasks.StateCanceled {
 		t.Fatalf("cancel queued = %v %+v", err, c)
 	}
-	if cl, _ := s.Claim(ctx, queued.ID, 1, time.Second); cl.Outcome != tasks.ClaimDone {
+	if cl, _ := s.Claim(ctx, queued.ID, 1, time.Second); cl.Outcome != store.ClaimDone {
 		t.Fatalf("claim after cancel = %s", cl.Outcome)
 	}
 	if _, err := s.Cancel(ctx, queued.ID, "a"); tasks.ErrorCode(err) != tasks.ECONFLICT {
@@ -143,7 +145,7 @@ func TestCancel(t *testing.T) {
 	running := newJob(t, s, "a")
 	cl, _ := s.Claim(ctx, running.ID, 1, time.Second)
 	cl.Job.State = tasks.StateRunning
-	s.Save(ctx, cl.Job, cl.Token, tasks.SaveArgs{})
+	s.Save(ctx, cl.Job, cl.Token, store.SaveArgs{})
 	c, err = s.Cancel(ctx, running.ID, "")
 	if err != nil || c.Idle || !c.Job.CancelRequested {
 		t.Fatalf("cancel running = %v %+v", err, c)

@@ -1,4 +1,4 @@
-package tasks
+package store
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/staged-dev/staged/tasks"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -71,8 +73,8 @@ func (s *Store) maxLen() int {
 	return EventsMaxLenDefault
 }
 
-// redisErr wraps a Redis failure as EUNAVAILABLE (connection trouble,
-// time-outs) or EINTERNAL (anything else), naming the operation.
+// redisErr wraps a Redis failure as tasks.EUNAVAILABLE (connection trouble,
+// time-outs) or tasks.EINTERNAL (anything else), naming the operation.
 func redisErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -81,9 +83,9 @@ func redisErr(op string, err error) error {
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
 		strings.Contains(err.Error(), "connection refused") || strings.HasPrefix(err.Error(), "LOADING") {
-		return &Error{Code: EUNAVAILABLE, Message: "the job store (Redis) is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
+		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job store (Redis) is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
 	}
-	return &Error{Code: EINTERNAL, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+	return &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
 }
 
 // Create writes the record of a new queued job, with its normalised input
@@ -91,12 +93,12 @@ func redisErr(op string, err error) error {
 // record as written. The job's generation is 1, token 0. The event stream
 // starts with the first worker write: a watcher of a queued job is sent the
 // record itself (see LatestEvent).
-func (s *Store) Create(ctx context.Context, j *Job, tenant string, input json.RawMessage, opts Options) ([]byte, error) {
+func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input json.RawMessage, opts tasks.Options) ([]byte, error) {
 	ttl := s.liveTTL()
 	j.ExpiresAt = j.UpdatedAt.Add(ttl)
-	rec, err := Marshal(j)
+	rec, err := tasks.Marshal(j)
 	if err != nil {
-		return nil, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
+		return nil, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
 	ob, _ := json.Marshal(opts)
 	key := JobKey(j.ID)
@@ -118,11 +120,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 }
 
 // GetRaw returns the record JSON of job id in one round trip. tenant ""
-// reads any job; otherwise another tenant's job is ENOTFOUND, as are unknown
+// reads any job; otherwise another tenant's job is tasks.ENOTFOUND, as are unknown
 // and expired ones.
 func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
-	if !ValidID(id) {
-		return nil, Errorf(ENOTFOUND, "no job with id %q", id)
+	if !tasks.ValidID(id) {
+		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	vals, err := s.rdb.HMGet(ctx, JobKey(id), "rec", "tenant").Result()
 	if err != nil {
@@ -131,18 +133,18 @@ func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
 	rec, _ := vals[0].(string)
 	owner, _ := vals[1].(string)
 	if rec == "" || (tenant != "" && owner != tenant) {
-		return nil, Errorf(ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	}
 	return []byte(rec), nil
 }
 
 // Get returns the decoded record of job id; see GetRaw.
-func (s *Store) Get(ctx context.Context, id, tenant string) (*Job, error) {
+func (s *Store) Get(ctx context.Context, id, tenant string) (*tasks.Job, error) {
 	b, err := s.GetRaw(ctx, id, tenant)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeJob(b)
+	return tasks.DecodeJob(b)
 }
 
 // SaveArgs are the optional parts of a Save.
@@ -164,16 +166,16 @@ type SaveResult struct {
 // job's fencing token: one round trip that also appends the event, refreshes
 // the TTLs, releases the lease on a terminal state and notifies watchers.
 // Returns ErrFenced when another owner has taken over.
-func (s *Store) Save(ctx context.Context, j *Job, token int64, a SaveArgs) (SaveResult, error) {
+func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs) (SaveResult, error) {
 	ttl := a.TTL
 	if ttl <= 0 {
 		ttl = s.liveTTL()
 	}
 	now := s.now()
 	j.UpdatedAt, j.ExpiresAt = now, now.Add(ttl)
-	rec, err := Marshal(j)
+	rec, err := tasks.Marshal(j)
 	if err != nil {
-		return SaveResult{}, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
+		return SaveResult{}, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
 	term := "0"
 	if j.State.Terminal() {
@@ -262,10 +264,10 @@ const (
 type Claim struct {
 	Outcome ClaimOutcome
 	Token   int64
-	Job     *Job
+	Job     *tasks.Job
 	Tenant  string
 	Input   json.RawMessage
-	Options Options
+	Options tasks.Options
 	// Outputs holds the checkpointed output of each completed stage, by
 	// 0-based stage index.
 	Outputs         map[int]json.RawMessage
@@ -274,7 +276,7 @@ type Claim struct {
 
 // Claim makes the caller, running task generation gen, the job's owner with
 // a fresh fencing token and a lease of the given length, and registers the
-// lease with the reconciler. Only ClaimOK carries a Job.
+// lease with the reconciler. Only ClaimOK carries a tasks.Job.
 func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Duration) (*Claim, error) {
 	// The lease index entry goes in the same round trip, whatever the
 	// outcome: for a claim that fails, the reconciler drops it later
@@ -297,7 +299,7 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		k, v := res[i], res[i+1]
 		switch {
 		case k == "rec":
-			if c.Job, err = DecodeJob([]byte(v)); err != nil {
+			if c.Job, err = tasks.DecodeJob([]byte(v)); err != nil {
 				return nil, err
 			}
 		case k == "tenant":
@@ -315,7 +317,7 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		}
 	}
 	if c.Job == nil {
-		return nil, Errorf(EINTERNAL, "job %s has no record", id)
+		return nil, tasks.Errorf(tasks.EINTERNAL, "job %s has no record", id)
 	}
 	return c, nil
 }
@@ -351,13 +353,13 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, lease time.Du
 
 // Handoff is what a hand-off to a new task generation found.
 type Handoff struct {
-	// Outcome is "handoff" (the caller must save Job with Token and enqueue
+	// Outcome is "handoff" (the caller must save tasks.Job with Token and enqueue
 	// generation Gen), "enqueue" (a hand-off is under way: just make sure
 	// generation Gen is enqueued), or "alive", "missing", "done", "fenced"
 	// (nothing to do).
 	Outcome         string
 	Token, Gen      int64
-	Job             *Job
+	Job             *tasks.Job
 	CancelRequested bool
 }
 
@@ -381,7 +383,7 @@ func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, 
 	case "handoff":
 		h.Token, _ = strconv.ParseInt(res[1], 10, 64)
 		h.Gen, _ = strconv.ParseInt(res[2], 10, 64)
-		if h.Job, err = DecodeJob([]byte(res[3])); err != nil {
+		if h.Job, err = tasks.DecodeJob([]byte(res[3])); err != nil {
 			return nil, err
 		}
 		h.CancelRequested = res[4] == "1"

@@ -1,10 +1,12 @@
-package tasks
+package store
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/staged-dev/staged/tasks"
 
 	"github.com/hibiken/asynq"
 )
@@ -24,7 +26,7 @@ type Payload struct {
 func DecodePayload(b []byte) (Payload, error) {
 	var p Payload
 	err := json.Unmarshal(b, &p)
-	if err == nil && !ValidID(p.ID) {
+	if err == nil && !tasks.ValidID(p.ID) {
 		err = errors.New("payload has no valid job id")
 	}
 	return p, err
@@ -33,14 +35,14 @@ func DecodePayload(b []byte) (Payload, error) {
 // Enqueue puts generation gen of job j's task on its queue. maxRetry is the
 // number of asynq retries left; timeout is the per-attempt job timeout.
 // A task of that generation that exists already is not an error.
-func Enqueue(ctx context.Context, c *asynq.Client, j *Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
+func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
 	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
 	q := j.Queue
 	if q == "" {
 		q = DefaultQueue
 	}
 	if timeout <= 0 {
-		timeout = DefaultJobTimeout
+		timeout = tasks.DefaultJobTimeout
 	}
 	_, err := c.EnqueueContext(ctx, asynq.NewTask(j.Type, b),
 		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(q), asynq.MaxRetry(max(maxRetry, 0)),

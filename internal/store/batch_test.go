@@ -1,4 +1,4 @@
-package tasks_test
+package store_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/redis/go-redis/v9"
 
@@ -52,11 +54,11 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // plugged starts a combining store whose senders are all held in the hook
 // until the returned release is called, so that the calls made meanwhile
 // wait and go out together.
-func plugged(t *testing.T, srv *redistest.Server) (s *tasks.Store, h *gateHook, release func()) {
+func plugged(t *testing.T, srv *redistest.Server) (s *store.Store, h *gateHook, release func()) {
 	rdb := srv.Client()
 	h = &gateHook{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
 	rdb.AddHook(h)
-	s = tasks.NewStore(rdb)
+	s = store.NewStore(rdb)
 	s.StartCombiner(context.Background())
 	t.Cleanup(func() { s.Close() })
 	var plugs sync.WaitGroup
@@ -76,7 +78,7 @@ func plugged(t *testing.T, srv *redistest.Server) (s *tasks.Store, h *gateHook, 
 func TestCombinerConcurrentSaves(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s := tasks.NewStore(srv.Client())
+	s := store.NewStore(srv.Client())
 	s.StartCombiner(ctx)
 	defer s.Close()
 	var wg sync.WaitGroup
@@ -84,7 +86,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 		j := newJob(t, s, "")
 		wg.Go(func() {
 			c, err := s.Claim(ctx, j.ID, 1, time.Second)
-			if err != nil || c.Outcome != tasks.ClaimOK {
+			if err != nil || c.Outcome != store.ClaimOK {
 				t.Errorf("claim %s: %v %+v", j.ID, err, c)
 				return
 			}
@@ -94,7 +96,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 				if k == 3 {
 					c.Job.State = tasks.StateSucceeded
 				}
-				if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute, Fields: map[string][]byte{fmt.Sprintf("out:%d", k): []byte(`"x"`)}}); err != nil {
+				if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute, Fields: map[string][]byte{fmt.Sprintf("out:%d", k): []byte(`"x"`)}}); err != nil {
 					t.Errorf("save %s %d: %v", j.ID, k, err)
 					return
 				}
@@ -109,7 +111,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := srv.Client().ZCard(ctx, tasks.LeasesKey).Val(); n != 0 {
+	if n := srv.Client().ZCard(ctx, store.LeasesKey).Val(); n != 0 {
 		t.Fatalf("lease index holds %d ids after the terminal saves", n)
 	}
 }
@@ -129,12 +131,12 @@ func inBatch(release func(), calls ...func()) {
 func TestCombinerFencedInBatch(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	plain := tasks.NewStore(srv.Client())
-	var claims []*tasks.Claim
+	plain := store.NewStore(srv.Client())
+	var claims []*store.Claim
 	for range 6 {
 		j := newJob(t, plain, "")
 		c, err := plain.Claim(ctx, j.ID, 1, time.Minute)
-		if err != nil || c.Outcome != tasks.ClaimOK {
+		if err != nil || c.Outcome != store.ClaimOK {
 			t.Fatalf("claim: %v %+v", err, c)
 		}
 		claims = append(claims, c)
@@ -152,7 +154,7 @@ func TestCombinerFencedInBatch(t *testing.T) {
 			if i%2 == 0 {
 				c.Job.State = tasks.StateSucceeded // with the ZREM of the lease index
 			}
-			_, errs[i] = s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute})
+			_, errs[i] = s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute})
 		})
 	}
 	inBatch(release, calls...)
@@ -160,7 +162,7 @@ func TestCombinerFencedInBatch(t *testing.T) {
 		t.Fatalf("largest pipeline carried %d scripts; want a batch", h.maxEval.Load())
 	}
 	for i, err := range errs {
-		if i == 0 && !errors.Is(err, tasks.ErrFenced) {
+		if i == 0 && !errors.Is(err, store.ErrFenced) {
 			t.Fatalf("fenced save: err = %v, want ErrFenced", err)
 		}
 		if i != 0 && err != nil {
@@ -178,8 +180,8 @@ func TestCombinerFencedInBatch(t *testing.T) {
 func TestCombinerNoScriptInBatch(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	plain := tasks.NewStore(srv.Client())
-	var saved []*tasks.Claim
+	plain := store.NewStore(srv.Client())
+	var saved []*store.Claim
 	var toClaim []string
 	for i := range 6 {
 		j := newJob(t, plain, "")
@@ -188,7 +190,7 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 			continue
 		}
 		c, err := plain.Claim(ctx, j.ID, 1, time.Minute)
-		if err != nil || c.Outcome != tasks.ClaimOK {
+		if err != nil || c.Outcome != store.ClaimOK {
 			t.Fatalf("claim: %v %+v", err, c)
 		}
 		saved = append(saved, c)
@@ -205,14 +207,14 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 			if i == 0 {
 				c.Job.State = tasks.StateSucceeded
 			}
-			if _, err := s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{TTL: time.Minute}); err != nil {
+			if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute}); err != nil {
 				t.Errorf("save %d: %v", i, err)
 			}
 		})
 	}
 	for _, id := range toClaim {
 		calls = append(calls, func() {
-			if c, err := s.Claim(ctx, id, 1, time.Minute); err != nil || c.Outcome != tasks.ClaimOK {
+			if c, err := s.Claim(ctx, id, 1, time.Minute); err != nil || c.Outcome != store.ClaimOK {
 				t.Errorf("claim %s: %v %+v", id, err, c)
 			}
 		})
@@ -233,28 +235,28 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 	// The claims' lease index entries went out with them; the terminal
 	// save's ZREM too.
 	for _, id := range toClaim {
-		if err := srv.Client().ZScore(ctx, tasks.LeasesKey, id).Err(); err != nil {
+		if err := srv.Client().ZScore(ctx, store.LeasesKey, id).Err(); err != nil {
 			t.Errorf("claimed %s not in the lease index: %v", id, err)
 		}
 	}
-	if err := srv.Client().ZScore(ctx, tasks.LeasesKey, saved[0].Job.ID).Err(); !errors.Is(err, redis.Nil) {
+	if err := srv.Client().ZScore(ctx, store.LeasesKey, saved[0].Job.ID).Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("finished job still in the lease index: %v", err)
 	}
 }
 
 func TestCombinerCallerCancel(t *testing.T) {
 	srv := redistest.Start(t)
-	plain := tasks.NewStore(srv.Client())
+	plain := store.NewStore(srv.Client())
 	j := newJob(t, plain, "")
 	c, err := plain.Claim(context.Background(), j.ID, 1, time.Minute)
-	if err != nil || c.Outcome != tasks.ClaimOK {
+	if err != nil || c.Outcome != store.ClaimOK {
 		t.Fatalf("claim: %v %+v", err, c)
 	}
 	s, _, release := plugged(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
-	_, err = s.Save(ctx, c.Job, c.Token, tasks.SaveArgs{})
+	_, err = s.Save(ctx, c.Job, c.Token, store.SaveArgs{})
 	if took := time.Since(t0); took > time.Second || !errors.Is(err, context.DeadlineExceeded) || tasks.ErrorCode(err) != tasks.EUNAVAILABLE {
 		t.Fatalf("save with a stuck combiner: %v after %v", err, took)
 	}
@@ -264,7 +266,7 @@ func TestCombinerCallerCancel(t *testing.T) {
 	}
 	// After Close, writes go to Redis directly.
 	s.Close()
-	if _, err := s.Save(context.Background(), c.Job, c.Token, tasks.SaveArgs{}); err != nil {
+	if _, err := s.Save(context.Background(), c.Job, c.Token, store.SaveArgs{}); err != nil {
 		t.Fatalf("save after Close: %v", err)
 	}
 }
