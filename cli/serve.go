@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 )
 
 // runServe runs dev, api or worker until ctx is done.
-func runServe(ctx context.Context, mode string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	synopsis := map[string]string{
 		"dev":    "[flags]   API, worker and dashboard in one process",
 		"api":    "[flags]   the HTTP API and the dashboard",
@@ -109,6 +109,12 @@ func runServe(ctx context.Context, mode string, args []string, getenv func(strin
 
 	reg := &tasks.Registry{}
 	builtin.Register(reg)
+	for _, p := range ps {
+		if err := reg.Register(p); err != nil {
+			printErr(stderr, "%v", err)
+			return exitUsage
+		}
+	}
 
 	// One Prometheus registry for the process: in dev the API's /metrics
 	// serves the worker's metrics too.
