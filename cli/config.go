@@ -11,23 +11,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
+	"github.com/staged-dev/staged/internal/redisurl"
 	"github.com/staged-dev/staged/server"
 	"github.com/staged-dev/staged/worker"
 )
 
 // Configuration defaults.
 const (
-	RedisURLDefault  = "redis://127.0.0.1:6379/0"
+	RedisURLDefault  = redisurl.Default
 	AddrDefault      = ":8080"
 	ServerDefault    = "http://localhost:8080"
 	RetentionDefault = 24 * time.Hour
 	RateLimitDefault = 100.0
 	// RedisTimeout bounds dialing, reading and writing Redis, so that the
 	// API answers 503 quickly when Redis is down.
-	RedisTimeout = 2 * time.Second
+	RedisTimeout = redisurl.Timeout
 	// maxConcurrency is the largest STAGED_CONCURRENCY accepted.
 	maxConcurrency = 10000
 )
@@ -35,7 +33,8 @@ const (
 // Config is the configuration of every subcommand, from the environment and
 // then the flags. The zero value of an optional field means its default.
 type Config struct {
-	// RedisURL is the redis:// or rediss:// URL; RedisSet is false when
+	// RedisURL is the Redis URL (redis://, rediss://, redis-sentinel://,
+	// redis+cluster://; see internal/redisurl); RedisSet is false when
 	// neither STAGED_REDIS_URL nor --redis gave one (dev then embeds a
 	// Redis; api and worker use RedisURLDefault).
 	RedisURL string
@@ -165,7 +164,7 @@ func parseBool(v string) (bool, error) {
 }
 
 var flagHelp = map[setting]string{
-	setRedis:       "Redis URL, redis:// or rediss://",
+	setRedis:       "Redis URL: redis://, rediss://, redis-sentinel://s1:p1,s2:p2/0?master=NAME or redis+cluster://n1:p1,n2:p2",
 	setAddr:        "API listen address (default " + AddrDefault + ")",
 	setServer:      "URL of the staged API (default " + ServerDefault + ")",
 	setConcurrency: "jobs a worker runs at once (default: the worker's)",
@@ -277,49 +276,11 @@ func checkAddr(from, v string) error {
 }
 
 func checkRedisURL(from, v string) error {
-	_, err := redisOptions(v)
+	_, err := redisurl.Parse(v)
 	if err != nil {
 		return invalid(from, "%v", err)
 	}
 	return nil
-}
-
-// redisOptions parses a redis:// or rediss:// URL into go-redis options with
-// RedisTimeout for dial, read and write. Its errors never contain the
-// password.
-func redisOptions(raw string) (*redis.Options, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the whole URL, password included
-		}
-		return nil, fmt.Errorf("not a valid URL: %v", err)
-	}
-	shown := raw
-	if u.User != nil {
-		shown = u.Redacted()
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("%s: the scheme must be redis:// or rediss://, as in %s", shown, RedisURLDefault)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%s: no host, as in %s", shown, RedisURLDefault)
-	}
-	o, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s", shown, strings.TrimPrefix(err.Error(), "redis: "))
-	}
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = RedisTimeout, RedisTimeout, RedisTimeout
-	return o, nil
-}
-
-// asynqOpt returns the asynq connection options matching o, TLS included.
-func asynqOpt(o *redis.Options) asynq.RedisConnOpt {
-	return asynq.RedisClientOpt{
-		Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
-		DialTimeout: o.DialTimeout, TLSConfig: o.TLSConfig,
-	}
 }
 
 // redactAny redacts raw when it parses as a URL, else hides it wholesale if

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 )
 
 // loadServeT loads the serve config from envm and the flags in args.
@@ -85,7 +84,7 @@ func TestLoadServeInvalid(t *testing.T) {
 		want    string // substring of the error
 		secrets []string
 	}{
-		{name: "redis scheme", env: map[string]string{"STAGED_REDIS_URL": "http://localhost:6379"}, want: "STAGED_REDIS_URL: http://localhost:6379: the scheme must be redis:// or rediss://"},
+		{name: "redis scheme", env: map[string]string{"STAGED_REDIS_URL": "http://localhost:6379"}, want: "STAGED_REDIS_URL: http://localhost:6379: the scheme must be redis://, rediss://, redis-sentinel:// or redis+cluster://"},
 		{name: "redis no host", env: map[string]string{"STAGED_REDIS_URL": "redis://"}, want: "STAGED_REDIS_URL: redis://: no host"},
 		{name: "redis bad db, password hidden", env: map[string]string{"STAGED_REDIS_URL": "redis://:hunter2@localhost:6379/x"},
 			want: "STAGED_REDIS_URL: redis://:xxxxx@localhost:6379/x", secrets: []string{"hunter2"}},
@@ -126,42 +125,6 @@ func TestLoadServeInvalid(t *testing.T) {
 				if strings.Contains(err.Error(), s) {
 					t.Errorf("error shows secret %q: %s", s, err)
 				}
-			}
-		})
-	}
-}
-
-func TestRedisOptions(t *testing.T) {
-	tests := []struct {
-		url              string
-		addr, user, pass string
-		db               int
-		tls              bool
-		tlsServerName    string
-	}{
-		{url: "redis://127.0.0.1:6379/0", addr: "127.0.0.1:6379"},
-		{url: "redis://:pw@localhost/3", addr: "localhost:6379", pass: "pw", db: 3},
-		{url: "rediss://app:pw@redis.example.com:6380/1", addr: "redis.example.com:6380", user: "app", pass: "pw", db: 1,
-			tls: true, tlsServerName: "redis.example.com"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.url, func(t *testing.T) {
-			o, err := redisOptions(tt.url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if o.Addr != tt.addr || o.Username != tt.user || o.Password != tt.pass || o.DB != tt.db || (o.TLSConfig != nil) != tt.tls {
-				t.Errorf("options = %+v", o)
-			}
-			if o.DialTimeout != RedisTimeout || o.ReadTimeout != RedisTimeout || o.WriteTimeout != RedisTimeout {
-				t.Errorf("timeouts %v %v %v", o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-			}
-			a := asynqOpt(o).(asynq.RedisClientOpt)
-			if a.Addr != tt.addr || a.Username != tt.user || a.Password != tt.pass || a.DB != tt.db || (a.TLSConfig != nil) != tt.tls {
-				t.Errorf("asynq options = %+v", a)
-			}
-			if tt.tls && o.TLSConfig.ServerName != tt.tlsServerName {
-				t.Errorf("TLS server name %q", o.TLSConfig.ServerName)
 			}
 		})
 	}

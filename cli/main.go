@@ -125,7 +125,8 @@ Usage:
   staged help [COMMAND]      this help, or a command's flags
 
 Settings (environment, overridden by the flags of the same name):
-  STAGED_REDIS_URL     --redis        redis:// or rediss:// URL (api, worker: default `+RedisURLDefault+`)
+  STAGED_REDIS_URL     --redis        redis://, rediss://, redis-sentinel://s1:p1,s2:p2/0?master=NAME,
+                                      redis+cluster://n1:p1,n2:p2,n3:p3 (api, worker: default `+RedisURLDefault+`)
   STAGED_ADDR          --addr         API listen address (default `+AddrDefault+`)
   STAGED_SERVER        --server       the API the CLI talks to (default `+ServerDefault+`)
   STAGED_CONCURRENCY   --concurrency  jobs per worker

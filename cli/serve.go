@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/builtin"
+	"github.com/staged-dev/staged/internal/redisurl"
 	"github.com/staged-dev/staged/server"
 	"github.com/staged-dev/staged/tasks"
 	"github.com/staged-dev/staged/worker"
@@ -86,19 +86,22 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 	case !cfg.RedisSet:
 		cfg.RedisURL = RedisURLDefault
 	}
-	ropts, err := redisOptions(cfg.RedisURL)
+	conn, err := redisurl.Parse(cfg.RedisURL)
 	if err != nil { // validated already; only the default could get here
 		printErr(stderr, "STAGED_REDIS_URL: %v", err)
 		return exitUsage
 	}
-	rdb := redis.NewClient(ropts)
+	rdb := conn.NewClient()
 	defer rdb.Close()
-	connOpt := asynqOpt(ropts)
-	redisShown := redactString(cfg.RedisURL)
+	connOpt := conn.AsynqOpt()
+	redisShown := conn.Shown
 	if embedded != nil {
 		redisShown = "embedded " + redisShown
 	}
-	checkRedis(ctx, rdb, log, redisShown)
+	if err := checkRedis(ctx, conn, rdb, log, redisShown); err != nil {
+		printErr(stderr, "STAGED_REDIS_URL: %v", err)
+		return exitFailed
+	}
 	if mode != "worker" {
 		warnKeys(log, stderr, keys, cfg)
 		if !hasDefaultQueue(cfg.Queues) {
@@ -227,14 +230,24 @@ func runAll(ctx context.Context, parts ...func(context.Context) error) error {
 	return errors.Join(errs...)
 }
 
-// checkRedis logs whether Redis answers. It is not fatal: the API answers
-// 503 (and /readyz says so) and the worker waits until Redis is back.
-func checkRedis(ctx context.Context, rdb *redis.Client, log *slog.Logger, shown string) {
+// checkRedis logs whether Redis answers. Not answering is not fatal: the
+// API answers 503 (and /readyz says so) and the worker waits until Redis
+// is back. A URL that reaches the wrong kind of node (a Cluster node through
+// redis://, a read-only replica) is: the error says which URL to use.
+func checkRedis(ctx context.Context, conn *redisurl.Conn, rdb redis.UniversalClient, log *slog.Logger, shown string) error {
 	ctx, cancel := context.WithTimeout(ctx, RedisTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
+	topo, err := redisurl.Check(ctx, conn, rdb)
+	var misuse *redisurl.MisuseError
+	switch {
+	case errors.As(err, &misuse):
+		return err
+	case err != nil:
 		log.Warn("Redis does not answer yet; the API answers 503 until it does", "redis", shown, "err", err)
+	default:
+		log.Info("Redis answers", "redis", shown, "kind", conn.Kind.String(), "replicas", topo.Replicas)
 	}
+	return nil
 }
 
 // redisLogger sends go-redis's own messages (pool dial failures) to the
@@ -269,15 +282,6 @@ func (r *redisLogger) Printf(ctx context.Context, format string, v ...any) {
 		return
 	}
 	r.l.Warn(msg)
-}
-
-// redactString returns a URL for printing, its password replaced.
-func redactString(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	return u.Redacted()
 }
 
 // indentErrs puts each of a joined error's lines on its own indented line.

@@ -12,16 +12,15 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/internal/redisurl"
 	"github.com/staged-dev/staged/tasks"
 )
 
 // RedisURLDefault is the Redis Main uses when STAGED_REDIS_URL is unset.
-const RedisURLDefault = "redis://127.0.0.1:6379/0"
+const RedisURLDefault = redisurl.Default
 
 // MetricsAddrDefault is where Main (and staged worker) serve the worker's
 // Prometheus metrics, at /metrics, when STAGED_METRICS_ADDR is unset.
@@ -37,25 +36,29 @@ const MetricsAddrDefault = ":9090"
 //		}
 //	}
 //
-// It reads STAGED_REDIS_URL (redis:// or rediss://; default
-// RedisURLDefault), STAGED_CONCURRENCY (default ConcurrencyDefault) and
+// It reads STAGED_REDIS_URL (redis://, rediss://, redis-sentinel:// or
+// redis+cluster://, as staged worker does; default RedisURLDefault), STAGED_CONCURRENCY (default ConcurrencyDefault) and
 // STAGED_METRICS_ADDR (where to serve /metrics: the worker's metrics and
 // the Go runtime's; default MetricsAddrDefault, "off" for none), and logs
 // with slog.Default().
 func Main(reg *tasks.Registry) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := configFromEnv(os.Getenv)
+	cfg, conn, err := configFromEnv(os.Getenv)
 	if err != nil {
 		return err
 	}
 	cfg.Registry = reg
-	rdb, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return fmt.Errorf("worker: STAGED_REDIS_URL: unsupported Redis connection")
-	}
+	rdb := conn.NewClient()
 	defer rdb.Close()
 	cfg.Redis = rdb
+	cctx, cancel := context.WithTimeout(ctx, redisurl.Timeout)
+	_, err = redisurl.Check(cctx, conn, rdb)
+	cancel()
+	var misuse *redisurl.MisuseError
+	if errors.As(err, &misuse) {
+		return fmt.Errorf("worker: STAGED_REDIS_URL: %v", err)
+	}
 	var ln net.Listener
 	if addr, set := metricsAddrFromEnv(os.Getenv); addr != "" {
 		promReg := prometheus.NewRegistry()
@@ -104,23 +107,23 @@ func metricsAddrFromEnv(getenv func(string) string) (addr string, set bool) {
 }
 
 // configFromEnv reads the worker's environment variables.
-func configFromEnv(getenv func(string) string) (Config, error) {
+func configFromEnv(getenv func(string) string) (Config, *redisurl.Conn, error) {
 	var cfg Config
-	u := getenv("STAGED_REDIS_URL")
+	u := strings.TrimSpace(getenv("STAGED_REDIS_URL"))
 	if u == "" {
 		u = RedisURLDefault
 	}
-	opt, err := asynq.ParseRedisURI(u)
+	conn, err := redisurl.Parse(u)
 	if err != nil {
-		return cfg, fmt.Errorf("worker: STAGED_REDIS_URL: %v", err)
+		return cfg, nil, fmt.Errorf("worker: STAGED_REDIS_URL: %v", err)
 	}
-	cfg.RedisConnOpt = opt
+	cfg.RedisConnOpt = conn.AsynqOpt()
 	if s := getenv("STAGED_CONCURRENCY"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return cfg, fmt.Errorf("worker: STAGED_CONCURRENCY must be a positive integer, not %q", s)
+			return cfg, nil, fmt.Errorf("worker: STAGED_CONCURRENCY must be a positive integer, not %q", s)
 		}
 		cfg.Concurrency = n
 	}
-	return cfg, nil
+	return cfg, conn, nil
 }

@@ -193,3 +193,7 @@ func Eventually(tb testing.TB, limit time.Duration, msg string, cond func() bool
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func getenv(k string) string { return os.Getenv(k) }
+
+func writeFile(name, data string) error { return os.WriteFile(name, []byte(data), 0o644) }
