@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // loadServeT loads the serve config from envm and the flags in args.
