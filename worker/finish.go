@@ -92,7 +92,7 @@ func (r *run) fail(k int, err error) error {
 // resume from its last completed stage; k is the stage that was next or
 // was interrupted.
 func (r *run) handBack(k int) error {
-	if r.pending != nil { // checkpoint the stage that finished
+	if r.hasUnsaved() { // checkpoint the stages that finished
 		if _, err := r.commit(func(*tasks.Job, time.Time) {}, 0, nil, false); err != nil {
 			return r.writeFailed(err)
 		}
@@ -131,57 +131,6 @@ func (r *run) writeFailed(err error) error {
 	r.close()
 	r.log.Error("cannot write the job's record; leaving the job to a later attempt", "err", err)
 	return infraError{fmt.Errorf("job %s: %w", r.id, err)}
-}
-
-// commit applies change, and the end of a pending stage, to the record and
-// writes it at once, serialised with progress flushes, retrying while
-// Redis is unavailable. A final commit closes the record to this run.
-func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (store.SaveResult, error) {
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.closed {
-		return store.SaveResult{}, errClosed
-	}
-	now, j := r.w.now(), r.job
-	r.pmu.Lock()
-	if r.partial != nil {
-		j.Partial = r.partial
-	}
-	r.dirty = false
-	r.pmu.Unlock()
-	if d := r.pending; d != nil {
-		j.Stages[d.k].State, j.Stages[d.k].FinishedAt = tasks.StateSucceeded, &now
-		j.Progress = tasks.StagesProgress(r.stages, d.k+1, 0)
-		if !final {
-			fields = withField(fields, "out:"+strconv.Itoa(d.k), d.out)
-		}
-	}
-	change(j, now)
-	var res store.SaveResult
-	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
-		res, err = r.w.store.Save(ctx, j, r.token, store.SaveArgs{TTL: ttl, Fields: fields})
-		return err
-	})
-	r.pmu.Lock()
-	r.lastWrite = time.Now()
-	r.pmu.Unlock()
-	switch {
-	case err == nil:
-		r.pending = nil
-		r.closed = final
-	case errors.Is(err, store.ErrFenced):
-		r.closed = true
-		r.stop(errFenced)
-	}
-	return res, err
-}
-
-// close closes the record to further writes and returns it.
-func (r *run) close() *tasks.Job {
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	r.closed = true
-	return r.job
 }
 
 func (r *run) retention() time.Duration { return store.RetentionOr(r.opts.Retention) }

@@ -93,10 +93,11 @@ type run struct {
 	stop   context.CancelCauseFunc // cancels ctx: errCanceled, errFenced, errShutdown, a Permanent error
 	cancel context.CancelFunc
 
-	wmu     sync.Mutex // serialises record writes; guards the fields below
-	job     *tasks.Job
-	closed  bool
-	pending *stageDone // a stage finished but not yet written
+	wmu     sync.Mutex        // serialises record writes; guards the fields below
+	job     *tasks.Job        // the record, ahead of Redis while unsaved (write.go)
+	closed  bool              // no more writes from this run
+	unsaved bool              // job has changes not written yet
+	fields  map[string][]byte // hash fields (checkpoints) for the next write
 
 	pmu       sync.Mutex // guards the progress fields; taken after wmu
 	stage     int        // the stage reporting progress, -1 none
@@ -104,16 +105,12 @@ type run struct {
 	partial   json.RawMessage
 	dirty     bool
 	scheduled bool
-	lastWrite time.Time
-}
-
-type stageDone struct {
-	k   int
-	out json.RawMessage
+	lastWrite time.Time   // the claim counts as a write
+	timer     *time.Timer // the scheduled flush
 }
 
 func (w *Worker) newRun(ctx context.Context, pl store.Payload, c *store.Claim, log *slog.Logger) *run {
-	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1}
+	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1, lastWrite: time.Now()}
 	r.p = w.cfg.Registry.Get(c.Job.Type)
 	r.metrics = w.metrics.forType(c.Job.Type)
 	r.retried, _ = asynq.GetRetryCount(ctx)
@@ -155,22 +152,29 @@ func (r *run) execute() error {
 			r.p.Name, len(r.stages), len(r.job.Stages))))
 	}
 	in, k := r.resumePoint()
+	long := false // the last stage ran FlushInterval or longer
 	for first := true; k < len(r.stages); k, first = k+1, false {
 		if cause := r.interrupted(); cause != nil {
 			return r.interrupt(k, cause)
 		}
-		// One write ends the previous stage (pending) and starts this one.
-		res, err := r.commit(r.startStage(k, first), 0, r.startFields(first), false)
-		if err != nil {
+		// The start of this stage is written with the end of the last one:
+		// at once after a long stage, else within FlushInterval (write.go).
+		if long {
+			res, err := r.commit(r.startStage(k, first), 0, r.startFields(first), false)
+			if err != nil {
+				return r.writeFailed(err)
+			}
+			if res.CancelRequested {
+				r.stop(errCanceled)
+			}
+		} else if err := r.note(r.startStage(k, first), r.startFields(first)); err != nil {
 			return r.writeFailed(err)
 		}
 		if r.firstStart {
 			r.firstStart = false
 			r.metrics.jobStarted(r.job.CreatedAt, r.startedAt)
 		}
-		if res.CancelRequested {
-			r.stop(errCanceled)
-		}
+		start := time.Now()
 		out, err := r.runStage(k, in)
 		if err != nil {
 			if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, errJobTimeout) && !tasks.IsPermanent(cause) {
@@ -178,7 +182,8 @@ func (r *run) execute() error {
 			}
 			return r.fail(k, err)
 		}
-		r.pending = &stageDone{k: k, out: out}
+		r.endStage(k, out)
+		long = time.Since(start) >= r.w.cfg.FlushInterval
 		in = out
 	}
 	switch cause := context.Cause(r.ctx); {

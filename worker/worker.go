@@ -4,8 +4,10 @@
 //
 // A Worker is made of, each in its own file:
 //
-//   - the runner (runner.go): claims a job, runs its remaining stages in
-//     order and writes every stage boundary and terminal state at once;
+//   - the runner (runner.go): claims a job and runs its remaining stages in
+//     order; it writes the job's record write-behind (write.go): terminal
+//     states and the boundaries of stages that ran FlushInterval or longer
+//     at once, the rest folded into a write within FlushInterval;
 //   - the progress reporter (progress.go): coalesces a stage's progress
 //     reports into at most one record write per job per FlushInterval;
 //   - the lease keeper (lease.go): renews the lease of each running job and
@@ -113,8 +115,11 @@ type Config struct {
 	// latency of about 4-5ms and an idle cost under 500 commands/s.
 	TaskCheckInterval time.Duration
 	// FlushInterval is the least time between two progress writes of one
-	// job; 0 means FlushIntervalDefault. Stage boundaries and terminal
-	// states are written at once.
+	// job; 0 means FlushIntervalDefault. Terminal states, and the boundary
+	// after a stage that ran FlushInterval or longer, are written at once;
+	// the boundaries of shorter stages are folded into the next write,
+	// within FlushInterval. A crash reruns at most FlushInterval of short
+	// stages.
 	FlushInterval time.Duration
 	// RetryBase and RetryMax bound the exponential backoff between failed
 	// attempts (RetryBase, 2×RetryBase, 4×... up to RetryMax); 0 means
@@ -220,6 +225,8 @@ type Worker struct {
 
 	// renew is store.Renew; tests replace it to cut a worker off.
 	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
+	// save is store.Save, the runner's record writes; tests replace it too.
+	save func(ctx context.Context, j *tasks.Job, token int64, a store.SaveArgs) (store.SaveResult, error)
 
 	// onDrain, if set, is called when shutdown begins (a test signal).
 	onDrain func()
@@ -251,7 +258,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.store = store.NewStore(w.rdb)
 	w.store.Now = cfg.Now
-	w.renew = w.store.Renew
+	w.renew, w.save = w.store.Renew, w.store.Save
 	w.client = asynq.NewClientFromRedisClient(w.rdb)
 	acfg := asynq.Config{
 		Concurrency:       cfg.Concurrency,

@@ -1,0 +1,197 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/staged-dev/staged/internal/store"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// How a run writes its job's record: write-behind.
+//
+// Every change is applied to the in-memory record when it happens, so the
+// record's timestamps are exact. Whether it is written at once depends on
+// what it is:
+//
+//   - commit writes at once: terminal states, failures, hand-backs, and the
+//     boundary after a stage that ran for at least FlushInterval;
+//   - note leaves the write to a flush at most FlushInterval later: stage
+//     starts, and the boundaries of shorter stages. The next commit or
+//     flush carries every noted change and checkpoint.
+//
+// The claim counts as a write. So a four-stage job whose stages take no time
+// costs the claim and one terminal write, and after a crash at most one
+// FlushInterval of short stages runs again; a stage that ran FlushInterval
+// or longer is written before the next one starts and never runs again.
+
+// note applies change to the record and adds fields (checkpoints) to the next
+// write, which a flush makes within FlushInterval.
+func (r *run) note(change func(*tasks.Job, time.Time), fields map[string][]byte) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	change(r.job, r.w.now())
+	r.addFields(fields)
+	r.unsaved = true
+	r.pmu.Lock()
+	r.schedule()
+	r.pmu.Unlock()
+	return nil
+}
+
+// endStage applies the end of stage k, with output out, to the record; its
+// checkpoint goes with the next write.
+func (r *run) endStage(k int, out []byte) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	now, j := r.w.now(), r.job
+	j.Stages[k].State, j.Stages[k].FinishedAt = tasks.StateSucceeded, &now
+	j.Progress = tasks.StagesProgress(r.stages, k+1, 0)
+	r.addFields(map[string][]byte{"out:" + strconv.Itoa(k): out})
+	r.unsaved = true
+}
+
+func (r *run) addFields(f map[string][]byte) {
+	if len(f) == 0 {
+		return
+	}
+	if r.fields == nil {
+		r.fields = make(map[string][]byte, len(f))
+	}
+	maps.Copy(r.fields, f)
+}
+
+// commit applies change to the record and writes it at once with every
+// unwritten change, serialised with flushes, retrying while Redis is
+// unavailable. A final commit closes the record to this run. The write of a
+// succeeded job carries no checkpoints: nothing resumes it.
+func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (store.SaveResult, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return store.SaveResult{}, errClosed
+	}
+	now, j := r.w.now(), r.job
+	r.pmu.Lock()
+	if r.partial != nil {
+		j.Partial = r.partial
+	}
+	r.dirty = false
+	r.pmu.Unlock()
+	change(j, now)
+	r.addFields(fields)
+	fields = r.fields
+	if j.State == tasks.StateSucceeded { // a succeeded job needs no checkpoints
+		fields = maps.Clone(fields)
+		maps.DeleteFunc(fields, func(k string, _ []byte) bool { return strings.HasPrefix(k, "out:") })
+	}
+	var res store.SaveResult
+	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
+		res, err = r.w.save(ctx, j, r.token, store.SaveArgs{TTL: ttl, Fields: fields})
+		return err
+	})
+	r.pmu.Lock()
+	r.lastWrite = time.Now()
+	if final && r.timer != nil {
+		r.timer.Stop()
+		r.scheduled = false
+	}
+	r.pmu.Unlock()
+	switch {
+	case err == nil:
+		r.fields, r.unsaved = nil, false
+		r.closed = final
+	case errors.Is(err, store.ErrFenced):
+		r.closed = true
+		r.stop(errFenced)
+	}
+	return res, err
+}
+
+// hasUnsaved reports whether the record has changes not yet written.
+func (r *run) hasUnsaved() bool {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.unsaved && !r.closed
+}
+
+// schedule makes sure a flush runs within FlushInterval of the last write;
+// the caller holds pmu.
+func (r *run) schedule() {
+	if r.scheduled {
+		return
+	}
+	r.scheduled = true
+	d := min(max(r.w.cfg.FlushInterval-time.Since(r.lastWrite), 0), r.w.cfg.FlushInterval)
+	r.timer = time.AfterFunc(d, r.flush)
+}
+
+// flush writes the record if it has unwritten changes or progress, and
+// schedules the next flush FlushInterval later if more arrived meanwhile or
+// the write failed.
+func (r *run) flush() {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.pmu.Lock()
+	progress := r.dirty && r.stage >= 0
+	if r.closed || (!progress && !r.unsaved) {
+		r.scheduled = false
+		r.pmu.Unlock()
+		return
+	}
+	j := r.job
+	if progress {
+		j.Progress = tasks.StagesProgress(r.stages, r.stage, r.frac)
+		if r.partial != nil {
+			j.Partial = r.partial
+		}
+	}
+	r.dirty = false
+	r.pmu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	res, err := r.w.save(ctx, j, r.token, store.SaveArgs{Fields: r.fields})
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrFenced):
+		r.closed = true
+		r.stop(errFenced)
+	case err != nil:
+		if r.keeper.throttle.allow() {
+			r.log.Warn("cannot write the job's record; retrying", "err", err)
+		}
+	default:
+		r.fields, r.unsaved = nil, false
+		if res.CancelRequested {
+			r.stop(errCanceled)
+		}
+	}
+
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	r.lastWrite = time.Now()
+	if err != nil && !r.closed {
+		r.dirty = progress || r.dirty
+	}
+	r.scheduled = false
+	if !r.closed && (r.dirty || r.unsaved) {
+		r.scheduled = true
+		r.timer = time.AfterFunc(r.w.cfg.FlushInterval, r.flush)
+	}
+}
+
+// close closes the record to further writes and returns it.
+func (r *run) close() *tasks.Job {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.closed = true
+	return r.job
+}
