@@ -83,6 +83,7 @@ type run struct {
 	timeout  time.Duration
 	keeper   *leaseKeeper
 	metrics  *typeMetrics // the job type's label children
+	scratch  scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
 
 	// firstStart is set when this run starts the job for the first time
 	// (no earlier attempt started it), at startedAt.
@@ -135,6 +136,11 @@ func (r *run) execute() error {
 	defer r.keeper.shutdown()
 	defer r.stop(context.Canceled)
 	defer r.cancel()
+	defer func() {
+		if err := r.scratch.remove(); err != nil {
+			r.log.Warn("cannot remove the job's scratch directory", "err", err)
+		}
+	}()
 
 	if r.claim.CancelRequested {
 		return r.finishCanceled()
@@ -280,6 +286,7 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 	defer cancel()
 	r.setStage(k)
 	defer r.setStage(-1)
+	ctx = tasks.WithStageInfo(ctx, r.stageInfo(k))
 
 	type result struct {
 		v   any
@@ -335,6 +342,17 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 			st.Name, what, len(out), r.w.cfg.MaxPayload, payloadHint))
 	}
 	return out, nil
+}
+
+// stageInfo describes the run of stage k to the stage.
+func (r *run) stageInfo(k int) tasks.StageInfo {
+	r.wmu.Lock()
+	attempt := r.job.Attempt
+	r.wmu.Unlock()
+	return tasks.StageInfo{
+		JobID: r.id, Stage: r.stages[k].Name, Index: k + 1, Total: len(r.stages), Attempt: attempt,
+		Scratch: func() (string, error) { return r.scratch.get(r.id, attempt) },
+	}
 }
 
 // payloadHint ends the message of a payload over MaxPayload.
