@@ -137,4 +137,3 @@ func parseMessage(line []byte) (*message, error) {
 	}
 	return m, nil
 }
-

@@ -14,7 +14,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdout *os.File // read ends
 	stderr *os.File
-	stdin  *os.File  // write end; closed after the input is written
+	stdin  *os.File   // write end; closed after the input is written
 	exited chan error // cmd.Wait's answer, once
 }
 
