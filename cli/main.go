@@ -131,6 +131,7 @@ Settings (environment, overridden by the flags of the same name):
   STAGED_SERVER        --server       the API the CLI talks to (default `+ServerDefault+`)
   STAGED_CONCURRENCY   --concurrency  jobs per worker
   STAGED_RETENTION     --retention    how long finished jobs stay readable (default 24h)
+  STAGED_PIPELINES     --pipelines    a YAML or JSON file of pipelines whose stages are commands (dev, worker; docs/PROTOCOL.md)
   STAGED_QUEUES        --queues       queues a submit may name and workers serve, name=weight,... (default `+QueuesDefault+`)
   STAGED_API_KEYS                     name=secret,... keys the API accepts (each name is a tenant)
   STAGED_ADMIN_KEYS                   name=secret,... keys that may open the dashboard

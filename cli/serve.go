@@ -16,6 +16,7 @@ import (
 
 	"github.com/staged-dev/staged/builtin"
 	"github.com/staged-dev/staged/internal/redisurl"
+	"github.com/staged-dev/staged/pipefile"
 	"github.com/staged-dev/staged/server"
 	"github.com/staged-dev/staged/tasks"
 	"github.com/staged-dev/staged/worker"
@@ -34,7 +35,7 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite)
 	}
 	if mode != "api" {
-		sts = append(sts, setConcurrency)
+		sts = append(sts, setConcurrency, setPipelines)
 	}
 	if mode == "worker" {
 		sts = append(sts, setMetricsAddr)
@@ -68,6 +69,13 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 	if err != nil {
 		printErr(stderr, "invalid settings:\n  %v", indentErrs(err))
 		return exitUsage
+	}
+	var pf *pipefile.File // the pipelines file of dev and worker; the API learns pipelines from the workers
+	if mode != "api" {
+		if pf, err = loadPipelines(src); err != nil {
+			printErr(stderr, "%v", err)
+			return exitUsage
+		}
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	slog.SetDefault(log) // the standard logger too (asynq's x/metrics logs with it)
@@ -117,6 +125,10 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 			printErr(stderr, "%v", err)
 			return exitUsage
 		}
+	}
+	if err := registerPipelines(pf, reg, log); err != nil {
+		printErr(stderr, "%v", err)
+		return exitUsage
 	}
 
 	// One Prometheus registry for the process: in dev the API's /metrics
