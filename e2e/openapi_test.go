@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,6 +124,16 @@ func TestOpenAPI(t *testing.T) {
 	do("input out of range", 422, "POST", "/v1/jobs", jsonCT, `{"type":"sleep","input":{"stages":0}}`, auth...)
 	do("unknown type", 422, "POST", "/v1/jobs", jsonCT, `{"type":"nope"}`, auth...)
 	do("no key", 401, "POST", "/v1/jobs", jsonCT, chain)
+	list := do("list", 200, "GET", "/v1/jobs?limit=2", "", "", auth...)
+	var page struct {
+		Next string `json:"next"`
+	}
+	if err := json.Unmarshal(list.resB, &page); err != nil || page.Next == "" {
+		t.Fatalf("list: no next link (%v): %s", err, list.resB)
+	}
+	do("list, next page", 200, "GET", page.Next, "", "", auth...)
+	do("list, filtered", 200, "GET", "/v1/jobs?state=succeeded,canceled&type=chain&queue=default&created_after=2020-01-01T00:00:00Z&created_before=2999-01-01T00:00:00Z", "", "", auth...)
+	do("list, bad state", 400, "GET", "/v1/jobs?state=done", "", "", auth...)
 	do("pipelines", 200, "GET", "/v1/pipelines", "", "", auth...)
 	do("healthz", 200, "GET", "/healthz", "", "")
 	do("readyz", 200, "GET", "/readyz", "", "")

@@ -90,6 +90,9 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 		if derr := s.store.Delete(ctx, j.ID); derr != nil {
 			s.log.Warn("deleting a job that could not be enqueued", "job", j.ID, "err", derr)
 		}
+		if derr := s.store.Unindex(ctx, j, tenant); derr != nil {
+			s.log.Warn("unlisting a job that could not be enqueued", "job", j.ID, "err", derr)
+		}
 		if key != "" {
 			s.store.ForgetIdempotent(ctx, tenant, key)
 		}

@@ -27,6 +27,7 @@ func (s *Server) routes() {
 	api := []echo.MiddlewareFunc{s.authenticate, s.rateLimit}
 	v1 := e.Group("/v1")
 	v1.POST("/jobs", s.submitJob, api...)
+	v1.GET("/jobs", s.listJobs, api...)
 	v1.GET("/jobs/:id", s.getJob, api...)
 	v1.POST("/jobs/:id/cancel", s.cancelJob, api...)
 	v1.GET("/jobs/:id/events", s.streamEvents, api...)

@@ -54,3 +54,11 @@ func TaskID(id string, gen int64) string {
 	}
 	return id + "-g" + itoa(gen)
 }
+
+// TenantJobsKey is the tenant's job index: a sorted set whose members are
+// "<created Unix ms, 13 digits>:<id>", all with score 0, so that the
+// lexicographic order is the creation order and ranges are ZRANGE BYLEX.
+// The hash tag is the tenant: the index lives in its own slot, apart from
+// the jobs' keys, and each tenant's index in a slot of its own (no key
+// that every job touches).
+func TenantJobsKey(tenant string) string { return keyPrefix + "tenant:{" + tenant + "}:jobs" }

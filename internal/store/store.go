@@ -102,12 +102,27 @@ func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input j
 	}
 	ob, _ := json.Marshal(opts)
 	key := JobKey(j.ID)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	write := func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "rec", rec, "state", string(j.State), "tenant", tenant,
-			"token", 0, "gen", 1, "input", []byte(input), "opts", ob)
+			"token", 0, "gen", 1, "input", []byte(input), "opts", ob,
+			"type", j.Type, "queue", j.Queue)
 		p.PExpire(ctx, key, ttl)
 		return nil
-	})
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		// The index is in another slot: its own round trip, first, so no
+		// job exists that the listing cannot find (an index entry whose
+		// job was never written is dropped by the next listing).
+		if _, err = s.rdb.TxPipelined(ctx, s.indexJob(ctx, j, tenant)); err == nil {
+			_, err = s.rdb.TxPipelined(ctx, write)
+		}
+	} else {
+		// One node: the record and its index entry in one MULTI.
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			_ = s.indexJob(ctx, j, tenant)(p)
+			return write(p)
+		})
+	}
 	if err != nil {
 		return nil, redisErr("store.Create "+j.ID, err)
 	}
@@ -116,6 +131,7 @@ func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input j
 
 // Delete removes a job's keys; used when a submit could not be enqueued.
 func (s *Store) Delete(ctx context.Context, id string) error {
+	// Its index entry, if any, is dropped by the next listing that meets it.
 	return redisErr("store.Delete "+id, s.rdb.Del(ctx, JobKey(id), EventsKey(id), LeaseKey(id)).Err())
 }
 
