@@ -10,8 +10,8 @@ import (
 
 // ChainInput is the input of the chain pipeline.
 type ChainInput struct {
-	Data   string `json:"data" doc:"the string the stages append to, at most 64 KiB"`
-	Stages int    `json:"stages" doc:"number of stages, 1..100"`
+	Data   string `json:"data" doc:"the string the stages append to, at most 64 KiB" jsonschema:"maxLength=65536"`
+	Stages int    `json:"stages" doc:"number of stages, 1..100" jsonschema:"minimum=1,maximum=100"`
 }
 
 // ChainOutput is the output of each chain stage, and the last one's is the

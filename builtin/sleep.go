@@ -10,8 +10,8 @@ import (
 
 // SleepInput is the input of the sleep pipeline.
 type SleepInput struct {
-	Stages int `json:"stages" doc:"number of stages, 1..100"`
-	MS     int `json:"ms" doc:"milliseconds each stage waits, 0..3,600,000 (the job's timeout, 1h by default, bounds the total)"`
+	Stages int `json:"stages" doc:"number of stages, 1..100" jsonschema:"minimum=1,maximum=100"`
+	MS     int `json:"ms" doc:"milliseconds each stage waits, 0..3,600,000 (the job's timeout, 1h by default, bounds the total)" jsonschema:"minimum=0,maximum=3600000"`
 }
 
 // SleepOutput is the output of each sleep stage; the last one's is the

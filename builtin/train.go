@@ -11,10 +11,10 @@ import (
 
 // TrainInput is the input of the train pipeline.
 type TrainInput struct {
-	Samples      int     `json:"samples" doc:"rows of the synthetic data set, 1..1,000,000 (samples × features at most 10,000,000)"`
-	Features     int     `json:"features" doc:"columns of the synthetic data set, 1..1,000"`
-	Epochs       int     `json:"epochs" doc:"passes of batch gradient descent, 1..100,000"`
-	LearningRate float64 `json:"learning_rate" doc:"gradient descent step size, more than 0 and at most 10"`
+	Samples      int     `json:"samples" doc:"rows of the synthetic data set, 1..1,000,000 (samples × features at most 10,000,000)" jsonschema:"minimum=1,maximum=1000000"`
+	Features     int     `json:"features" doc:"columns of the synthetic data set, 1..1,000" jsonschema:"minimum=1,maximum=1000"`
+	Epochs       int     `json:"epochs" doc:"passes of batch gradient descent, 1..100,000" jsonschema:"minimum=1,maximum=100000"`
+	LearningRate float64 `json:"learning_rate" doc:"gradient descent step size, more than 0 and at most 10" jsonschema:"exclusiveMinimum=0,maximum=10"`
 	Seed         int64   `json:"seed" doc:"seed of the data set: the same input always trains the same model"`
 }
 

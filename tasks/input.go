@@ -15,6 +15,9 @@ type InputSpec struct {
 	Fields []Field
 	// Defaults is the input used when none is given.
 	Defaults json.RawMessage
+	// Schema is the input's JSON Schema, defaults included: what the
+	// pipeline catalogue publishes and the API validates submits against.
+	Schema json.RawMessage
 	decode   func(raw json.RawMessage) (json.RawMessage, error)
 }
 
@@ -55,12 +58,20 @@ func normalizeObject(raw json.RawMessage) (json.RawMessage, error) {
 // a `doc` tag describes a field). defaults supplies every field's default;
 // check, if not nil, validates a decoded input and should return a
 // FieldError naming the offending field.
+//
+// The spec's Schema is generated from T: each field's JSON type, its
+// default and its doc, no unknown fields. A `jsonschema` tag adds limits
+// the API checks without the pipeline's code (see applyTag), for example
+// `jsonschema:"minimum=1,maximum=100"`; say in the tag what check says,
+// so that a stock staged api refuses the input with 422 instead of the
+// worker failing the job. Checks a schema cannot say (one field against
+// another) run only in the worker, which fails the job naming the field.
 func InputOf[T any](defaults T, check func(*T) error) *InputSpec {
 	def, err := json.Marshal(defaults)
 	if err != nil {
 		panic(err)
 	}
-	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults))}
+	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults)), Schema: schemaOf(reflect.ValueOf(defaults))}
 	spec.decode = func(raw json.RawMessage) (json.RawMessage, error) {
 		raw, err := normalizeObject(raw)
 		if err != nil {

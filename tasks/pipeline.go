@@ -55,6 +55,12 @@ type Pipeline struct {
 	// GET /v1/pipelines. Build must be deterministic: the API and every
 	// worker that runs the job call it with the same input.
 	Build func(input json.RawMessage) ([]Stage, error)
+	// Version is part of the pipeline's digest (see Definition): change it
+	// when a stage's behaviour changes in a way that makes a job
+	// checkpointed by the old code unsafe to resume with the new one, even
+	// though the stage names, weights, timeouts and input schema are the
+	// same. Empty is fine for most pipelines.
+	Version string
 }
 
 // StagesFor returns the stages of a job of p with the given normalised
