@@ -18,7 +18,7 @@ type InputSpec struct {
 	// Schema is the input's JSON Schema, defaults included: what the
 	// pipeline catalogue publishes and the API validates submits against.
 	Schema json.RawMessage
-	decode   func(raw json.RawMessage) (json.RawMessage, error)
+	decode func(raw json.RawMessage) (json.RawMessage, error)
 }
 
 // Field describes one input field.
