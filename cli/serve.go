@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -24,6 +25,75 @@ import (
 
 // runServe runs dev, api or worker until ctx is done.
 func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	o, code, done := parseServe(mode, args, getenv, stdout, stderr)
+	if done {
+		return code
+	}
+	log := newLogger(o.cfg.LogFormat, stderr)
+	slog.SetDefault(log) // the standard logger too (asynq's x/metrics logs with it)
+	redis.SetLogger(&redisLogger{l: log.With("component", "go-redis")})
+
+	conn, code := o.connect(ctx, log, stderr)
+	if conn == nil {
+		return code
+	}
+	defer conn.close()
+
+	reg, err := o.registry(ps, log)
+	if err != nil {
+		printErr(stderr, "%v", err)
+		return exitUsage
+	}
+
+	// One Prometheus registry for the process: in dev the API's /metrics
+	// serves the worker's metrics too.
+	promReg := prometheus.NewRegistry()
+	var parts []func(context.Context) error
+	if mode != "worker" {
+		srv, err := o.newServer(conn, reg, log, promReg)
+		if err != nil {
+			printErr(stderr, "%v", err)
+			return exitFailed
+		}
+		defer srv.Close()
+		parts = append(parts, func(ctx context.Context) error { return srv.Run(ctx, o.cfg.Addr) })
+	}
+	if mode != "api" {
+		wparts, code := o.workerParts(conn, reg, log, promReg, stderr)
+		if wparts == nil {
+			return code
+		}
+		parts = append(parts, wparts...)
+	}
+	log.Info("staged starting", "mode", mode, "version", buildVersion(), "redis", conn.shown,
+		"pipelines", reg.Names(), "queues", queueWeights(o.cfg.Queues))
+	if mode == "dev" {
+		devURLs(stderr, o.cfg.Addr, len(o.keys) > 0)
+	}
+	if err := runAll(ctx, parts...); err != nil {
+		log.Error("staged stopped", "err", err)
+		return exitFailed
+	}
+	log.Info("staged stopped", "mode", mode)
+	return exitOK
+}
+
+// serveOpts is what dev, api and worker read from their flags and the
+// environment.
+type serveOpts struct {
+	mode        string
+	cfg         *Config
+	keys        []server.Key
+	metricsAddr string // staged worker's metrics listener; "" for none
+	metricsSet  bool   // given, not the default
+	// pf is the pipelines file of dev and worker; the API learns pipelines
+	// from the workers.
+	pf *pipefile.File
+}
+
+// parseServe reads mode's flags and settings. done means exit with code:
+// help was shown, or the settings are invalid (and said so on stderr).
+func parseServe(mode string, args []string, getenv func(string) string, stdout, stderr io.Writer) (o *serveOpts, code int, done bool) {
 	synopsis := map[string]string{
 		"dev":    "[flags]   API, worker and dashboard in one process",
 		"api":    "[flags]   the HTTP API and the dashboard",
@@ -43,149 +113,160 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 	addFlags(fs, flagHelp, sts...)
 	pos, code, done := parseArgs(fs, args, stdout)
 	if done {
-		return code
+		return nil, code, true
 	}
 	if len(pos) > 0 {
 		printErr(stderr, "%s takes no arguments, got %q (see staged %s -h)", mode, pos, mode)
-		return exitUsage
+		return nil, exitUsage, true
 	}
 	logFormat := "json"
 	if mode == "dev" {
 		logFormat = "text"
 	}
 	src := newSource(fs, getenv)
-	cfg, err := loadServe(src, logFormat)
-	var keys []server.Key
+	o = &serveOpts{mode: mode}
+	var err error
+	o.cfg, err = loadServe(src, logFormat)
 	if err == nil && mode != "worker" {
-		if err = loadKeysFile(src, cfg); err == nil {
-			keys, err = serverKeys(cfg)
+		if err = loadKeysFile(src, o.cfg); err == nil {
+			o.keys, err = serverKeys(o.cfg)
 		}
 	}
-	var metricsAddr string // staged worker's metrics listener; "" for none
-	var metricsSet bool    // given, not the default
 	if err == nil && mode == "worker" {
-		metricsAddr, metricsSet, err = loadMetricsAddr(src)
+		o.metricsAddr, o.metricsSet, err = loadMetricsAddr(src)
 	}
 	if err != nil {
 		printErr(stderr, "invalid settings:\n  %v", indentErrs(err))
-		return exitUsage
+		return nil, exitUsage, true
 	}
-	var pf *pipefile.File // the pipelines file of dev and worker; the API learns pipelines from the workers
 	if mode != "api" {
-		if pf, err = loadPipelines(src); err != nil {
+		if o.pf, err = loadPipelines(src); err != nil {
 			printErr(stderr, "%v", err)
-			return exitUsage
+			return nil, exitUsage, true
 		}
 	}
-	log := newLogger(cfg.LogFormat, stderr)
-	slog.SetDefault(log) // the standard logger too (asynq's x/metrics logs with it)
-	redis.SetLogger(&redisLogger{l: log.With("component", "go-redis")})
+	return o, 0, false
+}
 
-	var embedded *embeddedRedis
-	switch {
-	case mode == "dev" && !cfg.RedisSet:
-		if embedded, err = startEmbeddedRedis(); err != nil {
-			printErr(stderr, "cannot start the embedded Redis: %v", err)
-			return exitFailed
+// registry returns the built-in pipelines, ps and the pipelines file's.
+func (o *serveOpts) registry(ps []*tasks.Pipeline, log *slog.Logger) (*tasks.Registry, error) {
+	reg := &tasks.Registry{}
+	builtin.Register(reg)
+	for _, p := range ps {
+		if err := reg.Register(p); err != nil {
+			return nil, err
 		}
-		defer embedded.Close()
-		cfg.RedisURL = embedded.URL()
-		embedded.banner(stderr)
+	}
+	if err := registerPipelines(o.pf, reg, log); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// serveConn is the process's Redis: the client, asynq's view of it, and
+// the embedded server dev starts when no Redis is given.
+type serveConn struct {
+	rdb      redis.UniversalClient
+	connOpt  asynq.RedisConnOpt
+	embedded *embeddedRedis
+	shown    string // the URL for logs, password redacted
+}
+
+func (c *serveConn) close() {
+	c.rdb.Close()
+	if c.embedded != nil {
+		c.embedded.Close()
+	}
+}
+
+// connect opens the Redis client (starting the embedded Redis for dev
+// without STAGED_REDIS_URL), logs whether it answers and warns about the
+// API's settings. A nil conn means exit with code.
+func (o *serveOpts) connect(ctx context.Context, log *slog.Logger, stderr io.Writer) (*serveConn, int) {
+	cfg := o.cfg
+	c := &serveConn{}
+	switch {
+	case o.mode == "dev" && !cfg.RedisSet:
+		var err error
+		if c.embedded, err = startEmbeddedRedis(); err != nil {
+			printErr(stderr, "cannot start the embedded Redis: %v", err)
+			return nil, exitFailed
+		}
+		cfg.RedisURL = c.embedded.URL()
+		c.embedded.banner(stderr)
 	case !cfg.RedisSet:
 		cfg.RedisURL = RedisURLDefault
 	}
 	conn, err := redisurl.Parse(cfg.RedisURL)
 	if err != nil { // validated already; only the default could get here
+		if c.embedded != nil {
+			c.embedded.Close()
+		}
 		printErr(stderr, "STAGED_REDIS_URL: %v", err)
-		return exitUsage
+		return nil, exitUsage
 	}
-	rdb := conn.NewClient()
-	defer rdb.Close()
-	connOpt := conn.AsynqOpt()
-	redisShown := conn.Shown
-	if embedded != nil {
-		redisShown = "embedded " + redisShown
+	c.rdb = conn.NewClient()
+	c.connOpt = conn.AsynqOpt()
+	c.shown = conn.Shown
+	if c.embedded != nil {
+		c.shown = "embedded " + c.shown
 	}
-	if err := checkRedis(ctx, conn, rdb, log, redisShown); err != nil {
+	if err := checkRedis(ctx, conn, c.rdb, log, c.shown); err != nil {
+		c.close()
 		printErr(stderr, "STAGED_REDIS_URL: %v", err)
-		return exitFailed
+		return nil, exitFailed
 	}
-	if mode != "worker" {
-		warnKeys(log, stderr, keys, cfg)
+	if o.mode != "worker" {
+		warnKeys(log, stderr, o.keys, cfg)
 		if !hasDefaultQueue(cfg.Queues) {
 			log.Warn("STAGED_QUEUES has no \"default\" queue: a submit that names no queue is refused (422)",
 				"queues", queueNames(cfg.Queues))
 		}
 	}
+	return c, exitOK
+}
 
-	reg := &tasks.Registry{}
-	builtin.Register(reg)
-	for _, p := range ps {
-		if err := reg.Register(p); err != nil {
-			printErr(stderr, "%v", err)
-			return exitUsage
-		}
-	}
-	if err := registerPipelines(pf, reg, log); err != nil {
+// newServer returns the API server of api and dev.
+func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logger, promReg *prometheus.Registry) (*server.Server, error) {
+	cfg := o.cfg
+	return server.New(server.Config{
+		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
+		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
+		Queues: queueNames(cfg.Queues),
+	})
+}
+
+// workerParts returns the worker of worker and dev, and for staged worker
+// its metrics listener. nil means exit with code (said on stderr).
+func (o *serveOpts) workerParts(c *serveConn, reg *tasks.Registry, log *slog.Logger, promReg *prometheus.Registry, stderr io.Writer) ([]func(context.Context) error, int) {
+	w, err := worker.New(worker.Config{
+		RedisConnOpt: c.connOpt, Redis: c.rdb, Registry: reg, Concurrency: o.cfg.Concurrency, Logger: log,
+		Metrics: promReg, Queues: queueWeights(o.cfg.Queues), // asynq's StrictPriority stays off
+	})
+	if err != nil {
 		printErr(stderr, "%v", err)
-		return exitUsage
+		return nil, exitFailed
 	}
-
-	// One Prometheus registry for the process: in dev the API's /metrics
-	// serves the worker's metrics too.
-	promReg := prometheus.NewRegistry()
-	var parts []func(context.Context) error
-	if mode != "worker" {
-		srv, err := server.New(server.Config{
-			Redis: rdb, RedisConnOpt: connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
-			Keys: keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
-			Queues: queueNames(cfg.Queues),
-		})
-		if err != nil {
-			printErr(stderr, "%v", err)
-			return exitFailed
-		}
-		defer srv.Close()
-		parts = append(parts, func(ctx context.Context) error { return srv.Run(ctx, cfg.Addr) })
+	parts := []func(context.Context) error{w.Run}
+	if o.metricsAddr == "" {
+		return parts, exitOK
 	}
-	if mode != "api" {
-		w, err := worker.New(worker.Config{
-			RedisConnOpt: connOpt, Redis: rdb, Registry: reg, Concurrency: cfg.Concurrency, Logger: log,
-			Metrics: promReg, Queues: queueWeights(cfg.Queues), // asynq's StrictPriority stays off
-		})
-		if err != nil {
-			printErr(stderr, "%v", err)
-			return exitFailed
-		}
-		parts = append(parts, w.Run)
-		if metricsAddr != "" { // staged worker: its own listener, with the Go runtime's metrics
-			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			// A taken default port (another worker on this machine) is
-			// not worth refusing to run jobs for; a chosen address is.
-			switch ln, err := net.Listen("tcp", metricsAddr); {
-			case err == nil:
-				parts = append(parts, func(ctx context.Context) error { return w.ServeMetrics(ctx, ln) })
-			case metricsSet:
-				printErr(stderr, "cannot serve the worker's metrics on %s (STAGED_METRICS_ADDR, --metrics-addr; off for none): %v",
-					metricsAddr, err)
-				return exitFailed
-			default:
-				log.Warn("cannot serve the worker's metrics on the default address; running without them: "+
-					"give each worker on this machine its own STAGED_METRICS_ADDR, or off", "addr", metricsAddr, "err", err)
-			}
-		}
+	// staged worker: its own listener, with the Go runtime's metrics.
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// A taken default port (another worker on this machine) is not worth
+	// refusing to run jobs for; a chosen address is.
+	switch ln, err := net.Listen("tcp", o.metricsAddr); {
+	case err == nil:
+		parts = append(parts, func(ctx context.Context) error { return w.ServeMetrics(ctx, ln) })
+	case o.metricsSet:
+		printErr(stderr, "cannot serve the worker's metrics on %s (STAGED_METRICS_ADDR, --metrics-addr; off for none): %v",
+			o.metricsAddr, err)
+		return nil, exitFailed
+	default:
+		log.Warn("cannot serve the worker's metrics on the default address; running without them: "+
+			"give each worker on this machine its own STAGED_METRICS_ADDR, or off", "addr", o.metricsAddr, "err", err)
 	}
-	log.Info("staged starting", "mode", mode, "version", buildVersion(), "redis", redisShown,
-		"pipelines", reg.Names(), "queues", queueWeights(cfg.Queues))
-	if mode == "dev" {
-		devURLs(stderr, cfg.Addr, len(keys) > 0)
-	}
-	if err := runAll(ctx, parts...); err != nil {
-		log.Error("staged stopped", "err", err)
-		return exitFailed
-	}
-	log.Info("staged stopped", "mode", mode)
-	return exitOK
+	return parts, exitOK
 }
 
 // warnKeys says how the API is protected: loudly when it is open (no

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -140,4 +141,30 @@ func DecodeJob(b []byte) (*Job, error) {
 		return nil, &Error{Code: EINTERNAL, Message: "corrupt job record", Err: err}
 	}
 	return &j, nil
+}
+
+// MarkCanceled moves j to the canceled state at now: the stage that was
+// running is canceled too.
+func (j *Job) MarkCanceled(now time.Time) {
+	j.State, j.CancelRequested, j.NextAttemptAt = StateCanceled, false, nil
+	j.FinishedAt = &now
+	for i := range j.Stages {
+		if st := j.Stages[i].State; st == StateRunning || st == StateRetrying {
+			j.Stages[i].State = StateCanceled
+			j.Stages[i].FinishedAt = &now
+		}
+	}
+}
+
+// Marshal encodes v as JSON without escaping <, > and & (so "->" stays
+// readable on the wire) and without a trailing newline. Use it for
+// everything staged writes: records, checkpoints, results.
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

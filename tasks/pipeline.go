@@ -100,13 +100,6 @@ func weights(stages []Stage) []float64 {
 	return w
 }
 
-// JobProgress returns the whole job's progress when stages before index
-// (0-based) are done and stage index is frac done, for a pipeline with a
-// fixed stage list. See StagesProgress for built stage lists.
-func (p *Pipeline) JobProgress(index int, frac float64) float64 {
-	return StagesProgress(p.Stages, index, frac)
-}
-
 // StagesProgress returns a job's progress over stages (weighted by
 // Stage.Weight) when stages before index (0-based) are done and stage index
 // is frac done.

@@ -33,7 +33,7 @@ func (r *run) succeed(result json.RawMessage) error {
 }
 
 func (r *run) finishCanceled() error {
-	_, err := r.commit(func(j *tasks.Job, now time.Time) { store.MarkCanceled(j, now) }, r.retention(), nil, true)
+	_, err := r.commit(func(j *tasks.Job, now time.Time) { j.MarkCanceled(now) }, r.retention(), nil, true)
 	if err != nil {
 		return r.writeFailed(err)
 	}
@@ -106,8 +106,8 @@ func (r *run) handBack(k int) error {
 		r.log.Error("cannot hand the job back; another worker takes it over once its lease lapses", "err", err)
 		return nil
 	}
-	if h.Outcome != "handoff" {
-		r.log.Info("job not handed back", "outcome", h.Outcome)
+	if h.Outcome != store.HandoffOK {
+		r.log.Info("job not handed back", "outcome", string(h.Outcome))
 		return nil
 	}
 	r.w.metrics.handbacks.Inc()

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,9 +93,9 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 		return err
 	}
 	switch h.Outcome {
-	case "alive":
+	case store.HandoffAlive:
 		return nil
-	case "enqueue": // a hand-off is under way, or the job waits for an asynq retry
+	case store.HandoffEnqueue: // a hand-off is under way, or the job waits for an asynq retry
 		j, err := w.store.Get(ctx, id, "")
 		if err != nil {
 			return err
@@ -107,7 +106,7 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 			return err
 		}
 		return w.store.Untrack(ctx, id)
-	case "handoff":
+	case store.HandoffOK:
 	default: // done, missing
 		return w.store.Untrack(ctx, id)
 	}
@@ -150,7 +149,7 @@ func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opt
 	retriesLeft int, why *tasks.JobError, fields map[string][]byte, log *slog.Logger) {
 	now := w.now()
 	if h.CancelRequested {
-		store.MarkCanceled(j, now)
+		j.MarkCanceled(now)
 		if _, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{TTL: store.RetentionOr(opts.Retention), Fields: fields}); err != nil {
 			log.Warn("cannot save the canceled job", "err", err)
 			return
@@ -199,23 +198,11 @@ func (i jobInfo) retriesLeft(p *tasks.Pipeline) int {
 }
 
 func (w *Worker) readInfo(ctx context.Context, id string) (jobInfo, error) {
-	vals, err := w.rdb.HMGet(ctx, store.JobKey(id), "opts", fieldRetriesLeft, fieldTakeovers).Result()
+	b, err := w.store.Bookkeeping(ctx, id)
 	if err != nil {
-		return jobInfo{}, fmt.Errorf("read job %s: %w", id, err)
+		return jobInfo{}, err
 	}
-	info := jobInfo{left: -1}
-	if s, ok := vals[0].(string); ok {
-		_ = json.Unmarshal([]byte(s), &info.opts)
-	}
-	if s, ok := vals[1].(string); ok {
-		if n, err := strconv.Atoi(s); err == nil {
-			info.left = max(n, 0)
-		}
-	}
-	if s, ok := vals[2].(string); ok {
-		info.takeovers, _ = strconv.Atoi(s)
-	}
-	return info, nil
+	return jobInfo{opts: b.Options, left: b.RetriesLeft, takeovers: b.Takeovers}, nil
 }
 
 // runningStage names the stage j was running, or its current stage.

@@ -31,14 +31,10 @@ var (
 	errClosed = errors.New("the job's record is closed to this run")
 )
 
-// Job hash fields the worker keeps besides the record (see tasks/scripts.go).
+// Job hash fields the worker keeps besides the record.
 const (
-	// fieldRetriesLeft is how many retries the job's current task has left,
-	// so a continuation generation enqueued after a takeover keeps the
-	// budget instead of starting afresh.
-	fieldRetriesLeft = "retries_left"
-	// fieldTakeovers counts the takeovers after lapsed leases.
-	fieldTakeovers = "takeovers"
+	fieldRetriesLeft = store.FieldRetriesLeft
+	fieldTakeovers   = store.FieldTakeovers
 )
 
 // handle is the asynq handler of every task type: one attempt at a job.

@@ -142,7 +142,7 @@ func TestCombinerFencedInBatch(t *testing.T) {
 		claims = append(claims, c)
 	}
 	// Job 0 is handed back: its old token is fenced.
-	if h, err := plain.Handoff(ctx, claims[0].Job.ID, claims[0].Token); err != nil || h.Outcome != "handoff" {
+	if h, err := plain.Handoff(ctx, claims[0].Job.ID, claims[0].Token); err != nil || h.Outcome != store.HandoffOK {
 		t.Fatalf("handoff: %v %+v", err, h)
 	}
 	s, h, release := plugged(t, srv)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/staged-dev/staged/tasks"
 )
@@ -54,7 +53,7 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 		j.CancelRequested = true
 		return &Canceled{Job: j, Gen: gen}, nil
 	}
-	MarkCanceled(j, s.now())
+	j.MarkCanceled(s.now())
 	_, err = s.Save(ctx, j, token, SaveArgs{TTL: RetentionOr(opts.Retention)})
 	if errors.Is(err, ErrFenced) {
 		// A worker claimed it meanwhile; it sees the flag and records the cancel.
@@ -69,25 +68,4 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 		return nil, err
 	}
 	return &Canceled{Job: j, Idle: true, Gen: gen}, nil
-}
-
-// MarkCanceled moves j to the canceled state at now: the stage that was
-// running is canceled too.
-func MarkCanceled(j *tasks.Job, now time.Time) {
-	j.State, j.CancelRequested, j.NextAttemptAt = tasks.StateCanceled, false, nil
-	j.FinishedAt = &now
-	for i := range j.Stages {
-		if st := j.Stages[i].State; st == tasks.StateRunning || st == tasks.StateRetrying {
-			j.Stages[i].State = tasks.StateCanceled
-			j.Stages[i].FinishedAt = &now
-		}
-	}
-}
-
-// RetentionOr returns d, or RetentionDefault when d is 0.
-func RetentionOr(d time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return RetentionDefault
 }

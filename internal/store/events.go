@@ -1,11 +1,6 @@
 package store
 
-import (
-	"context"
-	"strings"
-
-	"github.com/redis/go-redis/v9"
-)
+import "context"
 
 // Event is one entry of a job's event stream: the record as written.
 type Event struct {
@@ -33,32 +28,16 @@ func (s *Store) Events(ctx context.Context, id, after string, count int64) ([]Ev
 	return evs, nil
 }
 
-// Idempotent records that tenant's Idempotency-Key key created job id for a
-// request body whose digest is sum. When the key was used before it returns
-// the earlier job's id and whether the earlier body's digest matched, and
-// created is false.
-func (s *Store) Idempotent(ctx context.Context, tenant, key, id, sum string) (prevID string, sameBody, created bool, err error) {
-	k := IdempotencyKey(tenant, key)
-	ok, err := s.rdb.SetNX(ctx, k, id+" "+sum, IdempotencyTTL).Result()
+// LatestEvent returns the newest event of job id in one round trip (XREVRANGE
+// COUNT 1); ok is false when the stream is empty or gone.
+func (s *Store) LatestEvent(ctx context.Context, id string) (ev Event, ok bool, err error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, EventsKey(id), "+", "-", 1).Result()
 	if err != nil {
-		return "", false, false, redisErr("store.Idempotent", err)
+		return Event{}, false, redisErr("store.LatestEvent "+id, err)
 	}
-	if ok {
-		return id, true, true, nil
+	if len(msgs) == 0 {
+		return Event{}, false, nil
 	}
-	v, err := s.rdb.Get(ctx, k).Result()
-	if err == redis.Nil {
-		return s.Idempotent(ctx, tenant, key, id, sum)
-	}
-	if err != nil {
-		return "", false, false, redisErr("store.Idempotent", err)
-	}
-	pid, psum, _ := strings.Cut(v, " ")
-	return pid, psum == sum, false, nil
-}
-
-// ForgetIdempotent removes tenant's key, when the job it named was not
-// created after all.
-func (s *Store) ForgetIdempotent(ctx context.Context, tenant, key string) {
-	s.rdb.Del(ctx, IdempotencyKey(tenant, key))
+	rec, _ := msgs[0].Values["rec"].(string)
+	return Event{ID: msgs[0].ID, Data: []byte(rec)}, true, nil
 }

@@ -3,7 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
+	"strconv"
 )
 
 // The Redis key schema. Every key staged writes has a TTL. All of one job's
@@ -36,23 +36,13 @@ func IdempotencyKey(tenant, key string) string {
 	return keyPrefix + "idem:" + tenant + ":" + hex.EncodeToString(sum[:16])
 }
 
-// IDFromKey returns the job id in a key made by JobKey, EventsKey or LeaseKey.
-func IDFromKey(key string) string {
-	_, rest, ok := strings.Cut(key, "{")
-	if !ok {
-		return ""
-	}
-	id, _, _ := strings.Cut(rest, "}")
-	return id
-}
-
 // TaskID is the asynq task id of generation gen of job id: the job id itself
 // for the first, so asynqmon shows the job's id.
 func TaskID(id string, gen int64) string {
 	if gen <= 1 {
 		return id
 	}
-	return id + "-g" + itoa(gen)
+	return id + "-g" + strconv.FormatInt(gen, 10)
 }
 
 // TenantJobsKey is the tenant's job index: a sorted set whose members are
@@ -62,3 +52,14 @@ func TaskID(id string, gen int64) string {
 // the jobs' keys, and each tenant's index in a slot of its own (no key
 // that every job touches).
 func TenantJobsKey(tenant string) string { return keyPrefix + "tenant:{" + tenant + "}:jobs" }
+
+// Job hash fields the worker keeps besides the record (see scripts.go for
+// the others).
+const (
+	// FieldRetriesLeft is how many retries the job's current task has
+	// left, so a continuation generation enqueued after a takeover keeps the
+	// budget instead of starting afresh.
+	FieldRetriesLeft = "retries_left"
+	// FieldTakeovers counts the takeovers after lapsed leases.
+	FieldTakeovers = "takeovers"
+)

@@ -103,3 +103,10 @@ if h[1] == 'running' then
 end
 return {'idle', h[2], h[3], h[5] or '{}', h[6]}
 `)
+
+// releaseScript deletes the lease if the caller's token still holds it.
+// KEYS: lease. ARGV: token. Returns 1 if released, 0 if not held.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)

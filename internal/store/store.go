@@ -29,6 +29,14 @@ const (
 	IdempotencyTTL = 24 * time.Hour
 )
 
+// RetentionOr returns d, or RetentionDefault when d is 0.
+func RetentionOr(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return RetentionDefault
+}
+
 // ErrFenced is returned by writes whose fencing token is no longer current:
 // another worker owns the job now, and the caller must stop.
 var ErrFenced = errors.New("fenced: another worker owns the job")
@@ -48,9 +56,6 @@ type Store struct {
 
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
-
-// Redis returns the client the store uses.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 func (s *Store) now() time.Time {
 	if s.Now != nil {
@@ -367,13 +372,26 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, lease time.Du
 	return n == 1, nil
 }
 
+// HandoffOutcome says what a hand-off found.
+type HandoffOutcome string
+
+// Hand-off outcomes.
+const (
+	// HandoffOK: the caller owns the job with Handoff.Token and must save
+	// Handoff.Job and enqueue generation Handoff.Gen.
+	HandoffOK HandoffOutcome = "handoff"
+	// HandoffEnqueue: a hand-off is under way; just make sure generation
+	// Handoff.Gen is enqueued.
+	HandoffEnqueue HandoffOutcome = "enqueue"
+	HandoffAlive   HandoffOutcome = "alive"   // the owner's lease is live: nothing to do
+	HandoffMissing HandoffOutcome = "missing" // no record: nothing to do
+	HandoffDone    HandoffOutcome = "done"    // already finished: nothing to do
+	HandoffFenced  HandoffOutcome = "fenced"  // the caller's token is stale: nothing to do
+)
+
 // Handoff is what a hand-off to a new task generation found.
 type Handoff struct {
-	// Outcome is "handoff" (the caller must save tasks.Job with Token and enqueue
-	// generation Gen), "enqueue" (a hand-off is under way: just make sure
-	// generation Gen is enqueued), or "alive", "missing", "done", "fenced"
-	// (nothing to do).
-	Outcome         string
+	Outcome         HandoffOutcome
 	Token, Gen      int64
 	Job             *tasks.Job
 	CancelRequested bool
@@ -392,11 +410,11 @@ func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, 
 	if err != nil {
 		return nil, redisErr("store.Handoff "+id, err)
 	}
-	h := &Handoff{Outcome: res[0]}
+	h := &Handoff{Outcome: HandoffOutcome(res[0])}
 	switch h.Outcome {
-	case "enqueue":
+	case HandoffEnqueue:
 		h.Gen, _ = strconv.ParseInt(res[1], 10, 64)
-	case "handoff":
+	case HandoffOK:
 		h.Token, _ = strconv.ParseInt(res[1], 10, 64)
 		h.Gen, _ = strconv.ParseInt(res[2], 10, 64)
 		if h.Job, err = tasks.DecodeJob([]byte(res[3])); err != nil {

@@ -78,12 +78,12 @@ func TestClaimSaveFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A live lease blocks a takeover; the owner can hand back voluntarily.
-	if h, _ := s.Handoff(ctx, j.ID, 0); h.Outcome != "alive" {
+	if h, _ := s.Handoff(ctx, j.ID, 0); h.Outcome != store.HandoffAlive {
 		t.Fatalf("takeover of live lease = %s", h.Outcome)
 	}
 	srv.Client().Del(ctx, store.LeaseKey(j.ID)) // as if the lease lapsed
 	h, err := s.Handoff(ctx, j.ID, 0)
-	if err != nil || h.Outcome != "handoff" || h.Gen != 2 || h.Token != c.Token+1 {
+	if err != nil || h.Outcome != store.HandoffOK || h.Gen != 2 || h.Token != c.Token+1 {
 		t.Fatalf("takeover = %v %+v", err, h)
 	}
 	// The old owner is fenced out of every write.
@@ -94,7 +94,7 @@ func TestClaimSaveFencing(t *testing.T) {
 		t.Fatalf("stale renew err = %v, want ErrFenced", err)
 	}
 	// A second takeover pass only re-enqueues.
-	if h2, _ := s.Handoff(ctx, j.ID, 0); h2.Outcome != "enqueue" || h2.Gen != 2 {
+	if h2, _ := s.Handoff(ctx, j.ID, 0); h2.Outcome != store.HandoffEnqueue || h2.Gen != 2 {
 		t.Fatalf("second pass = %+v", h2)
 	}
 	c3, err := s.Claim(ctx, j.ID, 2, time.Second)

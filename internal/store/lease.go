@@ -1,17 +1,6 @@
 package store
 
-import (
-	"context"
-
-	"github.com/redis/go-redis/v9"
-)
-
-// releaseScript deletes the lease if the caller's token still holds it.
-// KEYS: lease. ARGV: token. Returns 1 if released, 0 if not held.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
+import "context"
 
 // Release gives up the lease held with token without finishing the job, so
 // that the next attempt of the same task generation (an asynq retry) can
