@@ -84,6 +84,7 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 	}
 	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
 	if err == nil {
+		s.waker.Wake(j.Queue)
 		return rec, nil
 	}
 	s.cleanup(func(ctx context.Context) {

@@ -174,6 +174,7 @@ type Server struct {
 	limiter   *rateLimiter // nil when there is no rate limit
 	metrics   *apiMetrics
 	client    *asynq.Client
+	waker     *store.Waker // wakes idle workers after each enqueue
 	inspector *asynq.Inspector
 	monitor   *asynqmon.HTTPHandler
 	health    healthCache
@@ -203,16 +204,19 @@ func New(cfg Config) (*Server, error) {
 		keys:      keys,
 		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
 		client:    asynq.NewClient(cfg.RedisConnOpt),
+		waker:     store.NewWaker(cfg.Redis),
 		inspector: asynq.NewInspector(cfg.RedisConnOpt),
 		stopping:  make(chan struct{}),
 	}
 	if s.metrics, err = newMetrics(cfg.Metrics, s.inspector, cfg.Registry); err != nil {
+		s.waker.Close()
 		s.client.Close()
 		s.inspector.Close()
 		return nil, err
 	}
 	mon, err := newMonitor(cfg.RedisConnOpt, cfg.MonitoringWrite)
 	if err != nil {
+		s.waker.Close()
 		s.client.Close()
 		s.inspector.Close()
 		return nil, err
@@ -280,6 +284,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.bg.Wait()
+		s.waker.Close()
 		s.closeErr = errors.Join(s.hub.close(), s.client.Close(), s.inspector.Close(), s.monitor.Close())
 	})
 	return s.closeErr

@@ -52,8 +52,9 @@ const (
 	ReconcileEveryDefault = time.Second
 	// ShutdownGraceDefault is how long running stages may go on at shutdown.
 	ShutdownGraceDefault = 10 * time.Second
-	// TaskCheckIntervalDefault is how often idle queues are polled.
-	TaskCheckIntervalDefault = 6 * time.Millisecond
+	// TaskCheckIntervalDefault is how often idle queues are polled when no
+	// wake-up comes (see wake.go).
+	TaskCheckIntervalDefault = 100 * time.Millisecond
 	// FlushIntervalDefault is the least time between two progress writes of a job.
 	FlushIntervalDefault = 100 * time.Millisecond
 	// RetryBaseDefault is the delay after a job's first failed attempt.
@@ -72,6 +73,9 @@ const (
 	abandonAfter = 2 * time.Second
 	// writeTimeout bounds one record write.
 	writeTimeout = 5 * time.Second
+	// asynqCheckInterval is asynq's pause after an empty poll (with a
+	// jitter of ±50%); the waker has waited before it.
+	asynqCheckInterval = 2 * time.Millisecond
 	// logEvery is the least time between two log lines about the same
 	// recurring trouble (Redis down), so an outage does not flood the log.
 	logEvery = 10 * time.Second
@@ -109,10 +113,12 @@ type Config struct {
 	// running stages are canceled and their jobs handed back, to rerun the
 	// unfinished stage on another worker.
 	ShutdownGrace time.Duration
-	// TaskCheckInterval is how often idle queues are polled; 0 means
-	// TaskCheckIntervalDefault: about 150 polls a second when idle (each an
-	// asynq dequeue script of ~3 Redis commands), for a submit-to-start
-	// latency of about 4-5ms and an idle cost under 500 commands/s.
+	// TaskCheckInterval is how often idle queues are polled when no wake-up
+	// arrives; 0 means TaskCheckIntervalDefault. An idle worker learns of a
+	// new job from a push (store.Wake, which the API sends after each
+	// enqueue) and dequeues it at once; the poll is the fallback for lost
+	// pushes and for retries coming due. At 100ms an idle worker costs
+	// about 30 Redis commands/s.
 	TaskCheckInterval time.Duration
 	// FlushInterval is the least time between two progress writes of one
 	// job; 0 means FlushIntervalDefault. Terminal states, and the boundary
@@ -222,6 +228,10 @@ type Worker struct {
 	runs       *runSet
 	canceler   *canceler
 	reconciler *reconciler
+	waker      *waker
+
+	asynqRdb     redis.UniversalClient // asynq server's client, with the waker's hook
+	ownsAsynqRdb bool
 
 	// renew is store.Renew; tests replace it to cut a worker off.
 	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
@@ -261,9 +271,11 @@ func New(cfg Config) (*Worker, error) {
 	w.renew, w.save = w.store.Renew, w.store.Save
 	w.client = asynq.NewClientFromRedisClient(w.rdb)
 	acfg := asynq.Config{
-		Concurrency:       cfg.Concurrency,
-		Queues:            cfg.Queues,
-		TaskCheckInterval: cfg.TaskCheckInterval,
+		Concurrency: cfg.Concurrency,
+		Queues:      cfg.Queues,
+		// The waker (wake.go) does the idle waiting, TaskCheckInterval at
+		// most; asynq's own pause after an empty poll stays short.
+		TaskCheckInterval: asynqCheckInterval,
 		// asynq moves due retries to their queue on this beat.
 		DelayedTaskCheckInterval: min(max(cfg.RetryBase, 50*time.Millisecond), time.Second),
 		RetryDelayFunc:           func(n int, _ error, _ *asynq.Task) time.Duration { return w.backoff(n) },
@@ -274,11 +286,18 @@ func New(cfg Config) (*Worker, error) {
 		Logger:          asynqLogger{cfg.Logger.With("component", "asynq")},
 		LogLevel:        asynq.InfoLevel,
 	}
+	// asynq's server gets a client of its own when it can, for the waker's
+	// hook (wake.go); else the hook goes on Config.Redis, where it only
+	// touches asynq's dequeue.
+	w.waker = newWaker(cfg.Queues, cfg.TaskCheckInterval)
+	w.asynqRdb = w.rdb
 	if cfg.RedisConnOpt != nil {
-		w.srv = asynq.NewServer(cfg.RedisConnOpt, acfg)
-	} else {
-		w.srv = asynq.NewServerFromRedisClient(w.rdb, acfg)
+		if c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient); ok {
+			w.asynqRdb, w.ownsAsynqRdb = c, true
+		}
 	}
+	w.asynqRdb.AddHook(w.waker)
+	w.srv = asynq.NewServerFromRedisClient(w.asynqRdb, acfg)
 	w.canceler = &canceler{w: w}
 	w.reconciler = &reconciler{w: w, quit: make(chan struct{}), done: make(chan struct{})}
 	return w, nil
@@ -329,6 +348,7 @@ func (w *Worker) shutdown() {
 	if w.onDrain != nil {
 		w.onDrain()
 	}
+	w.waker.stop()
 	w.srv.Stop()
 	w.reconciler.shutdown()
 	grace := time.NewTimer(w.cfg.ShutdownGrace)
@@ -350,6 +370,9 @@ func (w *Worker) shutdown() {
 	w.canceler.shutdown()
 	w.wg.Wait()
 	w.store.Close()
+	if w.ownsAsynqRdb {
+		w.asynqRdb.Close()
+	}
 	if w.ownsRedis {
 		w.rdb.Close()
 	}

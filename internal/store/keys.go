@@ -18,6 +18,9 @@ const (
 	EventsChannel = keyPrefix + "events"
 	// CancelChannel carries "id" when a running job is canceled.
 	CancelChannel = keyPrefix + "cancel"
+	// WakeChannel carries a queue's name after a job was enqueued on it, so
+	// idle workers dequeue at once instead of at their next poll.
+	WakeChannel = keyPrefix + "wake"
 )
 
 // JobKey is the hash holding the record and its bookkeeping fields.

@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// waker turns asynq's idle poll into a wait for a push. asynq stays the
+// durable carrier: its processor dequeues every task, and every claim stays
+// the same fenced claim. The API publishes the queue's name on
+// store.WakeChannel after each enqueue (store.Wake); the canceler's
+// subscription hands it to wakeUp.
+//
+// The waker is a go-redis hook on the asynq server's client. When a dequeue
+// has found every queue of the worker empty, the hook waits for a wake-up
+// for at most TaskCheckInterval before it returns the empty answer, and on a
+// wake-up dequeues again at once, from the queue named. So an idle worker
+// picks a job up one round trip after the publish, and polls about once per
+// TaskCheckInterval (a few Redis commands a second) when nothing comes. A
+// wake-up that arrives while no dequeue is waiting is kept (one at a time)
+// for the next. Should a push be lost (the subscription reconnecting, a
+// retry moved to its queue by asynq's forwarder), the job waits at most one
+// TaskCheckInterval.
+type waker struct {
+	queues  map[string]bool
+	wait    time.Duration
+	wake    chan string // buffered 1: the queue of the latest unconsumed push
+	quit    chan struct{}
+	empties atomic.Int32 // consecutive empty dequeues
+}
+
+func newWaker(queues map[string]int, wait time.Duration) *waker {
+	wk := &waker{queues: map[string]bool{}, wait: wait, wake: make(chan string, 1), quit: make(chan struct{})}
+	for q := range queues {
+		wk.queues[q] = true
+	}
+	return wk
+}
+
+// wakeUp is a push for queue q; pushes for other workers' queues are ignored.
+func (wk *waker) wakeUp(q string) {
+	if !wk.queues[q] {
+		return
+	}
+	select {
+	case wk.wake <- q:
+	default: // one is pending already
+	}
+}
+
+// stop releases a waiting dequeue for good (asynq is shutting down).
+func (wk *waker) stop() {
+	select {
+	case <-wk.quit:
+	default:
+		close(wk.quit)
+	}
+}
+
+// DialHook implements redis.Hook.
+func (wk *waker) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook.
+func (wk *waker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook: it lets every command through, and
+// makes an empty dequeue wait for a wake-up (see waker).
+func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		q, ok := dequeueQueue(cmd)
+		if !ok {
+			return err
+		}
+		if err != redis.Nil {
+			wk.empties.Store(0)
+			return err
+		}
+		// asynq's Dequeue tries each queue in turn: wait once all were empty.
+		if int(wk.empties.Add(1)) < len(wk.queues) {
+			return err
+		}
+		wk.empties.Store(0)
+		t := time.NewTimer(wk.wait)
+		defer t.Stop()
+		var to string
+		select {
+		case to = <-wk.wake:
+		case <-t.C:
+			return err
+		case <-wk.quit:
+			return err
+		case <-ctx.Done():
+			return err
+		}
+		again := redis.NewCmd(ctx, retarget(cmd.Args(), q, to)...)
+		err = next(ctx, again)
+		c, ok := cmd.(*redis.Cmd)
+		if !ok {
+			return err
+		}
+		c.SetVal(again.Val())
+		c.SetErr(again.Err())
+		return err
+	}
+}
+
+// dequeueQueue reports whether cmd is asynq's dequeue script, and of which
+// queue: EVALSHA/EVAL with the four keys asynq:{Q}:pending, :paused,
+// :active and :lease, then the lease deadline and the task key prefix.
+func dequeueQueue(cmd redis.Cmder) (string, bool) {
+	a := cmd.Args()
+	if len(a) != 9 {
+		return "", false
+	}
+	if name, _ := a[0].(string); name != "evalsha" && name != "eval" {
+		return "", false
+	}
+	pending, _ := a[3].(string)
+	paused, _ := a[4].(string)
+	if !strings.HasPrefix(pending, "asynq:{") || !strings.HasSuffix(pending, "}:pending") || !strings.HasSuffix(paused, "}:paused") {
+		return "", false
+	}
+	return pending[len("asynq:{") : len(pending)-len("}:pending")], true
+}
+
+// retarget returns the dequeue args of queue from made for queue to (the
+// same script on the other queue's keys); to "" or to == from keeps them.
+func retarget(args []any, from, to string) []any {
+	if to == "" || to == from {
+		return args
+	}
+	out := make([]any, len(args))
+	copy(out, args)
+	old, repl := "{"+from+"}", "{"+to+"}"
+	for i := 3; i < len(out); i++ {
+		if s, ok := out[i].(string); ok {
+			out[i] = strings.Replace(s, old, repl, 1)
+		}
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/staged-dev/staged/internal/store"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// An idle worker whose poll would come only after an hour picks a job up
+// from the wake-up alone, also when the dequeue that waits is another
+// queue's.
+func TestWakeUpPicksJobUp(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, chainPipeline(nil, nil))
+	cfg := h.config()
+	cfg.TaskCheckInterval = time.Hour
+	cfg.Queues = map[string]int{"low": 1, "high": 3}
+	w := h.start(cfg)
+	// The worker is idle: its dequeue waits for a push.
+	for _, q := range []string{"low", "high", "high", "low"} {
+		id := h.submit("chain", `"x"`, tasks.Options{Queue: q})
+		store.Wake(context.Background(), h.rdb, q)
+		j := h.wait(id, tasks.StateSucceeded, 10*time.Second)
+		if string(j.Result) != `"xabc"` {
+			t.Fatalf("result %s", j.Result)
+		}
+	}
+	if n := metric(t, w.Gatherer(), "staged_jobs_finished_total", "type", "chain", "state", "succeeded"); n != 4 {
+		t.Errorf("staged_jobs_finished_total = %v, want 4", n)
+	}
+}
+
+// A wake-up for a queue the worker does not serve is ignored.
+func TestWakeUpOtherQueue(t *testing.T) {
+	wk := newWaker(map[string]int{"a": 1}, time.Hour)
+	wk.wakeUp("b")
+	select {
+	case q := <-wk.wake:
+		t.Fatalf("woken for queue %q", q)
+	default:
+	}
+	wk.wakeUp("a")
+	wk.wakeUp("a") // coalesced with the first
+	if q := <-wk.wake; q != "a" {
+		t.Fatalf("woken for %q", q)
+	}
+	select {
+	case q := <-wk.wake:
+		t.Fatalf("second wake-up for %q kept", q)
+	default:
+	}
+}
+
+func TestRetarget(t *testing.T) {
+	args := []any{"evalsha", "sha", 4, "asynq:{a}:pending", "asynq:{a}:paused", "asynq:{a}:active", "asynq:{a}:lease", int64(1), "asynq:{a}:t:"}
+	q, ok := dequeueQueue(fakeCmd(args))
+	if !ok || q != "a" {
+		t.Fatalf("dequeueQueue = %q %v", q, ok)
+	}
+	got := retarget(args, "a", "b")
+	want := []any{"evalsha", "sha", 4, "asynq:{b}:pending", "asynq:{b}:paused", "asynq:{b}:active", "asynq:{b}:lease", int64(1), "asynq:{b}:t:"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("retarget arg %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if args[3] != "asynq:{a}:pending" {
+		t.Fatalf("retarget changed its input")
+	}
+	if _, ok := dequeueQueue(fakeCmd([]any{"evalsha", "sha", 1, "staged:job:{x}"})); ok {
+		t.Fatalf("another script taken for a dequeue")
+	}
+}
+
+func fakeCmd(args []any) *redis.Cmd { return redis.NewCmd(context.Background(), args...) }
