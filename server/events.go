@@ -3,7 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/staged-dev/staged/internal/store"
@@ -167,22 +170,34 @@ func lastEventID(c echo.Context) (string, error) {
 	return "", invalid("Last-Event-ID", "Last-Event-ID must be an event id like \"1700000000000-0\", not %q", v)
 }
 
-// validEventID reports whether v is a Redis stream id "ms-seq" (or "0").
+// validEventID reports whether v is a Redis stream id "ms-seq" whose two
+// parts each fit in 64 bits (or "0"), and one a stream can be read after:
+// the largest id has no successor, and Redis refuses an exclusive range
+// that starts there.
 func validEventID(v string) bool {
 	if v == "0" {
 		return true
 	}
-	dash := false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c >= '0' && c <= '9':
-		case c == '-' && !dash && i > 0 && i < len(v)-1:
-			dash = true
-		default:
+	ms, seq, ok := strings.Cut(v, "-")
+	if !ok || !digits(ms) || !digits(seq) {
+		return false
+	}
+	a, err1 := strconv.ParseUint(ms, 10, 64)
+	b, err2 := strconv.ParseUint(seq, 10, 64)
+	return err1 == nil && err2 == nil && !(a == math.MaxUint64 && b == math.MaxUint64)
+}
+
+// digits reports whether s is 1 to 20 ASCII digits.
+func digits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
 	}
-	return dash && len(v) <= 41
+	return true
 }
 
 // stream writes SSE events to one client.

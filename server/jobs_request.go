@@ -15,6 +15,7 @@ import (
 
 	"github.com/staged-dev/staged/internal/store"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 
 	"github.com/staged-dev/staged/tasks"
@@ -211,9 +212,20 @@ func readBody(req *http.Request, limit int64) ([]byte, error) {
 
 // decodeStrict decodes one JSON object from body into v, refusing unknown
 // fields and trailing data, with messages that say where the problem is.
+//
+// encoding/json alone is lenient where a request must not be: it rewrites
+// invalid UTF-8 to U+FFFD, lets the last of two equal keys win, and matches
+// keys case-insensitively. So the body is first checked with
+// github.com/go-json-experiment/json's jsontext decoder (the proposed
+// encoding/json/v2), which rejects invalid UTF-8 and duplicate names at
+// every depth (the input included), and the top-level names are compared
+// exactly; then encoding/json decodes, with the messages clients know.
 func decodeStrict(body []byte, v *submitRequest) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("", `request body is empty: send a JSON object like {"type": "...", "input": {...}}`)
+	}
+	if err := checkStrict(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -224,7 +236,47 @@ func decodeStrict(body []byte, v *submitRequest) error {
 		line, col := position(body, int(dec.InputOffset()))
 		return invalid("", "request body has data after the JSON object, at line %d, column %d", line, col)
 	}
+	var names map[string]json.RawMessage
+	if json.Unmarshal(body, &names) == nil {
+		for name := range names {
+			if !slices.Contains(submitFieldNames, name) {
+				return invalid(name, "unknown field %q: the fields are %s (names are case-sensitive)", name, submitFields)
+			}
+		}
+	}
 	return nil
+}
+
+// submitFieldNames are the exact names of submitRequest's fields.
+var submitFieldNames = strings.Split(submitFields, ", ")
+
+// checkStrict reports invalid UTF-8 and duplicate names anywhere in the
+// first JSON value of body. Other syntax errors are left to encoding/json,
+// whose messages the API has always given.
+func checkStrict(body []byte) error {
+	_, err := jsontext.NewDecoder(bytes.NewReader(body)).ReadValue()
+	var se *jsontext.SyntacticError
+	if err == nil || !errors.As(err, &se) {
+		return nil
+	}
+	where := "the request body"
+	if p := se.JSONPointer.Parent(); p != "" && errors.Is(se.Err, jsontext.ErrDuplicateName) {
+		where = "the object at " + string(p)
+	}
+	switch {
+	case errors.Is(se.Err, jsontext.ErrDuplicateName):
+		name := se.JSONPointer.LastToken()
+		return invalid(fieldOf(se.JSONPointer), "request body has the key %q twice in %s: each key may appear once", name, where)
+	case strings.Contains(se.Err.Error(), "invalid UTF-8"):
+		line, col := position(body, int(se.ByteOffset))
+		return invalid(fieldOf(se.JSONPointer), "request body is not valid UTF-8, at line %d, column %d (byte %d): JSON text must be UTF-8", line, col, se.ByteOffset)
+	}
+	return nil
+}
+
+// fieldOf turns a JSON pointer like /input/n into the field name input.n.
+func fieldOf(p jsontext.Pointer) string {
+	return strings.ReplaceAll(strings.TrimPrefix(string(p), "/"), "/", ".")
 }
 
 func jsonError(body []byte, err error) error {

@@ -8,21 +8,56 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // middleware installs, outermost first: the request id, the request log
 // and metrics, panic recovery and the body limit. (Authentication and the
 // rate limit guard the /v1 group: routes.go.)
 func (s *Server) middleware(e *echo.Echo) {
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestIDGenerator()}))
+	e.Use(requestID(newRequestIDGenerator()))
 	e.Use(s.observe)
 	e.Use(s.recoverPanics)
 	e.Use(s.limitBody)
+}
+
+// maxRequestID is the longest X-Request-Id taken from a client.
+const maxRequestID = 128
+
+// requestID gives every request an id, echoed in X-Request-Id and logged:
+// the client's own X-Request-Id when it is short and plain (plainRequestID),
+// otherwise a new one, so that no client can put a megabyte or a control
+// character into every log line about its request.
+func requestID(gen func() string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			rid := c.Request().Header.Get(echo.HeaderXRequestID)
+			if !plainRequestID(rid) {
+				rid = gen()
+			}
+			c.Response().Header().Set(echo.HeaderXRequestID, rid)
+			return next(c)
+		}
+	}
+}
+
+// plainRequestID reports whether id is 1 to maxRequestID characters of
+// letters, digits and - _ . : + / = (UUIDs, ULIDs, base64, trace ids).
+func plainRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:+/=", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // newRequestIDGenerator returns a cheap generator of unique request ids: a

@@ -22,6 +22,9 @@ type problem struct {
 	Field string `json:"field,omitempty"`
 }
 
+// retryAfterUnavailable is the Retry-After of a 503, in seconds.
+const retryAfterUnavailable = "1"
+
 // problemTypeBase prefixes every problem type; the suffix is the slug of the
 // status (statusSlugs).
 const problemTypeBase = "https://staged.dev/problems/"
@@ -130,6 +133,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if c.Response().Committed {
 		return
+	}
+	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get(echo.HeaderRetryAfter) == "" {
+		// Unavailability is brief (Redis restarting, failing over): say
+		// when to retry, so clients do instead of giving up.
+		c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterUnavailable)
 	}
 	if req.Method == http.MethodHead {
 		c.Response().Header().Set(echo.HeaderContentType, contentTypeProblem)

@@ -36,7 +36,7 @@ func (s *Server) routes() {
 	e.GET("/jobs/:id", s.jobPage)
 
 	mon := e.Group(monitoringPath, s.requireAdmin)
-	dashboard := echo.WrapHandler(s.monitor)
+	dashboard := s.dashboard()
 	mon.Any("", dashboard)
 	mon.Any("/*", dashboard)
 }

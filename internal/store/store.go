@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/staged-dev/staged/tasks"
@@ -79,18 +81,59 @@ func (s *Store) maxLen() int {
 }
 
 // redisErr wraps a Redis failure as tasks.EUNAVAILABLE (connection trouble,
-// time-outs) or tasks.EINTERNAL (anything else), naming the operation.
+// time-outs, a dropped connection, a server still loading or failing over)
+// or tasks.EINTERNAL (anything else), naming the operation. It is the one
+// place that decides which Redis failures a client should retry.
 func redisErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
-		strings.Contains(err.Error(), "connection refused") || strings.HasPrefix(err.Error(), "LOADING") {
+	if Unavailable(err) {
 		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job store (Redis) is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
 	}
 	return &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// RedisError is redisErr for the callers of Redis outside the store (the
+// asynq inspector, the rate limiter): err as a tasks.Error naming op.
+func RedisError(op string, err error) error { return redisErr(op, err) }
+
+// unavailableReplies are the prefixes of Redis error replies that mean "not
+// now" rather than "wrong".
+var unavailableReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY "}
+
+// Unavailable reports whether err means Redis could not be reached or
+// could not answer in time: a refused, reset or dropped connection (io.EOF
+// mid-command), a time-out, a closed client, or a reply saying the server
+// is loading or failing over. Such errors are worth a retry.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
+		return true
+	}
+	// Some wrappers (asynq's) keep only the text.
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "connection reset", "broken pipe", "i/o timeout", "use of closed network connection", "redis: client is closed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	if msg == "EOF" || strings.HasSuffix(msg, ": EOF") || strings.HasSuffix(msg, "unexpected EOF") {
+		return true
+	}
+	for _, p := range unavailableReplies {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, ": "+p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Create writes the record of a new queued job, with its normalised input
