@@ -62,21 +62,17 @@ func buildChain(input json.RawMessage) ([]tasks.Stage, error) {
 
 func chainStages(n int) []tasks.Stage {
 	st := make([]tasks.Stage, n)
-	for i := range st {
-		st[i] = tasks.Stage{Name: stageName(i + 1), Run: chainStage(i + 1)}
+	st[0] = tasks.StageOf(stageName(1), func(_ context.Context, in ChainInput, _ tasks.Progress) (ChainOutput, error) {
+		return ChainOutput{Data: in.Data + chainSuffix(1)}, nil
+	})
+	for i := 1; i < n; i++ {
+		suffix := chainSuffix(i + 1)
+		st[i] = tasks.StageOf(stageName(i+1), func(_ context.Context, prev ChainOutput, _ tasks.Progress) (ChainOutput, error) {
+			return ChainOutput{Data: prev.Data + suffix}, nil
+		})
 	}
 	return st
 }
 
-// chainStage returns the StageFunc of stage k. Its in is the job's input
-// for stage 1 and the previous ChainOutput after that: both have "data".
-func chainStage(k int) tasks.StageFunc {
-	suffix := " -> processed by stage " + strconv.Itoa(k)
-	return func(ctx context.Context, in json.RawMessage, _ tasks.Progress) (any, error) {
-		prev, err := tasks.Decode[ChainOutput](in)
-		if err != nil {
-			return nil, err
-		}
-		return ChainOutput{Data: prev.Data + suffix}, nil
-	}
-}
+// chainSuffix is what stage k appends.
+func chainSuffix(k int) string { return " -> processed by stage " + strconv.Itoa(k) }

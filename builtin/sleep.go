@@ -65,23 +65,27 @@ func buildSleep(input json.RawMessage) ([]tasks.Stage, error) {
 
 func sleepStages(in SleepInput) []tasks.Stage {
 	st := make([]tasks.Stage, in.Stages)
-	for i := range st {
-		st[i] = tasks.Stage{Name: stageName(i + 1), Run: sleepStage(i+1, in.MS)}
+	st[0] = tasks.StageOf(stageName(1), func(ctx context.Context, _ SleepInput, p tasks.Progress) (SleepOutput, error) {
+		return sleepStage(ctx, 1, in.MS, p)
+	})
+	for i := 1; i < len(st); i++ {
+		k := i + 1
+		st[i] = tasks.StageOf(stageName(k), func(ctx context.Context, _ SleepOutput, p tasks.Progress) (SleepOutput, error) {
+			return sleepStage(ctx, k, in.MS, p)
+		})
 	}
 	return st
 }
 
-// sleepStage returns the StageFunc of stage k, waiting ms milliseconds. Its
-// in is not used: the job's shape and ms come from Build.
-func sleepStage(k, ms int) tasks.StageFunc {
-	return func(ctx context.Context, _ json.RawMessage, p tasks.Progress) (any, error) {
-		if err := sleep(ctx, time.Duration(ms)*time.Millisecond, func(slept time.Duration, frac float64) {
-			p.Report(frac, SleepOutput{Stage: k, SleptMS: int(slept.Milliseconds())})
-		}); err != nil {
-			return nil, err
-		}
-		return SleepOutput{Stage: k, SleptMS: ms}, nil
+// sleepStage is the work of stage k: it waits ms milliseconds, reporting
+// its progress. Its in is not used: the job's shape and ms come from Build.
+func sleepStage(ctx context.Context, k, ms int, p tasks.Progress) (SleepOutput, error) {
+	if err := sleep(ctx, time.Duration(ms)*time.Millisecond, func(slept time.Duration, frac float64) {
+		p.Report(frac, SleepOutput{Stage: k, SleptMS: int(slept.Milliseconds())})
+	}); err != nil {
+		return SleepOutput{}, err
 	}
+	return SleepOutput{Stage: k, SleptMS: ms}, nil
 }
 
 // sleep waits d, calling report about every sleepReportEvery with the time

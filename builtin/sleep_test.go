@@ -30,7 +30,7 @@ func TestSleepReportsProgress(t *testing.T) {
 	st := stagesFor(t, p, normalize(t, p, `{"stages": 2, "ms": 300}`))
 	prog := &fakeProgress{}
 	start := time.Now()
-	out, err := st[1].Run(context.Background(), nil, prog)
+	out, err := st[1].Run(context.Background(), json.RawMessage(`{"stage":1,"slept_ms":300}`), prog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +60,14 @@ func TestSleepReportsProgress(t *testing.T) {
 
 func TestSleepCancel(t *testing.T) {
 	p := SleepPipeline()
-	st := stagesFor(t, p, normalize(t, p, `{"stages": 1, "ms": 3600000}`))
+	in := normalize(t, p, `{"stages": 1, "ms": 3600000}`)
+	st := stagesFor(t, p, in)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	prog := &fakeProgress{signal: make(chan struct{}, 1)}
 	done := make(chan error, 1)
 	go func() {
-		_, err := st[0].Run(ctx, nil, prog)
+		_, err := st[0].Run(ctx, in, prog)
 		done <- err
 	}()
 	select {
@@ -93,7 +94,7 @@ func TestSleepCanceledBeforeStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, ms := range []int{0, 1000} {
-		_, err := sleepStage(1, ms)(ctx, json.RawMessage(`{}`), &fakeProgress{})
+		_, err := sleepStage(ctx, 1, ms, &fakeProgress{})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("ms %d on a canceled ctx: %v, want context.Canceled", ms, err)
 		}

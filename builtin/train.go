@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 
@@ -108,10 +107,10 @@ func TrainPipeline() *tasks.Pipeline {
 		// Weights are shares of the progress bar, in percent: training is
 		// nearly all of the run time (over 98% on the defaults).
 		Stages: []tasks.Stage{
-			{Name: "prepare", Weight: 2, Run: trainPrepare},
-			{Name: "preprocess", Weight: 2, Run: trainPreprocess},
-			{Name: "train", Weight: 95, Run: trainTrain},
-			{Name: "package", Weight: 1, Run: trainPackage},
+			tasks.StageOf("prepare", trainPrepare).WithWeight(2),
+			tasks.StageOf("preprocess", trainPreprocess).WithWeight(2),
+			tasks.StageOf("train", trainTrain).WithWeight(95),
+			tasks.StageOf("package", trainPackage).WithWeight(1),
 		},
 	}
 }
@@ -138,30 +137,22 @@ func checkTrain(in *TrainInput) error {
 }
 
 // trainPrepare generates the data set and records its digest.
-func trainPrepare(ctx context.Context, raw json.RawMessage, _ tasks.Progress) (any, error) {
-	in, err := tasks.Decode[TrainInput](raw)
-	if err != nil {
-		return nil, err
-	}
+func trainPrepare(ctx context.Context, in TrainInput, _ tasks.Progress) (prepared, error) {
 	if err := checkTrain(&in); err != nil {
-		return nil, tasks.Permanent(err)
+		return prepared{}, tasks.Permanent(err)
 	}
 	ds, err := generate(ctx, in.Samples, in.Features, in.Seed)
 	if err != nil {
-		return nil, err
+		return prepared{}, err
 	}
 	return prepared{Input: in, Digest: ds.digest(), Positives: ds.positives()}, nil
 }
 
 // trainPreprocess computes each feature's mean and standard deviation.
-func trainPreprocess(ctx context.Context, raw json.RawMessage, _ tasks.Progress) (any, error) {
-	cp, err := tasks.Decode[prepared](raw)
-	if err != nil {
-		return nil, err
-	}
+func trainPreprocess(ctx context.Context, cp prepared, _ tasks.Progress) (preprocessed, error) {
 	ds, err := regenerate(ctx, cp)
 	if err != nil {
-		return nil, err
+		return preprocessed{}, err
 	}
 	means, stds := ds.columnStats()
 	return preprocessed{prepared: cp, Means: means, Stds: stds}, nil
@@ -169,18 +160,14 @@ func trainPreprocess(ctx context.Context, raw json.RawMessage, _ tasks.Progress)
 
 // trainTrain runs batch gradient descent from a zero model, reporting the
 // loss after every epoch.
-func trainTrain(ctx context.Context, raw json.RawMessage, p tasks.Progress) (any, error) {
-	cp, err := tasks.Decode[preprocessed](raw)
-	if err != nil {
-		return nil, err
-	}
+func trainTrain(ctx context.Context, cp preprocessed, p tasks.Progress) (trained, error) {
 	d := cp.Input.Features
 	if len(cp.Means) != d || len(cp.Stds) != d {
-		return nil, badCheckpoint("preprocess", "means and stds of %d features", d)
+		return trained{}, badCheckpoint("preprocess", "means and stds of %d features", d)
 	}
 	ds, err := regenerate(ctx, cp.prepared)
 	if err != nil {
-		return nil, err
+		return trained{}, err
 	}
 	ds.standardize(cp.Means, cp.Stds)
 	m := &logreg{w: make([]float64, d)}
@@ -189,12 +176,12 @@ func trainTrain(ctx context.Context, raw json.RawMessage, p tasks.Progress) (any
 	epochs, lr := cp.Input.Epochs, cp.Input.LearningRate
 	for e := 1; e <= epochs; e++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return trained{}, err
 		}
 		m.step(lr, gw, gb)
 		loss, acc, gb = m.eval(ds, gw)
 		if math.IsInf(loss, 0) || math.IsNaN(loss) {
-			return nil, tasks.Permanent(tasks.FieldError("input.learning_rate",
+			return trained{}, tasks.Permanent(tasks.FieldError("input.learning_rate",
 				"training diverged at epoch %d: try a smaller learning_rate", e))
 		}
 		p.Report(float64(e)/float64(epochs), TrainProgress{Epoch: e, Epochs: epochs, Loss: loss, Accuracy: acc})
@@ -203,14 +190,10 @@ func trainTrain(ctx context.Context, raw json.RawMessage, p tasks.Progress) (any
 }
 
 // trainPackage turns the trained model into the job's result.
-func trainPackage(_ context.Context, raw json.RawMessage, _ tasks.Progress) (any, error) {
-	cp, err := tasks.Decode[trained](raw)
-	if err != nil {
-		return nil, err
-	}
+func trainPackage(_ context.Context, cp trained, _ tasks.Progress) (TrainResult, error) {
 	in := cp.Input
 	if len(cp.Weights) != in.Features || len(cp.Means) != in.Features || len(cp.Stds) != in.Features {
-		return nil, badCheckpoint("train", "a model of %d features", in.Features)
+		return TrainResult{}, badCheckpoint("train", "a model of %d features", in.Features)
 	}
 	return TrainResult{
 		Model: TrainModel{Weights: cp.Weights, Bias: cp.Bias, Means: cp.Means, Stds: cp.Stds},

@@ -19,6 +19,15 @@ type InputSpec struct {
 	// pipeline catalogue publishes and the API validates submits against.
 	Schema json.RawMessage
 	decode func(raw json.RawMessage) (json.RawMessage, error)
+	typ    reflect.Type // InputOf's T; nil when not known
+}
+
+// inputType is the Go type inputs decode into, or nil when unknown.
+func (s *InputSpec) inputType() reflect.Type {
+	if s == nil {
+		return nil
+	}
+	return s.typ
 }
 
 // Field describes one input field.
@@ -71,7 +80,7 @@ func InputOf[T any](defaults T, check func(*T) error) *InputSpec {
 	if err != nil {
 		panic(err)
 	}
-	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults)), Schema: schemaOf(reflect.ValueOf(defaults))}
+	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults)), Schema: schemaOf(reflect.ValueOf(defaults)), typ: reflect.TypeFor[T]()}
 	spec.decode = func(raw json.RawMessage) (json.RawMessage, error) {
 		raw, err := normalizeObject(raw)
 		if err != nil {

@@ -1,40 +1,12 @@
 package tasks
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 )
-
-// StageFunc is the work of one stage. in is the previous stage's output
-// (the job's input, with defaults applied, for the first stage); the returned
-// value is JSON-encoded and becomes the next stage's in, and the job's result
-// after the last stage. A stage must return when ctx is done. Wrap an error
-// with Permanent when a retry cannot fix it.
-type StageFunc func(ctx context.Context, in json.RawMessage, p Progress) (any, error)
-
-// Progress lets a running stage report how far it is and what it has
-// produced so far. Calls are cheap: staged coalesces them into at most one
-// Redis write per job per flush interval, and always writes stage boundaries.
-type Progress interface {
-	// Report sets the stage's completed fraction (0..1) and, when partial is
-	// non-nil, the job's partial result.
-	Report(fraction float64, partial any)
-}
-
-// Stage is one named step of a pipeline.
-type Stage struct {
-	Name string
-	// Weight is the stage's share of the job's progress relative to the
-	// others; 0 means 1.
-	Weight float64
-	// Timeout bounds one run of the stage; 0 means only the job's timeout.
-	Timeout time.Duration
-	Run     StageFunc
-}
 
 // Pipeline is a registered job type: a name and its ordered stages.
 type Pipeline struct {
@@ -75,6 +47,9 @@ func (p *Pipeline) StagesFor(input json.RawMessage) ([]Stage, error) {
 	}
 	if len(st) == 0 {
 		return nil, &Error{Code: EUNPROCESSABLE, Field: "input", Message: "the input gives the job no stages"}
+	}
+	if err := checkChain(p.Name, p.Input.inputType(), st); err != nil {
+		return nil, &Error{Code: EINTERNAL, Message: "internal error", Err: err}
 	}
 	return st, nil
 }
@@ -125,16 +100,37 @@ func clamp01(f float64) float64 {
 	return f
 }
 
-// Validate checks p is well formed.
+// Validate checks p is well formed: it has a name and stages, each stage
+// has a unique name and a Run func, and consecutive typed stages chain
+// (see StageOf). For a pipeline with Build, the stages built from the
+// default input are checked too.
 func (p *Pipeline) Validate() error {
 	if p.Name == "" {
 		return fmt.Errorf("pipeline has no name")
 	}
-	if len(p.Stages) == 0 {
+	if err := p.validateStages(p.Stages); err != nil {
+		return err
+	}
+	if p.Build == nil || p.Input == nil {
+		return nil
+	}
+	in, err := p.Input.Normalize(p.Input.Defaults)
+	if err != nil {
+		return fmt.Errorf("pipeline %q: its default input is refused: %w", p.Name, err)
+	}
+	st, err := p.Build(in)
+	if err != nil {
+		return fmt.Errorf("pipeline %q: Build of the default input: %w", p.Name, err)
+	}
+	return p.validateStages(st)
+}
+
+func (p *Pipeline) validateStages(stages []Stage) error {
+	if len(stages) == 0 {
 		return fmt.Errorf("pipeline %q has no stages", p.Name)
 	}
 	seen := map[string]bool{}
-	for i, s := range p.Stages {
+	for i, s := range stages {
 		if s.Name == "" || s.Run == nil {
 			return fmt.Errorf("pipeline %q stage %d needs a name and a Run func", p.Name, i+1)
 		}
@@ -143,7 +139,7 @@ func (p *Pipeline) Validate() error {
 		}
 		seen[s.Name] = true
 	}
-	return nil
+	return checkChain(p.Name, p.Input.inputType(), stages)
 }
 
 // Registry holds the registered pipelines. The zero value is empty and ready.
