@@ -61,7 +61,12 @@ func (l *logBuf) String() string {
 // process is killed at cleanup; its output is dumped if the test failed.
 func startProc(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	bin := binary(t)
+	return startBin(t, binary(t), name, env, args...)
+}
+
+// startBin is startProc for another binary than staged.
+func startBin(t *testing.T, bin, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, out: &logBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(baseEnv(), env...)

@@ -167,7 +167,7 @@ func (c *Command) Run(ctx context.Context, in json.RawMessage, p tasks.Progress)
 	log := cfg.Logger.With("job_id", info.JobID, "stage", info.Stage)
 	pr, err := start(cmd, in)
 	if err != nil {
-		return nil, tasks.Permanent(startError(info.Stage, cfg.Argv, cfg.Dir, err))
+		return nil, tasks.Permanent(startError(cfg.Argv, cfg.Dir, err))
 	}
 	s := &session{cfg: &cfg, proc: pr, progress: p, log: log, stage: info.Stage}
 	return s.wait(ctx)
@@ -183,21 +183,21 @@ func scratchFor(info tasks.StageInfo) (string, error) {
 }
 
 // startError says why a command did not start, and what to do about it.
-func startError(stage string, argv []string, dir string, err error) error {
+func startError(argv []string, dir string, err error) error {
 	where := ""
 	if dir != "" {
 		where = " (in directory " + dir + ")"
 	}
-	var hint string
+	hint := ""
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
-		hint = ": command not found; install it, or give its full path in run"
+		hint = "; install it on the worker, or give its full path in run"
 	case errors.Is(err, fs.ErrNotExist):
-		hint = ": no such file or directory; check run's path and dir"
+		hint = "; check run's path and dir"
 	case errors.Is(err, fs.ErrPermission):
-		hint = ": permission denied; make the file executable (chmod +x) or run it with its interpreter, e.g. [python3, script.py]"
+		hint = "; make the file executable (chmod +x) or run it with its interpreter, e.g. [python3, script.py]"
 	}
-	return fmt.Errorf("stage %s: cannot start %s%s: %v%s", stage, quoteArgv(argv), where, err, hint)
+	return fmt.Errorf("cannot start %s%s: %v%s", quoteArgv(argv), where, err, hint)
 }
 
 func quoteArgv(argv []string) string {

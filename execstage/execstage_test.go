@@ -85,7 +85,7 @@ func TestFailures(t *testing.T) {
 		{"exit 78", bash(`exit 78`), `{}`, true, []string{"status 78", "no retry"}},
 		{"exit 0 without result", bash(`exit 0`), `{}`, true, []string{"without sending a result"}},
 		{"killed by a signal", bash(`kill -SEGV $$`), `{}`, false, []string{"killed by signal"}},
-		{"not found", &Command{Argv: []string{"no-such-command-staged"}}, `{}`, true, []string{"command not found"}},
+		{"not found", &Command{Argv: []string{"no-such-command-staged"}}, `{}`, true, []string{"not found in $PATH", "install it"}},
 		{"permission denied", &Command{Argv: []string{noexec}}, `{}`, true, []string{"permission denied", "chmod +x"}},
 		{"no such file", &Command{Argv: []string{"./missing.py"}, Dir: dir}, `{}`, true, []string{"no such file"}},
 		{"malformed message", bash(`echo '::staged:: {"progress": '; sleep 30`), `{}`, true, []string{"malformed message", "not a JSON object"}},

@@ -77,7 +77,7 @@ func parseMessage(line []byte) (*message, error) {
 		show = append(show[:77:77], "..."...)
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("sent a malformed message %q: %s (see docs/PROTOCOL.md)", show, fmt.Sprintf(format, args...))
+		return fmt.Errorf("the stage sent a malformed message %q: %s (see docs/PROTOCOL.md)", show, fmt.Sprintf(format, args...))
 	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))

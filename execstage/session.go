@@ -189,7 +189,7 @@ func (s *session) readStdout(protoErr chan<- error) {
 			return nil
 		}
 		if cut {
-			return fmt.Errorf("sent a message line over the %d-byte limit (results and partial results are limited further by the worker, 1 MiB by default); "+
+			return fmt.Errorf("the stage sent a message line over the %d-byte limit (results and partial results are limited further by the worker, 1 MiB by default); "+
 				"keep large data in files and pass their paths", s.cfg.MaxMessage)
 		}
 		return s.handle(line)
@@ -214,7 +214,7 @@ func (s *session) handle(line []byte) error {
 	switch {
 	case m.result != nil:
 		if s.result != nil {
-			return errors.New("sent two result messages; a stage sends exactly one")
+			return errors.New("the stage sent two result messages; a stage sends exactly one")
 		}
 		s.result = m.result
 	case m.failure != nil:
