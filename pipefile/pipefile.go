@@ -198,10 +198,13 @@ func (p *parser) pipelineNode(n *yaml.Node) (*tasks.Pipeline, error) {
 		}
 		pl.MaxRetries = r
 	}
-	var schema map[string]any
 	if v := fields["input"]; v != nil {
-		if schema, err = p.inputSchema(v); err != nil {
+		schema, err := p.inputSchema(v)
+		if err != nil {
 			return nil, err
+		}
+		if pl.Input, err = inputSpec(schema); err != nil {
+			return nil, p.errorf(v, "input", "%v", err)
 		}
 	}
 	st := fields["stages"]
@@ -223,7 +226,6 @@ func (p *parser) pipelineNode(n *yaml.Node) (*tasks.Pipeline, error) {
 		seen[s.Name] = true
 		pl.Stages = append(pl.Stages, s)
 	}
-	setInput(pl, schema)
 	if err := pl.Validate(); err != nil {
 		return nil, p.errorf(n, "", "%v", err)
 	}

@@ -62,40 +62,14 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
-func TestDefaults(t *testing.T) {
-	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
-	f, err := Parse("p.yaml", []byte(good), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stage one prints its stdin as a log line and sends no result: read
-	// the input through withDefaults directly instead.
-	_ = f
-	got := string(withDefaults(mustSchema(t), json.RawMessage(`{"opts":{}}`)))
-	if got != `{"data":"hello","opts":{"n":3}}` {
-		t.Fatalf("with defaults: %s", got)
-	}
-	got = string(withDefaults(mustSchema(t), json.RawMessage(`{"data":"x","extra":1}`)))
-	if got != `{"data":"x","extra":1,"opts":{"n":3}}` {
-		t.Fatalf("with defaults: %s", got)
-	}
-}
-
-func mustSchema(t *testing.T) map[string]any {
-	var s map[string]any
-	if err := json.Unmarshal([]byte(`{"type":"object","properties":{"data":{"type":"string","default":"hello"},
-		"opts":{"type":"object","properties":{"n":{"type":"integer","default":3}}}}}`), &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func TestFirstStageGetsDefaults(t *testing.T) {
+func TestInputSchema(t *testing.T) {
 	f, err := Parse("p.yaml", []byte(`
 pipelines:
   - name: d
-    input: {properties: {data: {default: hi}}}
+    input:
+      properties:
+        data: {type: string, default: hi}
+        n: {type: integer, minimum: 1, default: 3}
     stages:
       - name: echo
         run: [sh, -c, 'printf "::staged:: {\"result\": %s}\n" "$(cat)"']
@@ -103,14 +77,30 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
+	in := f.Pipelines[0].Input
+	got, err := in.Normalize(json.RawMessage(`{"n": 5}`))
+	if err != nil || !sameJSON(got, `{"data":"hi","n":5}`) {
+		t.Fatalf("Normalize: %s %v", got, err)
+	}
+	if _, err := in.Normalize(json.RawMessage(`{"n": 0}`)); err == nil || !strings.Contains(err.Error(), "input.n") {
+		t.Fatalf("Normalize n=0: %v, want an error naming input.n", err)
+	}
+	// The first stage gets what the API stored: the input with defaults.
 	ctx := tasks.WithStageInfo(context.Background(), tasks.StageInfo{JobID: "j", Stage: "echo", Index: 1, Total: 1, Attempt: 1})
-	v, err := f.Pipelines[0].Stages[0].Run(ctx, json.RawMessage(`{}`), nopProgress{})
-	if err != nil {
-		t.Fatal(err)
+	v, err := f.Pipelines[0].Stages[0].Run(ctx, got, nopProgress{})
+	if err != nil || !sameJSON(v.(json.RawMessage), `{"data":"hi","n":5}`) {
+		t.Fatalf("stage: %s %v", v, err)
 	}
-	if got := string(v.(json.RawMessage)); got != `{"data":"hi"}` {
-		t.Fatalf("result %s", got)
+}
+
+func sameJSON(a []byte, b string) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
 	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return string(xb) == string(yb)
 }
 
 type nopProgress struct{}
@@ -144,6 +134,8 @@ func TestMistakes(t *testing.T) {
 		{"input not a schema", pipe("    input: 3\n"), []string{"input", "JSON Schema"}},
 		{"input not an object", pipe("    input: {type: array}\n"), []string{"input.type", `"object"`}},
 		{"input property not a schema", pipe("    input: {properties: {a: 3}}\n"), []string{"input.properties.a"}},
+		{"input schema invalid", pipe("    input: {properties: {a: {type: strin}}}\n"), []string{`pipeline "p": input: input schema`}},
+		{"input default invalid", pipe("    input: {properties: {a: {type: integer, default: x}}}\n"), []string{`pipeline "p": input:`}},
 		{"no stages", "pipelines:\n  - name: p\n", []string{`pipeline "p"`, "stages: missing"}},
 		{"stages empty", "pipelines:\n  - name: p\n    stages: []\n", []string{"stages: must be a non-empty list"}},
 		{"stage without name", "pipelines:\n  - name: p\n    stages:\n      - run: [true]\n", []string{"stages[0].name: missing"}},
