@@ -82,6 +82,10 @@ func runWith(ctx context.Context, ps []*tasks.Pipeline, args []string, getenv fu
 		return runWatch(ctx, rest, getenv, stdout, stderr)
 	case "cancel":
 		return runCancel(ctx, rest, getenv, stdout, stderr)
+	case "ls":
+		return runLs(ctx, rest, getenv, stdout, stderr)
+	case "retry":
+		return runRetry(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "staged %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -121,6 +125,8 @@ Usage:
   staged status ID           show a job
   staged watch ID            follow a job until it finishes
   staged cancel ID           cancel a job
+  staged ls                  list your jobs, newest first (--state, --type, --queue, --since, --json)
+  staged retry ID            run a failed or canceled job again from its failed stage (--wait)
   staged version             print the version
   staged help [COMMAND]      this help, or a command's flags
 

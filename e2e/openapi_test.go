@@ -114,6 +114,11 @@ func TestOpenAPI(t *testing.T) {
 	do("idempotency conflict", 409, "POST", "/v1/jobs", jsonCT, `{"type":"chain"}`, append(auth, "Idempotency-Key", "oa-1")...)
 	long := do("submit a long job", 202, "POST", "/v1/jobs", jsonCT, `{"type":"sleep","input":{"stages":2,"ms":10000}}`, auth...)
 	do("cancel", 202, "POST", "/v1/jobs/"+decodeJob(t, long.resB).ID+"/cancel", "", "", auth...)
+	longID := decodeJob(t, long.resB).ID
+	do("retry a canceled job", 202, "POST", "/v1/jobs/"+longID+"/retry", "", "", auth...)
+	do("retry a queued job", 409, "POST", "/v1/jobs/"+longID+"/retry", "", "", auth...)
+	do("cancel the rerun", 202, "POST", "/v1/jobs/"+longID+"/cancel", "", "", auth...)
+	do("retry a succeeded job", 409, "POST", "/v1/jobs/"+id+"/retry", "", "", auth...)
 	do("cancel a finished job", 409, "POST", "/v1/jobs/"+id+"/cancel", "", "", auth...)
 	do("unknown job", 404, "GET", "/v1/jobs/0b6c0b6c-0b6c-4b6c-8b6c-0b6c0b6c0b6c", "", "", auth...)
 	do("another tenant's job", 404, "GET", "/v1/jobs/"+id, "", "", bearer(globexKey)...)

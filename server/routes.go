@@ -30,6 +30,7 @@ func (s *Server) routes() {
 	v1.GET("/jobs", s.listJobs, api...)
 	v1.GET("/jobs/:id", s.getJob, api...)
 	v1.POST("/jobs/:id/cancel", s.cancelJob, api...)
+	v1.POST("/jobs/:id/retry", s.retryJob, api...)
 	v1.GET("/jobs/:id/events", s.streamEvents, api...)
 	v1.GET("/pipelines", s.listPipelines, api...)
 

@@ -27,6 +27,7 @@ func (r *run) succeed(result json.RawMessage) error {
 	if err != nil {
 		return r.writeFailed(err)
 	}
+	r.finished.Store(true)
 	r.metrics.jobFinished(r.job)
 	r.log.Info("job succeeded")
 	return nil
@@ -37,6 +38,7 @@ func (r *run) finishCanceled() error {
 	if err != nil {
 		return r.writeFailed(err)
 	}
+	r.finished.Store(true)
 	r.metrics.jobFinished(r.job)
 	r.log.Info("job canceled")
 	return nil
@@ -64,6 +66,7 @@ func (r *run) fail(k int, err error) error {
 		if werr != nil {
 			return r.writeFailed(werr)
 		}
+		r.finished.Store(true)
 		r.metrics.jobFinished(r.job)
 		r.log.Warn("job failed", "stage", stage, "retried", r.retried, "permanent", tasks.IsPermanent(err), "err", msg)
 		return fmt.Errorf("job %s failed%s: %s: %w", r.id, where, msg, asynq.SkipRetry)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staged-dev/staged/internal/store"
@@ -58,10 +59,18 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return infraError{fmt.Errorf("claim job %s: %w", pl.ID, err)}
 	}
 	if c.Outcome != store.ClaimOK {
-		log.Debug("nothing to do for this task", "outcome", string(c.Outcome), "gen", pl.Gen)
+		if c.Outcome == store.ClaimDone {
+			// As when asynqmon's "run" is used on a finished job's task.
+			log.Info("the job has finished; its task does not run it again (a failed or canceled job runs again with POST /v1/jobs/{id}/retry or staged retry ID)", "gen", pl.Gen)
+		} else {
+			log.Debug("nothing to do for this task", "outcome", string(c.Outcome), "gen", pl.Gen)
+		}
 		return nil
 	}
-	return w.newRun(ctx, pl, c, log).execute()
+	r := w.newRun(ctx, pl, c, log)
+	err = r.execute()
+	r.writeTaskResult(t)
+	return err
 }
 
 // run is one attempt at one job, from its claim to its last write.
@@ -80,6 +89,7 @@ type run struct {
 	keeper   *leaseKeeper
 	metrics  *typeMetrics // the job type's label children
 	scratch  scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
+	finished atomic.Bool  // this run wrote the job's final record
 
 	// firstStart is set when this run starts the job for the first time
 	// (no earlier attempt started it), at startedAt.
