@@ -149,4 +149,3 @@ func TestRerunCanceled(t *testing.T) {
 		t.Fatalf("after the rerun: result %s, stage 1 ran %d times", j.Result, firstRuns.Load())
 	}
 }
-
