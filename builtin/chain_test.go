@@ -37,7 +37,7 @@ func TestChainResult(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := chainData(t, run(t, ChainPipeline(), tt.input, &fakeProgress{})); got != tt.want {
+			if got := chainData(t, run(t, ChainPipeline(), tt.input).Output); got != tt.want {
 				t.Errorf("result data\n%q\nwant\n%q", got, tt.want)
 			}
 		})
@@ -66,7 +66,7 @@ func TestChainHundredStages(t *testing.T) {
 	if len(st) != 100 || st[99].Name != "stage100" {
 		t.Fatalf("%d stages, last %q; want 100, stage100", len(st), st[len(st)-1].Name)
 	}
-	outs := runStages(t, context.Background(), st, in, &fakeProgress{})
+	outs := runStages(t, context.Background(), st, in)
 	var want strings.Builder
 	want.WriteString("x")
 	for k := 1; k <= 100; k++ {

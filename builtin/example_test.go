@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/staged-dev/staged/builtin"
+	"github.com/staged-dev/staged/stagedtest"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -24,30 +25,32 @@ func ExamplePipelines() {
 	// train: prepare preprocess train package {"samples":20000,"features":16,"epochs":1000,"learning_rate":0.1,"seed":42}
 }
 
-// A chain job run by hand, the way a worker runs it: the input is
-// normalised, the stages are built from it, and each stage's JSON output is
-// the next one's input.
+// A chain job run in-process with the test kit, the way a worker runs it:
+// the input is normalised, the stages are built from it, and each stage's
+// JSON output is the next one's input.
 func ExampleChainPipeline() {
-	p := builtin.ChainPipeline()
-	in, err := p.Input.Normalize(json.RawMessage(`{"data": "x", "stages": 2}`))
+	res, err := stagedtest.RunPipeline(context.Background(), builtin.ChainPipeline(), `{"data": "x", "stages": 2}`)
 	if err != nil {
 		panic(err)
 	}
-	stages, err := p.StagesFor(in)
-	if err != nil {
-		panic(err)
-	}
-	for _, s := range stages {
-		out, err := s.Run(context.Background(), in, nil)
-		if err != nil {
-			panic(err)
-		}
-		in, _ = json.Marshal(out)
-		fmt.Printf("%s: %q\n", s.Name, out.(builtin.ChainOutput).Data)
+	for i, out := range res.Outputs {
+		fmt.Printf("%s: %s\n", res.Stages[i], out)
 	}
 	// Output:
-	// stage1: "x -> processed by stage 1"
-	// stage2: "x -> processed by stage 1 -> processed by stage 2"
+	// stage1: {"data":"x -> processed by stage 1"}
+	// stage2: {"data":"x -> processed by stage 1 -> processed by stage 2"}
+}
+
+// Each sleep stage reports its progress and a partial result while it
+// waits; with ms 0 it does not wait at all.
+func ExampleSleepPipeline() {
+	res, err := stagedtest.RunPipeline(context.Background(), builtin.SleepPipeline(), builtin.SleepInput{Stages: 3, MS: 0})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Stages, string(res.Output))
+	// Output:
+	// [stage1 stage2 stage3] {"stage":3,"slept_ms":0}
 }
 
 // Input checks name the field at fault.

@@ -3,43 +3,11 @@ package builtin
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 
+	"github.com/staged-dev/staged/stagedtest"
 	"github.com/staged-dev/staged/tasks"
 )
-
-// report is one call of Progress.Report.
-type report struct {
-	frac    float64
-	partial any
-}
-
-// fakeProgress records reports and, when signal is set, sends on it
-// (without blocking) after each one.
-type fakeProgress struct {
-	mu      sync.Mutex
-	reports []report
-	signal  chan struct{}
-}
-
-func (p *fakeProgress) Report(frac float64, partial any) {
-	p.mu.Lock()
-	p.reports = append(p.reports, report{frac, partial})
-	p.mu.Unlock()
-	if p.signal != nil {
-		select {
-		case p.signal <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (p *fakeProgress) all() []report {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]report(nil), p.reports...)
-}
 
 // normalize returns pipeline p's normalised input for raw, failing the
 // test on an error.
@@ -62,30 +30,37 @@ func stagesFor(t testing.TB, p *tasks.Pipeline, in json.RawMessage) []tasks.Stag
 	return st
 }
 
-// runStages runs stages in order from in, as the worker does: each output
-// is JSON-encoded and becomes the next stage's in. It returns every stage's
-// encoded output (the checkpoints; the last is the result).
-func runStages(t testing.TB, ctx context.Context, stages []tasks.Stage, in json.RawMessage, p tasks.Progress) []json.RawMessage {
+// runStages runs stages in order from in with stagedtest, as the worker
+// does, failing the test on an error. It returns every stage's encoded
+// output (the checkpoints; the last is the result).
+func runStages(t testing.TB, ctx context.Context, stages []tasks.Stage, in json.RawMessage) []json.RawMessage {
 	t.Helper()
-	var outs []json.RawMessage
-	for _, s := range stages {
-		out, err := s.Run(ctx, in, p)
-		if err != nil {
-			t.Fatalf("stage %s: %v", s.Name, err)
-		}
-		in, err = json.Marshal(out)
-		if err != nil {
-			t.Fatalf("stage %s: encode output: %v", s.Name, err)
-		}
-		outs = append(outs, in)
+	res, err := stagedtest.RunStages(ctx, stages, in)
+	if err != nil {
+		t.Fatalf("stage %s: %v", res.Failed, err)
 	}
-	return outs
+	return res.Outputs
 }
 
-// run runs a whole job of p with input raw and returns its result.
-func run(t testing.TB, p *tasks.Pipeline, raw string, prog tasks.Progress) json.RawMessage {
+// run runs a whole job of p with input raw with stagedtest, failing the
+// test on an error.
+func run(t testing.TB, p *tasks.Pipeline, raw string) *stagedtest.Result {
 	t.Helper()
-	in := normalize(t, p, raw)
-	outs := runStages(t, context.Background(), stagesFor(t, p, in), in, prog)
-	return outs[len(outs)-1]
+	res, err := stagedtest.RunPipeline(context.Background(), p, raw)
+	if err != nil {
+		t.Fatalf("%s with input %s: %v", p.Name, raw, err)
+	}
+	return res
+}
+
+// signalOnReport is a stagedtest option that sends on the returned channel
+// (without blocking) after each progress report.
+func signalOnReport() (stagedtest.Option, <-chan struct{}) {
+	ch := make(chan struct{}, 1)
+	return stagedtest.OnReport(func(stagedtest.Report) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}), ch
 }

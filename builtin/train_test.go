@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/stagedtest"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -27,9 +28,9 @@ func decodeResult(t *testing.T, raw json.RawMessage) TrainResult {
 
 func TestTrainDefaults(t *testing.T) {
 	p := TrainPipeline()
-	prog := &fakeProgress{}
 	start := time.Now()
-	res := decodeResult(t, run(t, p, `{}`, prog))
+	job := run(t, p, `{}`)
+	res := decodeResult(t, job.Output)
 	t.Logf("default train job: %v", time.Since(start))
 
 	d, m := trainDefaults, res.Metrics
@@ -51,26 +52,26 @@ func TestTrainDefaults(t *testing.T) {
 	}
 
 	// One report per epoch, fraction epoch/epochs, loss decreasing.
-	reps := prog.all()
+	reps := job.Reports
 	if len(reps) != d.Epochs {
 		t.Fatalf("%d progress reports, want one per epoch (%d)", len(reps), d.Epochs)
 	}
 	var prev TrainProgress
 	for i, r := range reps {
-		tp, ok := r.partial.(TrainProgress)
+		tp, ok := r.Partial.(TrainProgress)
 		if !ok {
-			t.Fatalf("report %d: partial is %T, want TrainProgress", i, r.partial)
+			t.Fatalf("report %d: partial is %T, want TrainProgress", i, r.Partial)
 		}
 		e := i + 1
-		if tp.Epoch != e || tp.Epochs != d.Epochs || r.frac != float64(e)/float64(d.Epochs) {
-			t.Fatalf("report %d: %+v at %v, want epoch %d of %d at %v", i, tp, r.frac, e, d.Epochs, float64(e)/float64(d.Epochs))
+		if tp.Epoch != e || tp.Epochs != d.Epochs || r.Fraction != float64(e)/float64(d.Epochs) {
+			t.Fatalf("report %d: %+v at %v, want epoch %d of %d at %v", i, tp, r.Fraction, e, d.Epochs, float64(e)/float64(d.Epochs))
 		}
 		if i > 0 && tp.Loss > prev.Loss {
 			t.Errorf("loss rose from %v to %v at epoch %d", prev.Loss, tp.Loss, e)
 		}
 		prev = tp
 	}
-	first := reps[0].partial.(TrainProgress).Loss
+	first := reps[0].Partial.(TrainProgress).Loss
 	if !(prev.Loss < first*0.5) || prev.Loss != m.Loss || prev.Accuracy != m.Accuracy {
 		t.Errorf("loss %v after epoch 1, %v at the end (result: %v): want it at least halved and equal to the result's",
 			first, prev.Loss, m.Loss)
@@ -78,12 +79,12 @@ func TestTrainDefaults(t *testing.T) {
 }
 
 func TestTrainDeterministic(t *testing.T) {
-	a := run(t, TrainPipeline(), smallTrain, &fakeProgress{})
-	b := run(t, TrainPipeline(), smallTrain, &fakeProgress{})
+	a := run(t, TrainPipeline(), smallTrain).Output
+	b := run(t, TrainPipeline(), smallTrain).Output
 	if !bytes.Equal(a, b) {
 		t.Fatalf("same input, different results:\n%s\n%s", a, b)
 	}
-	other := run(t, TrainPipeline(), strings.Replace(smallTrain, `"seed": 7`, `"seed": 8`, 1), &fakeProgress{})
+	other := run(t, TrainPipeline(), strings.Replace(smallTrain, `"seed": 7`, `"seed": 8`, 1)).Output
 	if bytes.Equal(a, other) {
 		t.Fatal("seeds 7 and 8 gave the same result")
 	}
@@ -97,7 +98,7 @@ func TestTrainResume(t *testing.T) {
 	p := TrainPipeline()
 	in := normalize(t, p, smallTrain)
 	ctx := context.Background()
-	outs := runStages(t, ctx, p.Stages, in, &fakeProgress{})
+	outs := runStages(t, ctx, p.Stages, in)
 	want := outs[len(outs)-1]
 	for k := 1; k < len(p.Stages); k++ {
 		t.Run(p.Stages[k-1].Name, func(t *testing.T) {
@@ -109,7 +110,7 @@ func TestTrainResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resumed := runStages(t, ctx, TrainPipeline().Stages[k:], checkpoint, &fakeProgress{})
+			resumed := runStages(t, ctx, TrainPipeline().Stages[k:], checkpoint)
 			if got := resumed[len(resumed)-1]; !bytes.Equal(got, want) {
 				t.Errorf("resumed after %s:\n%s\nuninterrupted:\n%s", p.Stages[k-1].Name, got, want)
 			}
@@ -126,7 +127,7 @@ func TestTrainResume(t *testing.T) {
 // TestTrainModelPredicts applies the result's model, as TrainModel documents
 // it, to the raw data set: it must score the accuracy the metrics report.
 func TestTrainModelPredicts(t *testing.T) {
-	res := decodeResult(t, run(t, TrainPipeline(), smallTrain, &fakeProgress{}))
+	res := decodeResult(t, run(t, TrainPipeline(), smallTrain).Output)
 	ds, err := generate(context.Background(), 2000, 5, 7)
 	if err != nil {
 		t.Fatal(err)
@@ -151,17 +152,17 @@ func TestTrainModelPredicts(t *testing.T) {
 func TestTrainCancel(t *testing.T) {
 	p := TrainPipeline()
 	in := normalize(t, p, `{"samples": 1000, "features": 4, "epochs": 100000}`)
-	outs := runStages(t, context.Background(), p.Stages[:2], in, &fakeProgress{})
+	outs := runStages(t, context.Background(), p.Stages[:2], in)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	prog := &fakeProgress{signal: make(chan struct{}, 1)}
+	onReport, reported := signalOnReport()
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Stages[2].Run(ctx, outs[1], prog)
+		_, err := stagedtest.RunStage(ctx, p.Stages[2], outs[1], onReport)
 		done <- err
 	}()
 	select {
-	case <-prog.signal:
+	case <-reported:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no progress report within 10s")
 	}
@@ -183,7 +184,7 @@ func TestTrainCancel(t *testing.T) {
 func TestTrainBadCheckpoint(t *testing.T) {
 	p := TrainPipeline()
 	in := normalize(t, p, smallTrain)
-	outs := runStages(t, context.Background(), p.Stages[:3], in, &fakeProgress{})
+	outs := runStages(t, context.Background(), p.Stages[:3], in)
 	tests := []struct {
 		name  string
 		stage int
@@ -198,7 +199,7 @@ func TestTrainBadCheckpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := p.Stages[tt.stage].Run(context.Background(), json.RawMessage(tt.in), &fakeProgress{})
+			_, err := stagedtest.RunStage(context.Background(), p.Stages[tt.stage], tt.in)
 			if !tasks.IsPermanent(err) {
 				t.Fatalf("%s on a bad checkpoint: %v, want a permanent error", p.Stages[tt.stage].Name, err)
 			}
@@ -213,6 +214,6 @@ func BenchmarkTrainDefault(b *testing.B) {
 	p := TrainPipeline()
 	in := normalize(b, p, `{}`)
 	for b.Loop() {
-		runStages(b, context.Background(), p.Stages, in, &fakeProgress{})
+		runStages(b, context.Background(), p.Stages, in)
 	}
 }
