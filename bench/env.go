@@ -95,7 +95,7 @@ type api struct {
 func (e *env) startAPI(ctx context.Context) (*api, error) {
 	rdb := e.productClient()
 	srv, err := server.New(server.Config{Redis: rdb, RedisConnOpt: e.connOpt(), Registry: e.reg,
-		Retention: retention, Queues: []string{benchQueue}, Logger: e.log})
+		Retention: retention, Queues: []string{benchQueue}, Logger: e.log, RateLimit: e.o.rateLimit})
 	if err != nil {
 		rdb.Close()
 		return nil, err

@@ -59,6 +59,10 @@ type options struct {
 	// go-redis's AutoPipeliner, and asynq's TaskCheckInterval.
 	autopipeline string
 	taskCheck    time.Duration
+	// rateLimit is the API's rate limit per key (per IP here): on, as by
+	// default, at a rate no scenario reaches, so nothing is rejected and
+	// every request pays the limiter's check.
+	rateLimit float64
 }
 
 func main() {
@@ -129,6 +133,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.profileDir, "pprof", "", "same as -cpuprofile")
 	fs.StringVar(&o.autopipeline, "autopipeline", "", "lever: give the worker go-redis's AutoPipeliner as its store client (store), and asynq's server too (all)")
 	fs.DurationVar(&o.taskCheck, "task-check-interval", 0, "lever: the worker's TaskCheckInterval (0: staged's default)")
+	fs.Float64Var(&o.rateLimit, "rate-limit", 1e6, "the API's rate limit per key (here per IP), requests/s; on by default as in staged, at a rate the load never reaches; 0 = off")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
