@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,16 +23,35 @@ const (
 	rateKeyIP     = "staged:rl:ip:"  // + the client's IP, when the API is open
 	// rateLogEvery spaces the warnings about a failing limiter.
 	rateLogEvery = 10 * time.Second
+	// rateBatchDiv and rateBatchMax: a process takes at most 1/rateBatchDiv
+	// of a key's burst, and at most rateBatchMax tokens, from Redis at once.
+	rateBatchDiv = 10
+	rateBatchMax = 100
+	// rateLease is how long tokens taken from Redis may be spent locally;
+	// unspent ones are dropped then, so no process hoards a key's budget.
+	rateLease = time.Second
+	// rateSweepAt is the number of local buckets above which expired ones
+	// are dropped.
+	rateSweepAt = 4096
 )
 
 // rateLimiter is a GCRA limiter in Redis (redis_rate), shared by every API
-// process on the same Redis.
+// process on the same Redis, with a local layer in front (localBucket): a
+// process takes up to a tenth of a key's burst (at most 100 tokens) from
+// Redis in one call and spends it locally within a second, so a busy key
+// costs one Redis call per batch instead of one per request, and the limit
+// stays shared: every token is counted in Redis. A limit under 20/s has
+// batches of one: exact, as before.
 type rateLimiter struct {
 	lim       *redis_rate.Limiter
 	limit     redis_rate.Limit
 	perSecond float64
+	batch     int          // tokens taken from Redis at once
 	limitHdr  string       // RateLimit-Limit, formatted once
 	lastWarn  atomic.Int64 // unix nanos of the last "limiter failed" warning
+
+	mu      sync.RWMutex
+	buckets map[string]*localBucket
 }
 
 func newRateLimiter(rdb redis.UniversalClient, perSecond float64) *rateLimiter {
@@ -40,7 +60,7 @@ func newRateLimiter(rdb redis.UniversalClient, perSecond float64) *rateLimiter {
 	}
 	l := limitFor(perSecond)
 	return &rateLimiter{lim: redis_rate.NewLimiter(rdb), limit: l, perSecond: perSecond,
-		limitHdr: strconv.Itoa(l.Burst)}
+		batch: min(max(1, l.Burst/rateBatchDiv), rateBatchMax), limitHdr: strconv.Itoa(l.Burst), buckets: map[string]*localBucket{}}
 }
 
 // limitFor turns requests per second into a redis_rate limit: the burst is
@@ -72,9 +92,7 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		if t := tenantOf(c); t != "" {
 			key = rateKeyTenant + t
 		}
-		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RedisTimeout)
-		res, err := rl.lim.Allow(ctx, key, rl.limit)
-		cancel()
+		res, err := rl.take(c.Request().Context(), key, s.cfg.RedisTimeout)
 		if err != nil {
 			rl.warn(s, err)
 			return next(c)
@@ -106,4 +124,75 @@ func (rl *rateLimiter) warn(s *Server, err error) {
 // ceilSeconds is d in whole seconds, rounded up, at least 1.
 func ceilSeconds(d time.Duration) int {
 	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// localBucket is one key's tokens taken from Redis and not yet spent.
+type localBucket struct {
+	mu        sync.Mutex
+	tokens    int
+	expires   time.Time
+	remaining int       // Redis's count after the last refill
+	resetAt   time.Time // when Redis's bucket is full again
+}
+
+// take spends one token of key: a local one if any is left, else one of a
+// batch taken from Redis (not under the bucket's lock, so a slow Redis
+// delays no other request). The result says whether it was allowed, and
+// the headers' figures.
+func (rl *rateLimiter) take(ctx context.Context, key string, timeout time.Duration) (*redis_rate.Result, error) {
+	b := rl.bucket(key)
+	now := time.Now()
+	b.mu.Lock()
+	if b.tokens > 0 && now.Before(b.expires) {
+		b.tokens--
+		res := &redis_rate.Result{Allowed: 1, Remaining: b.remaining + b.tokens, ResetAfter: b.resetAt.Sub(now)}
+		b.mu.Unlock()
+		return res, nil
+	}
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := rl.lim.AllowAtMost(ctx, key, rl.limit, rl.batch)
+	if err != nil || res.Allowed == 0 {
+		return res, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !now.Before(b.expires) {
+		b.tokens = 0
+	}
+	b.tokens += res.Allowed - 1
+	b.expires = now.Add(rateLease)
+	b.remaining, b.resetAt = res.Remaining, now.Add(res.ResetAfter)
+	return &redis_rate.Result{Allowed: 1, Remaining: res.Remaining + b.tokens, ResetAfter: res.ResetAfter}, nil
+}
+
+// bucket returns key's local bucket, making it if needed; past rateSweepAt
+// buckets, the expired ones are dropped first.
+func (rl *rateLimiter) bucket(key string) *localBucket {
+	rl.mu.RLock()
+	b := rl.buckets[key]
+	rl.mu.RUnlock()
+	if b != nil {
+		return b
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if b = rl.buckets[key]; b != nil {
+		return b
+	}
+	if len(rl.buckets) >= rateSweepAt {
+		now := time.Now()
+		for k, x := range rl.buckets {
+			if x.mu.TryLock() {
+				if !now.Before(x.expires) {
+					delete(rl.buckets, k)
+				}
+				x.mu.Unlock()
+			}
+		}
+	}
+	b = &localBucket{}
+	rl.buckets[key] = b
+	return b
 }

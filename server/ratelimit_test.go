@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -123,5 +124,44 @@ func TestLimitFor(t *testing.T) {
 	}
 	if ceilSeconds(time.Millisecond) != 1 || ceilSeconds(1500*time.Millisecond) != 2 || ceilSeconds(-1) != 1 {
 		t.Errorf("ceilSeconds")
+	}
+}
+
+// TestRateLimitBatched: a limit of 100/s is taken from Redis ten tokens at
+// a time; the headers count the tokens this process holds, and Redis sees
+// one limiter call per ten requests.
+func TestRateLimitBatched(t *testing.T) {
+	e := newEnv(t, withKeys, func(c *Config) { c.RateLimit = 100 })
+	acme := bearer(acmeSecret)
+	path := "/v1/jobs/" + unknownID
+	ctx := context.Background()
+	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		res, b := e.do("GET", path, "", nil, acme...)
+		if res.StatusCode != 404 {
+			t.Fatalf("request %d: %d %s", i+1, res.StatusCode, b)
+		}
+		// Redis refills meanwhile, so Remaining is at least the exact count.
+		if got, _ := strconv.Atoi(res.Header.Get("RateLimit-Remaining")); got < 99-i || got > 99 {
+			t.Errorf("request %d: RateLimit-Remaining %d, want %d..99", i+1, got, 99-i)
+		}
+	}
+	info := e.rdb.Info(ctx, "commandstats").Val()
+	calls := 0 // script runs: EVALSHA and EVAL calls, less NOSCRIPT failures
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+			var n, us, rej, failed int
+			var per float64
+			if _, err := fmt.Sscanf(line[strings.Index(line, ":")+1:], "calls=%d,usec=%d,usec_per_call=%f,rejected_calls=%d,failed_calls=%d",
+				&n, &us, &per, &rej, &failed); err != nil {
+				t.Fatalf("commandstats line %q: %v", line, err)
+			}
+			calls += n - failed
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d limiter calls to Redis for 20 requests, want 2 (batches of 10)\n%s", calls, info)
 	}
 }
