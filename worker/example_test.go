@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"log"
 	"strings"
 
@@ -23,21 +22,13 @@ func Example() {
 		Input:       tasks.InputOf(input{Text: "hello"}, nil),
 		MaxRetries:  3,
 		Stages: []tasks.Stage{
-			{Name: "upper", Run: func(ctx context.Context, in json.RawMessage, p tasks.Progress) (any, error) {
-				v, err := tasks.Decode[input](in)
-				if err != nil {
-					return nil, err // Permanent: a retry cannot fix bad input
-				}
-				p.Report(0.5, map[string]string{"seen": v.Text})
-				return strings.ToUpper(v.Text), nil
-			}},
-			{Name: "sign", Run: func(ctx context.Context, in json.RawMessage, p tasks.Progress) (any, error) {
-				s, err := tasks.Decode[string](in) // the previous stage's output
-				if err != nil {
-					return nil, err
-				}
-				return map[string]string{"text": s + " -- staged"}, nil
-			}},
+			tasks.StageOf("upper", func(ctx context.Context, in input, p tasks.Progress) (string, error) {
+				p.Report(0.5, map[string]string{"seen": in.Text})
+				return strings.ToUpper(in.Text), nil
+			}),
+			tasks.StageOf("sign", func(ctx context.Context, s string, p tasks.Progress) (map[string]string, error) {
+				return map[string]string{"text": s + " -- staged"}, nil // s is the previous stage's output
+			}),
 		},
 	}
 	// Reads STAGED_REDIS_URL and STAGED_CONCURRENCY; stops on SIGINT/SIGTERM.
