@@ -8,6 +8,7 @@
 //	latency  submit-to-first-stage-start on an idle worker (server-side timestamps)
 //	e2e      HTTP submits with a worker running: jobs finished per second
 //	idle     Redis commands per second of an idle API and of an idle worker
+//	exec     a no-op command stage (sh, python3) next to a no-op Go stage, ms per stage (exec.go)
 //
 // printing a table and one JSON line per scenario. The HTTP load comes from
 // a child process ("bench loadgen"), so that it neither shares the API's Go
@@ -36,7 +37,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var allScenarios = []string{"drain", "submit", "poll", "latency", "e2e", "idle"}
+var allScenarios = []string{"drain", "submit", "poll", "latency", "e2e", "idle", "exec"}
 
 // options are the command-line settings of a bench run.
 type options struct {
@@ -238,6 +239,8 @@ func scenario(ctx context.Context, env *env, name string) (*result, error) {
 		return e2e(ctx, env)
 	case "idle":
 		return idle(ctx, env)
+	case "exec":
+		return execScenario(ctx, env)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", name)
 }
