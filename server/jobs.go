@@ -42,7 +42,11 @@ func (s *Server) submitJob(c echo.Context) error {
 			return err
 		}
 		if !created {
-			return s.repeatSubmit(ctx, c, prev, tenant, same, wait)
+			handled, err := s.repeatSubmit(ctx, c, prev, tenant, key, j.ID, sub.digest(), same, wait)
+			if handled || err != nil {
+				return err
+			}
+			// The key named a job that does not exist: it is j's now.
 		}
 	}
 	var w *watcher
@@ -70,11 +74,14 @@ func (s *Server) submitJob(c echo.Context) error {
 	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, rec)
 }
 
-// create writes the new job and enqueues its first task. When the enqueue
-// fails, the record and the idempotency key are removed again: the client
-// gets 503 and nothing was created.
-// It returns the record as written.
+// create writes the new job and enqueues its first task, and returns the
+// record as written. When the enqueue fails, the record and the
+// idempotency key are removed again: the client gets 503 and nothing was
+// created. When the removal fails too (Redis is down), the client is told
+// the job may still run: the record was indexed for the reconciler, which
+// enqueues it (see store.Store.Create).
 func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, sub *submission) ([]byte, error) {
+	s.testHook("create")
 	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
 	if err != nil {
 		if key != "" {
@@ -82,14 +89,28 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 		}
 		return nil, err
 	}
+	s.testHook("enqueue")
 	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
 	if err == nil {
 		s.waker.Wake(j.Queue)
 		return rec, nil
 	}
+	msg := "the job could not be queued, so it was not created; try again shortly"
 	s.cleanup(func(ctx context.Context) {
 		if derr := s.store.Delete(ctx, j.ID); derr != nil {
-			s.log.Warn("deleting a job that could not be enqueued", "job", j.ID, "err", derr)
+			// The record stays, queued and without a task: a worker's
+			// reconciler enqueues it within store.OrphanAfterDefault
+			// (Store.Create indexed it), and a repeat with the same
+			// Idempotency-Key enqueues it at once (repeatSubmit).
+			s.log.Warn("deleting a job that could not be enqueued; a reconciler will enqueue it", "job", j.ID, "err", derr)
+			msg = "the job could not be queued; it may still run once the job store is back: repeat the request with the same Idempotency-Key to learn its fate"
+			if key == "" {
+				msg = "the job could not be queued; it may still run once the job store is back (job " + j.ID + "): send an Idempotency-Key to make retries safe"
+			}
+			return
+		}
+		if derr := s.store.Untrack(ctx, j.ID); derr != nil {
+			s.log.Debug("untracking a job that could not be enqueued", "job", j.ID, "err", derr)
 		}
 		if derr := s.store.Unindex(ctx, j, tenant); derr != nil {
 			s.log.Warn("unlisting a job that could not be enqueued", "job", j.ID, "err", derr)
@@ -98,7 +119,7 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 			s.store.ForgetIdempotent(ctx, tenant, key)
 		}
 	})
-	return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job could not be queued, so it was not created; try again shortly", Err: err}
+	return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: msg, Err: err}
 }
 
 // cleanup runs f with a fresh bounded context: the request's may be spent.
@@ -106,32 +127,6 @@ func (s *Server) cleanup(f func(ctx context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
 	defer cancel()
 	f(ctx)
-}
-
-// repeatSubmit answers a submit whose Idempotency-Key was used before: 200
-// with the first job when the body is the same (after waiting, as asked,
-// for it to finish), 409 otherwise.
-func (s *Server) repeatSubmit(ctx context.Context, c echo.Context, prev, tenant string, same bool, wait time.Duration) error {
-	if !same {
-		return tasks.Errorf(tasks.ECONFLICT, "this Idempotency-Key was already used with a different request body; use a new key for a different job")
-	}
-	var raw []byte
-	var err error
-	if wait > 0 {
-		w := s.hub.watch(prev)
-		defer w.stop()
-		raw, _, err = s.waitFinished(c.Request().Context(), w, prev, tenant, wait)
-	} else {
-		raw, err = s.store.GetRaw(ctx, prev, tenant)
-	}
-	if tasks.ErrorCode(err) == tasks.ENOTFOUND {
-		return tasks.Errorf(tasks.ECONFLICT, "this Idempotency-Key belongs to job %s, which is still being created or has expired; retry shortly or use a new key", prev)
-	}
-	if err != nil {
-		return err
-	}
-	c.Response().Header().Set(echo.HeaderLocation, tasks.LinksFor(prev).Self)
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
 }
 
 // getJob is GET /v1/jobs/:id: one HMGET, and the stored record written as

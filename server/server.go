@@ -183,7 +183,8 @@ type Server struct {
 	// end at once so that the drain does not wait for them.
 	stopping  chan struct{}
 	stopOnce  sync.Once
-	bg        sync.WaitGroup // background work (task deletes) that Close waits for
+	bg        sync.WaitGroup     // background work (task deletes) that Close waits for
+	hook      func(point string) // tests only: see testHook
 	closeOnce sync.Once
 	closeErr  error
 }

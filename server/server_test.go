@@ -117,7 +117,12 @@ type env struct {
 
 func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	t.Helper()
-	r := redistest.Start(t)
+	return newEnvOn(t, redistest.Start(t), configure...)
+}
+
+// newEnvOn is newEnv on the Redis r.
+func newEnvOn(t *testing.T, r *redistest.Server, configure ...func(*Config)) *env {
+	t.Helper()
 	e := &env{t: t, redis: r, rdb: r.Client(), commands: &commandCounter{}, logs: &syncBuffer{}}
 	e.store = store.NewStore(e.rdb)
 	srvRDB := redis.NewClient(&redis.Options{Addr: r.Addr})

@@ -29,6 +29,11 @@ const (
 	EventsMaxLenDefault = 1000
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
 	IdempotencyTTL = 24 * time.Hour
+	// OrphanAfterDefault is how long after its submit a job that no task
+	// has claimed is checked by the reconciler: if its asynq task is
+	// missing (the submit's enqueue failed and its clean-up could not
+	// reach Redis either), the reconciler enqueues it.
+	OrphanAfterDefault = time.Minute
 )
 
 // RetentionOr returns d, or RetentionDefault when d is 0.
@@ -50,6 +55,9 @@ type Store struct {
 	LiveTTL time.Duration
 	// EventsMaxLen caps each job's event stream; 0 means EventsMaxLenDefault.
 	EventsMaxLen int
+	// OrphanAfter is how long after Create a job unclaimed by any task is
+	// checked by the reconciler; 0 means OrphanAfterDefault.
+	OrphanAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -138,7 +146,14 @@ func Unavailable(err error) bool {
 
 // Create writes the record of a new queued job, with its normalised input
 // and options, in one round trip (MULTI: HSET + PEXPIRE), and returns the
-// record as written. The job's generation is 1, token 0. The event stream
+// record as written. In the same round trip the job enters the lease index
+// with a deadline OrphanAfter away, as if a lease had been taken: the
+// claim of its task replaces that deadline, and should the task never be
+// enqueued (an outage between Create and Enqueue), the reconciler finds
+// the job lapsed, queued and unowned, and enqueues it (Handoff answers
+// HandoffEnqueue). A submit is thus never left half-done for good.
+//
+// The job's generation is 1, token 0. The event stream
 // starts with the first worker write: a watcher of a queued job is sent the
 // record itself (see LatestEvent).
 func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input json.RawMessage, opts tasks.Options) ([]byte, error) {
@@ -162,12 +177,16 @@ func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input j
 		// job exists that the listing cannot find (an index entry whose
 		// job was never written is dropped by the next listing).
 		if _, err = s.rdb.TxPipelined(ctx, s.indexJob(ctx, j, tenant)); err == nil {
+			_, err = s.rdb.Pipelined(ctx, s.indexOrphan(ctx, j.ID))
+		}
+		if err == nil {
 			_, err = s.rdb.TxPipelined(ctx, write)
 		}
 	} else {
 		// One node: the record and its index entry in one MULTI.
 		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			_ = s.indexJob(ctx, j, tenant)(p)
+			s.indexOrphan(ctx, j.ID)(p)
 			return write(p)
 		})
 	}
@@ -384,6 +403,17 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		return nil, tasks.Errorf(tasks.EINTERNAL, "job %s has no record", id)
 	}
 	return c, nil
+}
+
+// indexOrphan returns the commands that put a new job in the lease index
+// with a deadline OrphanAfter from now (see Create).
+func (s *Store) indexOrphan(ctx context.Context, id string) func(redis.Pipeliner) error {
+	after := s.OrphanAfter
+	if after <= 0 {
+		after = OrphanAfterDefault
+	}
+	f := s.indexLease(ctx, id, after)
+	return func(p redis.Pipeliner) error { f(p); return nil }
 }
 
 // indexLease returns the commands that record id's lease deadline in the

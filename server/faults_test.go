@@ -1,0 +1,106 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/internal/store"
+	"github.com/staged-dev/staged/tasks"
+)
+
+// killAt makes the server's submit kill Redis once, at point.
+func (e *env) killAt(point string) {
+	var once sync.Once
+	e.srv.hook = func(p string) {
+		if p == point {
+			once.Do(e.redis.Kill)
+		}
+	}
+}
+
+func (e *env) taskExists(id string) bool {
+	e.t.Helper()
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer insp.Close()
+	_, err := insp.GetTaskInfo(store.DefaultQueue, id)
+	return err == nil
+}
+
+// An outage at the enqueue, after the record was written, must not leave
+// a job that an idempotent repeat reports (200) but that never runs.
+func TestSubmitOutageAtEnqueue(t *testing.T) {
+	r := redistest.Start(t, redistest.Options{AOF: true})
+	e := newEnvOn(t, r)
+	e.killAt("enqueue")
+	body := `{"type":"double","input":{"n":5}}`
+	key := []string{"Idempotency-Key", "outage-at-enqueue"}
+	res, b := e.do("POST", "/v1/jobs", "application/json", strings.NewReader(body), key...)
+	assertProblem(t, res, b, http.StatusServiceUnavailable, "could not be queued")
+	if res.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	e.srv.hook = nil
+	r.Restart()
+	ids, _ := e.rdb.Keys(context.Background(), store.JobKey("*")).Result()
+	if len(ids) != 1 {
+		t.Fatalf("want the record left behind by the outage (the case under test), found %v", ids)
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(ids[0], "staged:job:{"), "}")
+	// The orphan is in the lease index, so a reconciler finds it.
+	if _, err := e.rdb.ZScore(context.Background(), store.LeasesKey, id).Result(); err != nil {
+		t.Errorf("the orphaned job is not in the lease index: %v", err)
+	}
+	// The repeats: 200 only with the job's task enqueued.
+	for i := range 2 {
+		res, b = e.do("POST", "/v1/jobs", "application/json", strings.NewReader(body), key...)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("repeat %d: %d %s", i, res.StatusCode, b)
+		}
+		if j := decodeJob(t, b); j.ID != id || j.State != tasks.StateQueued {
+			t.Fatalf("repeat %d returned %s %s, want %s queued", i, j.ID, j.State, id)
+		}
+		if !e.taskExists(id) {
+			t.Fatalf("repeat %d answered 200 for job %s, which has no asynq task: it will never run", i, id)
+		}
+	}
+}
+
+// An outage between taking the Idempotency-Key and writing the record must
+// not leave the key naming a job that does not exist for its whole TTL.
+func TestSubmitOutageAtCreate(t *testing.T) {
+	r := redistest.Start(t, redistest.Options{AOF: true})
+	e := newEnvOn(t, r)
+	e.killAt("create")
+	body := `{"type":"double","input":{"n":6}}`
+	key := []string{"Idempotency-Key", "outage-at-create"}
+	res, b := e.do("POST", "/v1/jobs", "application/json", strings.NewReader(body), key...)
+	assertProblem(t, res, b, http.StatusServiceUnavailable, "unavailable")
+	e.srv.hook = nil
+	r.Restart()
+	if n, _ := e.rdb.Keys(context.Background(), "staged:idem:*").Result(); len(n) != 1 {
+		t.Fatalf("want the key left behind by the outage (the case under test), found %v", n)
+	}
+	// At once, the submit that took the key might still be writing: retry.
+	res, b = e.do("POST", "/v1/jobs", "application/json", strings.NewReader(body), key...)
+	assertProblem(t, res, b, http.StatusConflict, "still being created")
+	if res.Header.Get("Retry-After") == "" {
+		t.Errorf("409 without Retry-After")
+	}
+	// Later it is the failed submit's key no more: the repeat creates the job.
+	e.srv.store.Now = func() time.Time { return time.Now().Add(time.Minute) }
+	first := e.submit(body, http.StatusAccepted, key...)
+	if !e.taskExists(first.ID) {
+		t.Errorf("the job created on the reclaimed key has no task")
+	}
+	again := e.submit(body, http.StatusOK, key...)
+	if again.ID != first.ID {
+		t.Errorf("the next repeat returned %s, want %s", again.ID, first.ID)
+	}
+}
