@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -102,5 +103,45 @@ func TestSubmitOutageAtCreate(t *testing.T) {
 	again := e.submit(body, http.StatusOK, key...)
 	if again.ID != first.ID {
 		t.Errorf("the next repeat returned %s, want %s", again.ID, first.ID)
+	}
+}
+
+// With Redis down, a request that needs it answers 503 within one Redis
+// time-out, whether or not the rate limiter (which needs Redis too) is on.
+func TestRedisDownAnswersOnce(t *testing.T) {
+	for _, rate := range []float64{0, 100} {
+		t.Run(fmt.Sprintf("rate limit %v", rate), func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.RateLimit = rate })
+			j := e.submit(`{"type":"double"}`, http.StatusAccepted)
+			e.redis.Kill()
+			for _, r := range []struct{ method, path, body string }{
+				{"GET", "/v1/jobs/" + j.ID, ""},
+				{"GET", "/v1/jobs/" + j.ID + "/events", ""},
+				{"POST", "/v1/jobs", `{"type":"double"}`},
+			} {
+				ct := ""
+				if r.body != "" {
+					ct = "application/json"
+				}
+				start := time.Now()
+				res, b := e.do(r.method, r.path, ct, strings.NewReader(r.body))
+				took := time.Since(start)
+				assertProblem(t, res, b, http.StatusServiceUnavailable, "unavailable")
+				if res.Header.Get("Retry-After") == "" {
+					t.Errorf("%s %s: 503 without Retry-After", r.method, r.path)
+				}
+				// One Redis time-out (RedisTimeoutDefault, 2 s) at most, and
+				// some slack for a busy machine; two were 3.5 s or more.
+				if took > RedisTimeoutDefault+time.Second/2 {
+					t.Errorf("%s %s: 503 after %v, want one Redis time-out (%v)", r.method, r.path, took, RedisTimeoutDefault)
+				}
+				t.Logf("%s %s: 503 after %v", r.method, r.path, took.Round(time.Millisecond))
+			}
+			if rate > 0 {
+				if res, b := e.do("GET", "/v1/pipelines", "", nil); res.StatusCode != http.StatusOK {
+					t.Errorf("pipelines (no Redis needed) with Redis down: %d %s", res.StatusCode, b)
+				}
+			}
+		})
 	}
 }

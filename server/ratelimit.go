@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -79,9 +80,14 @@ func limitFor(perSecond float64) redis_rate.Limit {
 // is open, of each client IP, to Config.RateLimit per second with a burst
 // of one second's worth. Every answer carries RateLimit-Limit,
 // RateLimit-Remaining and RateLimit-Reset; a request over the limit gets a
-// 429 problem with Retry-After (whole seconds, rounded up). When Redis
-// cannot answer, the request goes through: the handler then answers 503
-// itself if it needs Redis.
+// 429 problem with Retry-After (whole seconds, rounded up).
+//
+// When Redis cannot answer, the request goes through (fail open, with a
+// warning at most every rateLogEvery): a limiter must not turn an outage
+// of its counters into an outage of the routes that need no Redis. But
+// the request's Redis budget is spent: the limiter's call waited for it
+// already, and the handler's own calls fail at once (redisCtx), so a
+// request that needs Redis answers 503 after one Redis time-out, not two.
 func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	rl := s.limiter
 	if rl == nil {
@@ -95,6 +101,10 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		res, err := rl.take(c.Request().Context(), key, s.cfg.RedisTimeout)
 		if err != nil {
 			rl.warn(s, err)
+			if store.Unavailable(err) {
+				req := c.Request()
+				c.SetRequest(req.WithContext(context.WithValue(req.Context(), redisSpentKey{}, err)))
+			}
 			return next(c)
 		}
 		h := c.Response().Header()
@@ -110,6 +120,10 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			strconv.FormatFloat(rl.perSecond, 'g', -1, 64), retry)
 	}
 }
+
+// redisSpentKey marks a request context whose Redis budget the rate
+// limiter used up on an unreachable Redis; its value is the limiter's error.
+type redisSpentKey struct{}
 
 // warn logs a limiter failure at most once per rateLogEvery.
 func (rl *rateLimiter) warn(s *Server, err error) {

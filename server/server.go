@@ -291,8 +291,15 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// redisCtx bounds a handler's Redis calls.
+// redisCtx bounds a handler's Redis calls. When the rate limiter already
+// found Redis unreachable for this request, the context is done at once:
+// the request has spent its wait (see rateLimit).
 func (s *Server) redisCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	if err, _ := parent.Value(redisSpentKey{}).(error); err != nil {
+		ctx, cancel := context.WithCancelCause(parent)
+		cancel(err)
+		return ctx, func() {}
+	}
 	return context.WithTimeout(parent, s.cfg.RedisTimeout)
 }
 
