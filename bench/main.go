@@ -16,7 +16,7 @@
 // HTTP endpoints with the same generator.
 //
 // Subcommands used by bench/run.sh: "bench loadgen" (the HTTP load
-// generator), "bench report FILE" (ratios against the targets of issue 6),
+// generator), "bench report FILE" (ratios against the targets of issue 14),
 // "bench measure" (runs a peer and prints its Redis commands, Redis CPU and
 // own CPU per job), "bench freeport".
 package main

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — staged's benchmark, then the reference peers of
 # ../shared/peers (asynq-raw, BullMQ), one after the other on one private
-# redis-server, then the ratios against the targets of issue 6.
+# redis-server, then the ratios against the targets of issue 14.
 #
 #   bench/run.sh                 the full run (a few minutes)
 #   bench/run.sh --smoke         tiny sizes, staged only, < 60 s; exits 0 unless
@@ -136,6 +136,10 @@ bullmq() {
 	(cd "$tmp/bullmq" && "$B" measure -redis "$addr" -n "$N" -tag "peer=bullmq,mode=worker-redis,stages=4" -- \
 		env REDIS_PORT="$port" node bench.js worker "$N" 4 50) | tee -a "$lines"
 	flush
+	say "node bullmq-e2e.js $N 4 50 (add and process at the same time)"
+	(cd "$tmp/bullmq" && "$B" measure -redis "$addr" -n "$N" -tag "peer=bullmq,mode=e2e-redis,stages=4" -- \
+		env REDIS_PORT="$port" node bullmq-e2e.js "$N" 4 50) | tee -a "$lines"
+	flush
 	say "node bench.js latency $LAT_N"
 	(cd "$tmp/bullmq" && REDIS_PORT="$port" node bench.js latency "$LAT_N") | tee -a "$lines"
 }
@@ -155,7 +159,7 @@ elif [ ! -d "$bull" ]; then
 else
 	say "npm install of the BullMQ peer in a temp copy of $bull"
 	mkdir -p "$tmp/bullmq"
-	cp "$bull/package.json" "$bull/bench.js" "$tmp/bullmq/"
+	cp "$bull/package.json" "$bull/bench.js" bench/bullmq-e2e.js "$tmp/bullmq/"
 	if (cd "$tmp/bullmq" && npm install --no-audit --no-fund --loglevel=error >"$tmp/npm.log" 2>&1); then
 		have_bull=1
 	else
@@ -172,7 +176,7 @@ for round in $(seq "$ROUNDS"); do
 	if [ "$have_bull" -eq 1 ]; then bullmq; fi
 done
 
-say "ratios (issue 6)$([ "$ROUNDS" -gt 1 ] && echo ", medians of $ROUNDS rounds")"
+say "ratios (issue 14)$([ "$ROUNDS" -gt 1 ] && echo ", medians of $ROUNDS rounds")"
 "$B" report "$lines"
 if [ -n "${OUT:-}" ]; then cp "$lines" "$OUT"; fi
 exit 0
