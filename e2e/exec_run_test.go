@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -273,5 +274,44 @@ func TestExecPipelinesFileMistake(t *testing.T) {
 		if out := w.out.String(); !strings.Contains(out, "STAGED_PIPELINES: pipelines file "+path+c.want) {
 			t.Errorf("%s: output does not say %q:\n%s", name, c.want, out)
 		}
+	}
+}
+
+// TestExecFenced: the worker running a command stage is stopped (SIGSTOP)
+// past its lease, another takes the job over; when the first wakes up it
+// is fenced and ends its stage's process, which never reports again.
+func TestExecFenced(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, false)
+	file := execFile(t)
+	s.startExecAPI(file)
+	w1 := s.startWorker("STAGED_PIPELINES=" + file)
+
+	dir := t.TempDir()
+	pids, gate := filepath.Join(dir, "pids"), filepath.Join(dir, "gate")
+	j := s.submit(`{"type":"resume","input":{"pids":` + mustJSON(pids) + `,"gate":` + mustJSON(gate) + `}}`)
+	before := s.waitJob(j.ID, 20*time.Second, "stage 2 running on worker1", func(j *job) bool {
+		return j.State == "running" && j.Stage.Index == 2 && string(j.Partial) == `{"waiting":1}`
+	})
+	first := readPids(s, pids, 1)[0]
+	s.startWorker("STAGED_PIPELINES=" + file)
+
+	w1.signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	waitTakeover(s, before, stopped, "takeover from a stopped worker during a command stage")
+	readPids(s, pids, 2)
+	if !alive(first) {
+		t.Fatalf("the stopped worker's stage process %d died before the worker woke up", first)
+	}
+	w1.signal(syscall.SIGCONT)
+	waitGone(s, 20*time.Second, "the fenced worker's stage process to be ended", first)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := s.waitSucceeded(j.ID, 30*time.Second)
+	checkResumed(t, done, 2)
+	checkFinishedOnce(t, s, j.ID)
+	if w1.exited() {
+		t.Errorf("the fenced worker exited (%v); it should stop the job and live on", w1.err)
 	}
 }
