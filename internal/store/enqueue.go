@@ -22,8 +22,13 @@ type Payload struct {
 	Gen int64  `json:"gen"`
 }
 
-// DecodePayload parses a task payload.
+// DecodePayload parses a task payload. The form Enqueue writes,
+// {"id":"UUID","gen":N}, is read without encoding/json (it was 4% of a
+// worker's CPU in the drain bench); anything else goes through it.
 func DecodePayload(b []byte) (Payload, error) {
+	if p, ok := decodePayloadFast(b); ok {
+		return p, nil
+	}
 	var p Payload
 	err := json.Unmarshal(b, &p)
 	if err == nil && !tasks.ValidID(p.ID) {
@@ -53,4 +58,26 @@ func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxR
 		return nil
 	}
 	return redisErr("tasks.Enqueue "+j.ID, err)
+}
+
+// decodePayloadFast parses exactly {"id":"<36-char id>","gen":<digits>}.
+func decodePayloadFast(b []byte) (Payload, bool) {
+	const pre, mid = `{"id":"`, `","gen":`
+	n := len(pre) + 36 + len(mid)
+	if len(b) < n+2 || len(b) > n+19 || string(b[:len(pre)]) != pre || string(b[len(pre)+36:n]) != mid || b[len(b)-1] != '}' {
+		return Payload{}, false
+	}
+	id := string(b[len(pre) : len(pre)+36])
+	digits := b[n : len(b)-1]
+	if !tasks.ValidID(id) || (len(digits) > 1 && digits[0] == '0') {
+		return Payload{}, false
+	}
+	var gen int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return Payload{}, false
+		}
+		gen = gen*10 + int64(c-'0')
+	}
+	return Payload{ID: id, Gen: gen}, true
 }
