@@ -132,12 +132,23 @@ func TestInput(t *testing.T) {
 	}
 }
 
-// TestBuildRechecks shows Build refuses an input that bypassed Normalize.
+// TestBuildRechecks shows Build refuses an input that bypassed Normalize:
+// out of range, or (decoded strictly, by tasks.BuildOf) with a field the
+// pipeline does not know.
 func TestBuildRechecks(t *testing.T) {
-	for _, p := range []*tasks.Pipeline{SleepPipeline(), ChainPipeline()} {
-		_, err := p.StagesFor(json.RawMessage(`{"stages": 1000, "ms": 1, "data": ""}`))
-		if tasks.ErrorCode(err) != tasks.EUNPROCESSABLE {
-			t.Errorf("%s: Build with 1000 stages: %v, want unprocessable", p.Name, err)
+	tests := []struct {
+		p     *tasks.Pipeline
+		input string
+		want  string
+	}{
+		{SleepPipeline(), `{"stages": 1000, "ms": 1}`, tasks.EUNPROCESSABLE},
+		{ChainPipeline(), `{"stages": 1000, "data": ""}`, tasks.EUNPROCESSABLE},
+		{SleepPipeline(), `{"stages": 1, "ms": 1, "data": ""}`, tasks.EINVALID},
+		{ChainPipeline(), `{"stages": 1, "ms": 1, "data": ""}`, tasks.EINVALID},
+	}
+	for _, tt := range tests {
+		if _, err := tt.p.StagesFor(json.RawMessage(tt.input)); tasks.ErrorCode(err) != tt.want {
+			t.Errorf("%s: Build of %s: %v, want %s", tt.p.Name, tt.input, err, tt.want)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 
 	"github.com/staged-dev/staged/tasks"
@@ -34,7 +33,7 @@ func ChainPipeline() *tasks.Pipeline {
 		Name:        "chain",
 		Description: `Each stage appends " -> processed by stage k" to the data: the classic polling demo.`,
 		Input:       tasks.InputOf(def, checkChain),
-		Build:       buildChain,
+		Build:       tasks.BuildOf(buildChain),
 	}
 	p.Stages = chainStages(def.Stages)
 	return p
@@ -49,11 +48,7 @@ func checkChain(in *ChainInput) error {
 }
 
 // buildChain is the chain pipeline's Build: one stage per input "stages".
-func buildChain(input json.RawMessage) ([]tasks.Stage, error) {
-	in, err := tasks.Decode[ChainInput](input)
-	if err != nil {
-		return nil, err
-	}
+func buildChain(in ChainInput) ([]tasks.Stage, error) {
 	if err := checkChain(&in); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/staged-dev/staged/tasks"
@@ -38,7 +37,7 @@ func SleepPipeline() *tasks.Pipeline {
 		Name:        "sleep",
 		Description: "Each stage waits ms milliseconds, reporting progress: for demos, tests and benchmarks.",
 		Input:       tasks.InputOf(def, checkSleep),
-		Build:       buildSleep,
+		Build:       tasks.BuildOf(buildSleep),
 	}
 	p.Stages = sleepStages(def)
 	return p
@@ -52,11 +51,7 @@ func checkSleep(in *SleepInput) error {
 }
 
 // buildSleep is the sleep pipeline's Build: one stage per input "stages".
-func buildSleep(input json.RawMessage) ([]tasks.Stage, error) {
-	in, err := tasks.Decode[SleepInput](input)
-	if err != nil {
-		return nil, err
-	}
+func buildSleep(in SleepInput) ([]tasks.Stage, error) {
 	if err := checkSleep(&in); err != nil {
 		return nil, err
 	}

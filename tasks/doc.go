@@ -67,8 +67,9 @@
 // # Stages from the input
 //
 // A pipeline whose shape depends on its input sets Build, which returns the
-// stages of one job from its normalised input; Stages then lists the shape
-// of the default input. Build must be deterministic. StageInfoFrom tells a
+// stages of one job from its normalised input (BuildOf gives it the input
+// typed); Stages then lists the shape of the default input, and the stages
+// built from the default input must chain too. Build must be deterministic. StageInfoFrom tells a
 // running stage its job id, attempt and a scratch directory.
 //
 // # Running and testing

@@ -163,13 +163,3 @@ func jsonType(t reflect.Type) string {
 		return "object"
 	}
 }
-
-// Decode is a helper for stage functions: it unmarshals a stage's in into
-// a T, wrapping a failure as a Permanent error.
-func Decode[T any](in json.RawMessage) (T, error) {
-	var v T
-	if err := json.Unmarshal(in, &v); err != nil {
-		return v, Permanent(err)
-	}
-	return v, nil
-}

@@ -60,9 +60,9 @@ func StageOf[In, Out any](name string, fn func(ctx context.Context, in In, p Pro
 	return Stage{
 		Name: name,
 		Run: func(ctx context.Context, raw json.RawMessage, p Progress) (any, error) {
-			in, err := decodeStage[In](name, raw)
+			in, err := decodeStrict[In]("stage "+name, "in", raw)
 			if err != nil {
-				return nil, err
+				return nil, Permanent(err)
 			}
 			out, err := fn(ctx, in, p)
 			if err != nil {
@@ -81,10 +81,24 @@ func (s Stage) WithWeight(w float64) Stage { s.Weight = w; return s }
 // WithTimeout returns s with Timeout d.
 func (s Stage) WithTimeout(d time.Duration) Stage { s.Timeout = d; return s }
 
-// decodeStage decodes raw into a T strictly: no unknown fields, no wrong
-// types, no trailing data. A failure is a Permanent EINVALID error naming
-// stage and field.
-func decodeStage[T any](stage string, raw json.RawMessage) (T, error) {
+// BuildOf returns a Pipeline.Build func that decodes the job's normalised
+// input strictly into an In (as StageOf does) and calls fn with it:
+//
+//	Build: tasks.BuildOf(func(in Input) ([]tasks.Stage, error) { ... }),
+func BuildOf[In any](fn func(in In) ([]Stage, error)) func(input json.RawMessage) ([]Stage, error) {
+	return func(input json.RawMessage) ([]Stage, error) {
+		in, err := decodeStrict[In]("Build", "input", input)
+		if err != nil {
+			return nil, err
+		}
+		return fn(in)
+	}
+}
+
+// decodeStrict decodes raw into a T strictly: no unknown fields, no wrong
+// types, no trailing data. A failure is an EINVALID error whose message
+// starts with who and whose Field is prefix or prefix.field.
+func decodeStrict[T any](who, prefix string, raw json.RawMessage) (T, error) {
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -97,23 +111,23 @@ func decodeStage[T any](stage string, raw json.RawMessage) (T, error) {
 	if err == nil {
 		return v, nil
 	}
-	e := &Error{Code: EINVALID, Field: "in", Err: err}
+	e := &Error{Code: EINVALID, Field: prefix, Err: err}
 	var te *json.UnmarshalTypeError
 	switch rest, unknown := strings.CutPrefix(err.Error(), "json: unknown field "); {
 	case errors.As(err, &te) && te.Field != "":
-		e.Field = "in." + te.Field
-		e.Message = fmt.Sprintf("stage %s: field %s must be %s, not %s", stage, te.Field, jsonType(te.Type), te.Value)
+		e.Field = prefix + "." + te.Field
+		e.Message = fmt.Sprintf("%s: field %s must be %s, not %s", who, te.Field, jsonType(te.Type), te.Value)
 	case errors.As(err, &te):
-		e.Message = fmt.Sprintf("stage %s: its input must be %s, not %s", stage, jsonType(te.Type), te.Value)
+		e.Message = fmt.Sprintf("%s: its input must be %s, not %s", who, jsonType(te.Type), te.Value)
 	case unknown:
-		e.Field = "in." + strings.Trim(rest, `"`)
-		e.Message = fmt.Sprintf("stage %s: unknown field %s in its input (%s)", stage, rest, reflect.TypeFor[T]())
+		e.Field = prefix + "." + strings.Trim(rest, `"`)
+		e.Message = fmt.Sprintf("%s: unknown field %s in its input (%s)", who, rest, reflect.TypeFor[T]())
 	case errors.Is(err, io.EOF):
-		e.Message = fmt.Sprintf("stage %s: its input is empty, not a %s", stage, reflect.TypeFor[T]())
+		e.Message = fmt.Sprintf("%s: its input is empty, not a %s", who, reflect.TypeFor[T]())
 	default:
-		e.Message = fmt.Sprintf("stage %s: its input is not a valid %s", stage, reflect.TypeFor[T]())
+		e.Message = fmt.Sprintf("%s: its input is not a valid %s", who, reflect.TypeFor[T]())
 	}
-	return v, Permanent(e)
+	return v, e
 }
 
 // anyType reports whether t accepts any JSON (untyped): nil, an interface,

@@ -144,3 +144,23 @@ func TestStagesForChecksTheChain(t *testing.T) {
 		t.Errorf("StagesFor of a broken build: %v", err)
 	}
 }
+
+// BuildOf decodes the input strictly, as StageOf does, naming the field.
+func TestBuildOf(t *testing.T) {
+	build := tasks.BuildOf(func(p point) ([]tasks.Stage, error) {
+		st := make([]tasks.Stage, p.X)
+		for i := range st {
+			st[i] = tasks.StageOf("double"+strings.Repeat("'", i), double)
+		}
+		return st, nil
+	})
+	st, err := build(json.RawMessage(`{"x": 2}`))
+	if err != nil || len(st) != 2 {
+		t.Fatalf("build = %d stages, %v; want 2", len(st), err)
+	}
+	_, err = build(json.RawMessage(`{"x": 2, "n": 1}`))
+	var e *tasks.Error
+	if !errors.As(err, &e) || e.Code != tasks.EINVALID || e.Field != "input.n" {
+		t.Errorf("build with an unknown field: %v", err)
+	}
+}
