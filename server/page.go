@@ -12,7 +12,7 @@ import (
 	"github.com/staged-dev/staged/tasks"
 )
 
-// pageFS holds the job page: one self-contained HTML file with its CSS and
+// pageFS holds the pages (home, job): each one self-contained HTML file with its CSS and
 // JavaScript inline, so it needs nothing from the network but the API.
 //
 //go:embed page/*.html
@@ -20,10 +20,12 @@ var pageFS embed.FS
 
 var (
 	jobPageHTML  = mustRead("page/job.html")
+	homePageHTML = mustRead("page/home.html")
 	notFoundHTML = mustRead("page/notfound.html")
 	// The pages allow only their own inline style and script (by hash) and
 	// connections to this origin.
 	jobPageCSP  = contentSecurityPolicy(jobPageHTML)
+	homePageCSP = contentSecurityPolicy(homePageHTML)
 	notFoundCSP = contentSecurityPolicy(notFoundHTML)
 )
 
@@ -41,6 +43,17 @@ func (s *Server) jobPage(c echo.Context) error {
 	h.Set("Content-Security-Policy", jobPageCSP)
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	return c.HTMLBlob(http.StatusOK, jobPageHTML)
+}
+
+// homePage is GET /: the caller's jobs, live, filterable (a static page
+// whose script polls GET /v1/jobs with the key it is given).
+func (s *Server) homePage(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", homePageCSP)
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	return c.HTMLBlob(http.StatusOK, homePageHTML)
 }
 
 func mustRead(name string) []byte {

@@ -8,8 +8,9 @@ import (
 
 // routes registers every route of the API. It is the only place that does.
 //
-// Open to all: the probes, /metrics, /openapi.json and the job page (a
-// static page; its script calls the API with the key it is given). With
+// Open to all: the probes, /metrics, /openapi.json, the home page and the
+// job page (static pages; their scripts call the API with the key they
+// are given). With
 // keys configured, everything under /v1 needs a key (authenticate) and the
 // dashboard an admin key (requireAdmin). The rate limit applies to /v1.
 func (s *Server) routes() {
@@ -34,6 +35,7 @@ func (s *Server) routes() {
 	v1.GET("/jobs/:id/events", s.streamEvents, api...)
 	v1.GET("/pipelines", s.listPipelines, api...)
 
+	e.GET("/", s.homePage)
 	e.GET("/jobs/:id", s.jobPage)
 
 	mon := e.Group(monitoringPath, s.requireAdmin)
