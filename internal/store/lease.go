@@ -1,6 +1,14 @@
 package store
 
-import "context"
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
 
 // Release gives up the lease held with token without finishing the job, so
 // that the next attempt of the same task generation (an asynq retry) can
@@ -12,4 +20,100 @@ func (s *Store) Release(ctx context.Context, id string, token int64) error {
 		return redisErr("store.Release "+id, err)
 	}
 	return redisErr("store.Release "+id, s.rdb.ZRem(ctx, LeasesKey, id).Err())
+}
+
+// indexLease returns the commands that record id's lease deadline in the
+// lease index, to pipeline with a claim or a renewal.
+func (s *Store) indexLease(ctx context.Context, id string, lease time.Duration) func(redis.Pipeliner) {
+	deadline := s.now().Add(lease).UnixMilli()
+	return func(p redis.Pipeliner) {
+		p.ZAdd(ctx, LeasesKey, redis.Z{Score: float64(deadline), Member: id})
+		p.Expire(ctx, LeasesKey, s.liveTTL())
+	}
+}
+
+// Renew extends the caller's lease. It returns ErrFenced when the job has a
+// new owner, and cancel=true when a cancel was requested.
+func (s *Store) Renew(ctx context.Context, id string, token int64, lease time.Duration) (cancel bool, err error) {
+	// Pipelined with the index entry; a fenced renewal's entry is corrected
+	// by the new owner's next renewal.
+	cmd, err := s.evalWith(ctx, renewScript, []string{LeaseKey(id), JobKey(id)}, []any{token, lease.Milliseconds()}, s.indexLease(ctx, id, lease))
+	if err != nil {
+		return false, redisErr("store.Renew "+id, err)
+	}
+	n, err := cmd.Int64()
+	if err != nil {
+		return false, redisErr("store.Renew "+id, err)
+	}
+	if n < 0 {
+		return false, ErrFenced
+	}
+	return n == 1, nil
+}
+
+// HandoffOutcome says what a hand-off found.
+type HandoffOutcome string
+
+// Hand-off outcomes.
+const (
+	// HandoffOK: the caller owns the job with Handoff.Token and must save
+	// Handoff.Job and enqueue generation Handoff.Gen.
+	HandoffOK HandoffOutcome = "handoff"
+	// HandoffEnqueue: a hand-off is under way; just make sure generation
+	// Handoff.Gen is enqueued.
+	HandoffEnqueue HandoffOutcome = "enqueue"
+	HandoffAlive   HandoffOutcome = "alive"   // the owner's lease is live: nothing to do
+	HandoffMissing HandoffOutcome = "missing" // no record: nothing to do
+	HandoffDone    HandoffOutcome = "done"    // already finished: nothing to do
+	HandoffFenced  HandoffOutcome = "fenced"  // the caller's token is stale: nothing to do
+)
+
+// Handoff is what a hand-off to a new task generation found.
+type Handoff struct {
+	Outcome         HandoffOutcome
+	Token, Gen      int64
+	Job             *tasks.Job
+	CancelRequested bool
+}
+
+// Handoff moves the job to a new task generation and fencing token, so its
+// current owner can no longer write. token 0 means takeover: only if the
+// owner's lease has lapsed. A non-zero token is a voluntary hand-back by the
+// owner holding that token.
+func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, error) {
+	arg := ""
+	if token != 0 {
+		arg = strconv.FormatInt(token, 10)
+	}
+	res, err := handoffScript.Run(ctx, s.rdb, []string{JobKey(id), LeaseKey(id)}, arg).StringSlice()
+	if err != nil {
+		return nil, redisErr("store.Handoff "+id, err)
+	}
+	h := &Handoff{Outcome: HandoffOutcome(res[0])}
+	switch h.Outcome {
+	case HandoffEnqueue:
+		h.Gen, _ = strconv.ParseInt(res[1], 10, 64)
+	case HandoffOK:
+		h.Token, _ = strconv.ParseInt(res[1], 10, 64)
+		h.Gen, _ = strconv.ParseInt(res[2], 10, 64)
+		if h.Job, err = tasks.DecodeJob([]byte(res[3])); err != nil {
+			return nil, err
+		}
+		h.CancelRequested = res[4] == "1"
+	}
+	return h, nil
+}
+
+// LapsedLeases returns up to n ids of running jobs whose lease deadline has
+// passed.
+func (s *Store) LapsedLeases(ctx context.Context, n int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, LeasesKey, &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(s.now().UnixMilli(), 10), Count: n,
+	}).Result()
+	return ids, redisErr("store.LapsedLeases", err)
+}
+
+// Untrack removes id from the lease index.
+func (s *Store) Untrack(ctx context.Context, id string) error {
+	return redisErr("store.Untrack "+id, s.rdb.ZRem(ctx, LeasesKey, id).Err())
 }
