@@ -64,6 +64,9 @@ type Config struct {
 	FileKeys []server.Key
 	// RateLimit is requests per second per key; 0 is off.
 	RateLimit float64
+	// TenantMaxLive is the live jobs (queued or running) a tenant may
+	// have: 0 means the server's default, negative no limit.
+	TenantMaxLive int
 	// MonitoringWrite lets the dashboard change queues and tasks; it is
 	// read-only otherwise.
 	MonitoringWrite bool
@@ -109,6 +112,7 @@ var (
 	setAPIKeysFile = setting{"api-keys-file", "STAGED_API_KEYS_FILE"}
 	setMonWrite    = setting{"monitoring-write", "STAGED_MONITORING_WRITE"}
 	setLogFormat   = setting{"log-format", "STAGED_LOG_FORMAT"}
+	setTenantLive  = setting{"tenant-max-live", "STAGED_TENANT_MAX_LIVE"}
 )
 
 // source reads settings: a flag given on the command line wins over the
@@ -173,6 +177,7 @@ var flagHelp = map[setting]string{
 	setAPIKeysFile: "file of API keys by SHA-256 digest: lines \"name sha256:<hex> [admin]\"",
 	setMonWrite:    "let the dashboard change queues and tasks (default read-only)",
 	setLogFormat:   "log format, json or text",
+	setTenantLive:  "live jobs (queued or running) one tenant may have, 0 = no limit (default 10000)",
 }
 
 // loadServe reads and validates every server-side setting, for dev, api and
@@ -231,6 +236,16 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 			add(invalid(from, "%q is not a number of requests per second ≥ 0 (0 turns the limit off)", v))
 		}
 		c.RateLimit = f
+	}
+	if v, from, ok := s.get(setTenantLive); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			add(invalid(from, "%q is not a whole number ≥ 0 (0 turns the limit off)", v))
+		}
+		c.TenantMaxLive = n
+		if n == 0 {
+			c.TenantMaxLive = -1
+		}
 	}
 	if v, from, ok := s.get(setMonWrite); ok {
 		b, err := parseBool(v)

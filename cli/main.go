@@ -141,6 +141,7 @@ Settings (environment, overridden by the flags of the same name):
   STAGED_QUEUES        --queues       queues a submit may name and workers serve, name=weight,... (default `+QueuesDefault+`)
   STAGED_API_KEYS                     name=secret,... keys the API accepts (each name is a tenant)
   STAGED_ADMIN_KEYS                   name=secret,... keys that may open the dashboard
+  STAGED_TENANT_MAX_LIVE --tenant-max-live  live jobs one tenant may have, 0 = no limit (default 10000)
   STAGED_API_KEYS_FILE --api-keys-file  keys by digest, lines "name sha256:<hex of SHA-256(secret)> [admin]"
   STAGED_MONITORING_WRITE --monitoring-write  1 lets the dashboard change queues and tasks (default read-only)
   STAGED_RATE_LIMIT    --rate-limit   requests per second per key (default 100, 0 = off)

@@ -102,7 +102,7 @@ func parseServe(mode string, args []string, getenv func(string) string, stdout, 
 	fs := newFlagSet(mode, synopsis, stderr)
 	sts := []setting{setRedis, setLogFormat, setQueues}
 	if mode != "worker" {
-		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite)
+		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite, setTenantLive)
 	}
 	if mode != "api" {
 		sts = append(sts, setConcurrency, setPipelines)
@@ -232,7 +232,7 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 	return server.New(server.Config{
 		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
-		Queues: queueNames(cfg.Queues),
+		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive,
 	})
 }
 

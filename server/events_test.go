@@ -202,6 +202,7 @@ func TestEventsResume(t *testing.T) {
 
 func TestEventsResumeRunning(t *testing.T) {
 	e := newEnv(t)
+	e.srv.store.EventsBytes, e.store.EventsBytes = 1<<20, 1<<20 // keep every write
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
 	w.save(tasks.StateRunning)
@@ -375,6 +376,7 @@ func TestEventsSharedRead(t *testing.T) {
 	// stream resuming mid-burst still get every entry, in order, once.
 	const n = 20
 	e := newEnv(t)
+	e.srv.store.EventsBytes, e.store.EventsBytes = 1<<20, 1<<20 // keep every write
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
 	first := w.save(tasks.StateRunning)

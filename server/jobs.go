@@ -82,7 +82,13 @@ func (s *Server) submitJob(c echo.Context) error {
 // enqueues it (see store.Store.Create).
 func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, sub *submission) ([]byte, error) {
 	s.testHook("create")
-	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
+	err := s.store.Admit(ctx, tenant, j.ID)
+	var rec []byte
+	if err == nil {
+		if rec, err = s.store.Create(ctx, j, tenant, sub.input, sub.opts); err != nil {
+			s.cleanup(func(ctx context.Context) { s.store.Unadmit(ctx, tenant, j.ID) })
+		}
+	}
 	if err != nil {
 		if key != "" {
 			s.cleanup(func(ctx context.Context) { s.store.ForgetIdempotent(ctx, tenant, key) })
@@ -115,6 +121,7 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 		if derr := s.store.Unindex(ctx, j, tenant); derr != nil {
 			s.log.Warn("unlisting a job that could not be enqueued", "job", j.ID, "err", derr)
 		}
+		s.store.Unadmit(ctx, tenant, j.ID)
 		if key != "" {
 			s.store.ForgetIdempotent(ctx, tenant, key)
 		}

@@ -92,6 +92,10 @@ type Config struct {
 	// or, when the API is open, to each client IP, counted in Redis so that
 	// every API process shares it; 0 means no limit.
 	RateLimit float64
+	// TenantMaxLive is how many live jobs (queued, running or waiting for
+	// a retry) one tenant may have; a submit beyond it gets 429. 0 means
+	// store.TenantMaxLiveDefault, a negative number no limit.
+	TenantMaxLive int
 	// Queues are the asynq queues a submit may name, in the order error
 	// messages list them; nil means just store.DefaultQueue. A submit that
 	// names another queue gets 422, so that no job waits on a queue no
@@ -201,7 +205,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		store:     store.NewStore(cfg.Redis),
+		store:     newStore(cfg),
 		keys:      keys,
 		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
 		client:    asynq.NewClient(cfg.RedisConnOpt),
@@ -308,4 +312,16 @@ func (s *Server) redisCtx(parent context.Context) (context.Context, context.Canc
 func tenantOf(c echo.Context) string {
 	t, _ := c.Get("tenant").(string)
 	return t
+}
+
+// newStore returns the job store of cfg, with its per-tenant limit.
+func newStore(cfg Config) *store.Store {
+	st := store.NewStore(cfg.Redis)
+	switch {
+	case cfg.TenantMaxLive == 0:
+		st.TenantMaxLive = store.TenantMaxLiveDefault
+	case cfg.TenantMaxLive > 0:
+		st.TenantMaxLive = cfg.TenantMaxLive
+	}
+	return st
 }

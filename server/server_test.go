@@ -145,6 +145,9 @@ func newEnvOn(t *testing.T, r *redistest.Server, configure ...func(*Config)) *en
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { srv.Close() }) // runs first: ends streams so hs.Close does not wait
 	e.srv, e.url = srv, hs.URL
+	// The tests read every write a job made; production keeps only a
+	// finished job's final event (TestEventsFinishedFinalOnly).
+	e.store.KeepFinishedStream, srv.store.KeepFinishedStream = true, true
 	return e
 }
 

@@ -28,6 +28,10 @@ type harness struct {
 	client *asynq.Client
 	reg    *tasks.Registry
 	log    *slog.Logger
+	// finalOnly leaves the stores as in production: a finished job keeps
+	// only its final event. By default the tests keep whole streams, to
+	// count a job's writes.
+	finalOnly bool
 }
 
 func newHarness(t *testing.T, ps ...*tasks.Pipeline) *harness {
@@ -37,6 +41,7 @@ func newHarness(t *testing.T, ps ...*tasks.Pipeline) *harness {
 	h := &harness{t: t, srv: srv, rdb: rdb, store: store.NewStore(rdb), client: asynq.NewClientFromRedisClient(rdb),
 		reg: tasks.NewRegistry(ps...)}
 	h.log = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.store.KeepFinishedStream = true
 	return h
 }
 
@@ -71,6 +76,7 @@ func (h *harness) newWorker(cfg Config) *Worker {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	w.store.KeepFinishedStream = !h.finalOnly
 	return w
 }
 

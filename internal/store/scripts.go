@@ -9,11 +9,16 @@ import "github.com/redis/go-redis/v9"
 // enqueued), input, opts, out:K (stage K's checkpointed output).
 
 // saveScript writes the record if the caller's token is current.
-// KEYS: job, events, lease. ARGV: token, rec, state, ttl_ms, terminal(0|1),
-// maxlen, id, extra field/value pairs...
-// Returns {event id, cancel flag} or {-1} when fenced.
+// KEYS: job, events, lease. ARGV: token, rec, state, ttl_ms, terminal(0|1|2:
+// finished, keeping the stream), maxlen, id, extra field/value pairs...
+// The event stream is trimmed exactly to maxlen entries (the caller picks
+// it from the record's size). A finished job's stream is deleted: its last
+// event is the record itself, and the hash keeps that event's id (field
+// eid; see Events). A succeeded job's checkpoints (out:K) are dropped. Returns {event id, cancel flag}, plus the tenant when a
+// finished job was counted among its tenant's live jobs (see LiveKey), or
+// {-1} when fenced.
 var saveScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff')
+local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff', 'live', 'tenant')
 if h[1] ~= ARGV[1] then return {-1} end
 if #ARGV > 7 then
   redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3], unpack(ARGV, 8))
@@ -21,11 +26,29 @@ else
   redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3])
 end
 if h[3] and ARGV[3] == 'running' then redis.call('HDEL', KEYS[1], 'handoff') end
+local live = false
+if ARGV[5] ~= '0' then
+  redis.call('DEL', KEYS[3])
+  if ARGV[3] == 'succeeded' then
+    for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if string.sub(f, 1, 4) == 'out:' then redis.call('HDEL', KEYS[1], f) end
+    end
+  end
+  if h[4] then
+    redis.call('HDEL', KEYS[1], 'live')
+    live = true
+  end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'rec', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
+local eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'eid', eid)
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
 redis.call('PUBLISH', 'staged:events', ARGV[7])
+if live then return {eid, h[2] or '', h[5] or ''} end
 return {eid, h[2] or ''}
 `)
 

@@ -24,8 +24,11 @@ const (
 	LiveTTLDefault = 7 * 24 * time.Hour
 	// RetentionDefault is how long a finished job stays readable.
 	RetentionDefault = 24 * time.Hour
-	// EventsMaxLenDefault caps a job's event stream (approximately).
+	// EventsMaxLenDefault caps the entries of a job's event stream.
 	EventsMaxLenDefault = 1000
+	// EventsBytesDefault caps the bytes of a live job's event stream: it
+	// keeps as many entries as fit (at least 2), each a whole record.
+	EventsBytesDefault = 24 << 10
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
 	IdempotencyTTL = 24 * time.Hour
 	// OrphanAfterDefault is how long after its submit a job that no task
@@ -57,6 +60,16 @@ type Store struct {
 	// OrphanAfter is how long after Create a job unclaimed by any task is
 	// checked by the reconciler; 0 means OrphanAfterDefault.
 	OrphanAfter time.Duration
+	// EventsBytes caps the bytes of a live job's event stream; 0 means
+	// EventsBytesDefault.
+	EventsBytes int
+	// TenantMaxLive is how many live jobs a tenant may have (Admit); 0
+	// means no limit.
+	TenantMaxLive int
+	// KeepFinishedStream keeps a finished job's event stream (capped as
+	// while it ran) instead of only its final event, for tests that read
+	// every write a job made. Production leaves it false.
+	KeepFinishedStream bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -80,11 +93,18 @@ func (s *Store) liveTTL() time.Duration {
 	return LiveTTLDefault
 }
 
-func (s *Store) maxLen() int {
-	if s.EventsMaxLen > 0 {
-		return s.EventsMaxLen
+// maxLen is the number of entries a job's stream keeps after writing a
+// record of recLen bytes: as many as fit in EventsBytes (2 at least, so a
+// watcher one write behind loses nothing), at most EventsMaxLen.
+func (s *Store) maxLen(recLen int) int {
+	n, b := s.EventsMaxLen, s.EventsBytes
+	if n <= 0 {
+		n = EventsMaxLenDefault
 	}
-	return EventsMaxLenDefault
+	if b <= 0 {
+		b = EventsBytesDefault
+	}
+	return max(2, min(n, b/max(recLen, 1)))
 }
 
 // redisErr wraps a Redis failure as tasks.EUNAVAILABLE (connection trouble,
@@ -168,6 +188,9 @@ func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input j
 		p.HSet(ctx, key, "rec", rec, "state", string(j.State), "tenant", tenant,
 			"token", 0, "gen", 1, "input", []byte(input), "opts", ob,
 			"type", j.Type, "queue", j.Queue)
+		if s.TenantMaxLive > 0 {
+			p.HSet(ctx, key, "live", "1") // counted by Admit; Save uncounts it
+		}
 		p.PExpire(ctx, key, ttl)
 		return nil
 	}
@@ -262,9 +285,12 @@ func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs)
 	term := "0"
 	if j.State.Terminal() {
 		term = "1"
+		if s.KeepFinishedStream {
+			term = "2"
+		}
 	}
 	args := make([]any, 0, 7+2*len(a.Fields))
-	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(), j.ID)
+	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), j.ID)
 	for k, v := range a.Fields {
 		args = append(args, k, v)
 	}
@@ -294,6 +320,13 @@ func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs)
 	}
 	eid, _ := res[0].(string)
 	c, _ := res[1].(string)
+	if len(res) > 2 {
+		// The job finished: it no longer counts against its tenant.
+		// Should this fail, the entry is dropped when its live TTL runs
+		// out (admitScript).
+		tenant, _ := res[2].(string)
+		_ = s.Unadmit(ctx, tenant, j.ID)
+	}
 	return SaveResult{EventID: eid, CancelRequested: c == "1"}, nil
 }
 

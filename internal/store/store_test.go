@@ -58,6 +58,7 @@ func TestClaimSaveFencing(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s := store.NewStore(srv.Client())
+	s.KeepFinishedStream = true // to read every write back
 	j := newJob(t, s, "")
 
 	c, err := s.Claim(ctx, j.ID, 1, time.Second)
@@ -152,5 +153,41 @@ func TestCancel(t *testing.T) {
 	}
 	if cancel, err := s.Renew(ctx, running.ID, cl.Token, time.Second); err != nil || !cancel {
 		t.Fatalf("renew after cancel = %v %v", cancel, err)
+	}
+}
+
+// A live job's stream keeps as many whole records as fit in EventsBytes
+// (2 at least), trimmed exactly.
+func TestEventsByteCap(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	if srv.Embedded {
+		t.Skip("needs redis-server")
+	}
+	s := store.NewStore(srv.Client())
+	s.EventsBytes = 8 << 10
+	j := newJob(t, s, "")
+	c, err := s.Claim(ctx, j.ID, 1, time.Minute)
+	if err != nil || c.Outcome != store.ClaimOK {
+		t.Fatalf("claim: %v %+v", err, c)
+	}
+	c.Job.State = tasks.StateRunning
+	var last string
+	for i := range 50 {
+		c.Job.Progress = float64(i) / 50
+		res, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.EventID
+	}
+	rec, _ := srv.Client().HStrLen(ctx, store.JobKey(j.ID), "rec").Result()
+	n := srv.Client().XLen(ctx, store.EventsKey(j.ID)).Val()
+	if want := max(2, (8<<10)/rec); n != want {
+		t.Fatalf("stream holds %d entries of %d bytes, want %d", n, rec, want)
+	}
+	evs, err := s.Events(ctx, j.ID, "", 100)
+	if err != nil || len(evs) != int(n) || evs[len(evs)-1].ID != last {
+		t.Fatalf("events = %d %v", len(evs), err)
 	}
 }
