@@ -67,6 +67,9 @@ type Config struct {
 	// TenantMaxLive is the live jobs (queued or running) a tenant may
 	// have: 0 means the server's default, negative no limit.
 	TenantMaxLive int
+	// KeepAllEvents keeps finished jobs' event streams whole, for
+	// tests and debugging (STAGED_KEEP_ALL_EVENTS, no flag).
+	KeepAllEvents bool
 	// MonitoringWrite lets the dashboard change queues and tasks; it is
 	// read-only otherwise.
 	MonitoringWrite bool
@@ -113,6 +116,7 @@ var (
 	setMonWrite    = setting{"monitoring-write", "STAGED_MONITORING_WRITE"}
 	setLogFormat   = setting{"log-format", "STAGED_LOG_FORMAT"}
 	setTenantLive  = setting{"tenant-max-live", "STAGED_TENANT_MAX_LIVE"}
+	setKeepEvents  = setting{"", "STAGED_KEEP_ALL_EVENTS"}
 )
 
 // source reads settings: a flag given on the command line wins over the
@@ -246,6 +250,13 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 		if n == 0 {
 			c.TenantMaxLive = -1
 		}
+	}
+	if v, from, ok := s.get(setKeepEvents); ok {
+		b, err := parseBool(v)
+		if err != nil {
+			add(invalid(from, "%q is not a boolean: use 1 or 0", v))
+		}
+		c.KeepAllEvents = b
 	}
 	if v, from, ok := s.get(setMonWrite); ok {
 		b, err := parseBool(v)

@@ -232,7 +232,7 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 	return server.New(server.Config{
 		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
-		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive,
+		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive, KeepAllEvents: cfg.KeepAllEvents,
 	})
 }
 
@@ -242,6 +242,7 @@ func (o *serveOpts) workerParts(c *serveConn, reg *tasks.Registry, log *slog.Log
 	w, err := worker.New(worker.Config{
 		RedisConnOpt: c.connOpt, Redis: c.rdb, Registry: reg, Concurrency: o.cfg.Concurrency, Logger: log,
 		Metrics: promReg, Queues: queueWeights(o.cfg.Queues), // asynq's StrictPriority stays off
+		KeepAllEvents: o.cfg.KeepAllEvents,
 	})
 	if err != nil {
 		printErr(stderr, "%v", err)

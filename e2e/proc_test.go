@@ -224,7 +224,9 @@ func newStack(t *testing.T, aof bool) *stack {
 // env is the environment of a staged process on this stack: its Redis and
 // JSON logs (the tests read the "job_id" attribute), plus extra.
 func (s *stack) env(extra ...string) []string {
-	return append([]string{"STAGED_REDIS_URL=" + s.redis.URL(), "STAGED_LOG_FORMAT=json"}, extra...)
+	// The tests compare what SSE sent with the whole event stream, which
+	// staged keeps only with STAGED_KEEP_ALL_EVENTS.
+	return append([]string{"STAGED_REDIS_URL=" + s.redis.URL(), "STAGED_LOG_FORMAT=json", "STAGED_KEEP_ALL_EVENTS=1"}, extra...)
 }
 
 // startAPI runs `staged api` on a free port and waits for /readyz.

@@ -15,7 +15,7 @@ import (
 // gets it with its real id.
 func TestEventsFinishedFinalOnly(t *testing.T) {
 	e := newEnv(t)
-	e.srv.store.KeepFinishedStream, e.store.KeepFinishedStream = false, false
+	e.srv.store.KeepAllEvents, e.store.KeepAllEvents = false, false
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
 	first := w.save(tasks.StateRunning)

@@ -96,6 +96,9 @@ type Config struct {
 	// a retry) one tenant may have; a submit beyond it gets 429. 0 means
 	// store.TenantMaxLiveDefault, a negative number no limit.
 	TenantMaxLive int
+	// KeepAllEvents keeps every job's whole event stream, for tests and
+	// debugging (see the worker's setting of the same name).
+	KeepAllEvents bool
 	// Queues are the asynq queues a submit may name, in the order error
 	// messages list them; nil means just store.DefaultQueue. A submit that
 	// names another queue gets 422, so that no job waits on a queue no
@@ -317,6 +320,7 @@ func tenantOf(c echo.Context) string {
 // newStore returns the job store of cfg, with its per-tenant limit.
 func newStore(cfg Config) *store.Store {
 	st := store.NewStore(cfg.Redis)
+	st.KeepAllEvents = cfg.KeepAllEvents
 	switch {
 	case cfg.TenantMaxLive == 0:
 		st.TenantMaxLive = store.TenantMaxLiveDefault

@@ -147,7 +147,7 @@ func newEnvOn(t *testing.T, r *redistest.Server, configure ...func(*Config)) *en
 	e.srv, e.url = srv, hs.URL
 	// The tests read every write a job made; production keeps only a
 	// finished job's final event (TestEventsFinishedFinalOnly).
-	e.store.KeepFinishedStream, srv.store.KeepFinishedStream = true, true
+	e.store.KeepAllEvents, srv.store.KeepAllEvents = true, true
 	return e
 }
 

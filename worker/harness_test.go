@@ -41,7 +41,7 @@ func newHarness(t *testing.T, ps ...*tasks.Pipeline) *harness {
 	h := &harness{t: t, srv: srv, rdb: rdb, store: store.NewStore(rdb), client: asynq.NewClientFromRedisClient(rdb),
 		reg: tasks.NewRegistry(ps...)}
 	h.log = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.store.KeepFinishedStream = true
+	h.store.KeepAllEvents = true
 	return h
 }
 
@@ -76,7 +76,7 @@ func (h *harness) newWorker(cfg Config) *Worker {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	w.store.KeepFinishedStream = !h.finalOnly
+	w.store.KeepAllEvents = !h.finalOnly
 	return w
 }
 

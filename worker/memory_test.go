@@ -29,7 +29,7 @@ func TestMemoryPerJob(t *testing.T) {
 		t.Skip("MEMORY USAGE needs a real redis-server")
 	}
 	h.reg, h.finalOnly = reg, true
-	h.store.KeepFinishedStream = false
+	h.store.KeepAllEvents = false
 	cfg := h.config()
 	cfg.Concurrency = 8
 	h.start(cfg)

@@ -131,6 +131,11 @@ type Config struct {
 	// attempts (RetryBase, 2×RetryBase, 4×... up to RetryMax); 0 means
 	// RetryBaseDefault and RetryMaxDefault.
 	RetryBase, RetryMax time.Duration
+	// KeepAllEvents keeps every job's whole event stream (up to 1,000
+	// entries, also once finished) instead of as many as fit in 24 KiB and
+	// only the final event once finished: for tests and debugging, at a
+	// cost in memory (STAGED_KEEP_ALL_EVENTS).
+	KeepAllEvents bool
 	// MaxPayload is the most bytes of a stage's output, partial result or
 	// job result as JSON; 0 means MaxPayloadDefault. A larger one fails the
 	// job at once, without retries.
@@ -267,6 +272,7 @@ func New(cfg Config) (*Worker, error) {
 		w.rdb, w.ownsRedis = c, true
 	}
 	w.store = store.NewStore(w.rdb)
+	w.store.KeepAllEvents = cfg.KeepAllEvents
 	w.store.Now = cfg.Now
 	w.renew, w.save = w.store.Renew, w.store.Save
 	w.client = asynq.NewClientFromRedisClient(w.rdb)

@@ -79,7 +79,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s := store.NewStore(srv.Client())
-	s.KeepFinishedStream = true // to count every write
+	s.KeepAllEvents = true // to count every write
 	s.StartCombiner(ctx)
 	defer s.Close()
 	var wg sync.WaitGroup

@@ -66,10 +66,11 @@ type Store struct {
 	// TenantMaxLive is how many live jobs a tenant may have (Admit); 0
 	// means no limit.
 	TenantMaxLive int
-	// KeepFinishedStream keeps a finished job's event stream (capped as
-	// while it ran) instead of only its final event, for tests that read
-	// every write a job made. Production leaves it false.
-	KeepFinishedStream bool
+	// KeepAllEvents keeps a job's whole event stream, up to EventsMaxLen
+	// entries (no byte cap), also once it finished (instead of only its
+	// final event), for tests that read every write a job made.
+	// Production leaves it false.
+	KeepAllEvents bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -100,6 +101,9 @@ func (s *Store) maxLen(recLen int) int {
 	n, b := s.EventsMaxLen, s.EventsBytes
 	if n <= 0 {
 		n = EventsMaxLenDefault
+	}
+	if s.KeepAllEvents {
+		return n
 	}
 	if b <= 0 {
 		b = EventsBytesDefault
@@ -285,7 +289,7 @@ func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs)
 	term := "0"
 	if j.State.Terminal() {
 		term = "1"
-		if s.KeepFinishedStream {
+		if s.KeepAllEvents {
 			term = "2"
 		}
 	}

@@ -58,7 +58,7 @@ func TestClaimSaveFencing(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s := store.NewStore(srv.Client())
-	s.KeepFinishedStream = true // to read every write back
+	s.KeepAllEvents = true // to read every write back
 	j := newJob(t, s, "")
 
 	c, err := s.Claim(ctx, j.ID, 1, time.Second)
