@@ -23,7 +23,9 @@ type typedOut struct {
 // error names the stage and the field.
 func TestTypedStageBadInput(t *testing.T) {
 	t.Parallel()
-	add := func(_ context.Context, in typedIn, _ tasks.Progress) (typedOut, error) { return typedOut{Sum: in.N + 1}, nil }
+	add := func(_ context.Context, in typedIn, _ tasks.Progress) (typedOut, error) {
+		return typedOut{Sum: in.N + 1}, nil
+	}
 	h := newHarness(t, &tasks.Pipeline{
 		Name:       "typed",
 		Input:      tasks.InputOf(typedIn{N: 1}, nil),
