@@ -270,7 +270,7 @@ func (r *run) startStage(k int, first bool) func(*tasks.Job, time.Time) {
 		st.State, st.StartedAt, st.FinishedAt = tasks.StateRunning, &now, nil
 		st.Attempts++
 		j.Stage = tasks.StageRef{Index: k + 1, Name: r.stages[k].Name, Total: len(r.stages)}
-		j.Progress = tasks.StagesProgress(r.stages, k, 0)
+		j.Progress = stagesProgress(r.stages, k, 0)
 	}
 }
 

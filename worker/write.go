@@ -54,7 +54,7 @@ func (r *run) endStage(k int, out []byte) {
 	defer r.wmu.Unlock()
 	now, j := r.w.now(), r.job
 	j.Stages[k].State, j.Stages[k].FinishedAt = tasks.StateSucceeded, &now
-	j.Progress = tasks.StagesProgress(r.stages, k+1, 0)
+	j.Progress = stagesProgress(r.stages, k+1, 0)
 	r.addFields(map[string][]byte{"out:" + strconv.Itoa(k): out})
 	r.unsaved = true
 }
@@ -149,7 +149,7 @@ func (r *run) flush() {
 	}
 	j := r.job
 	if progress {
-		j.Progress = tasks.StagesProgress(r.stages, r.stage, r.frac)
+		j.Progress = stagesProgress(r.stages, r.stage, r.frac)
 		if r.partial != nil {
 			j.Partial = r.partial
 		}
