@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -113,8 +114,12 @@ func TestOpenAPI(t *testing.T) {
 	do("idempotent repeat", 200, "POST", "/v1/jobs", jsonCT, chain, append(auth, "Idempotency-Key", "oa-1")...)
 	do("idempotency conflict", 409, "POST", "/v1/jobs", jsonCT, `{"type":"chain"}`, append(auth, "Idempotency-Key", "oa-1")...)
 	long := do("submit a long job", 202, "POST", "/v1/jobs", jsonCT, `{"type":"sleep","input":{"stages":2,"ms":10000}}`, auth...)
-	do("cancel", 202, "POST", "/v1/jobs/"+decodeJob(t, long.resB).ID+"/cancel", "", "", auth...)
 	longID := decodeJob(t, long.resB).ID
+	do("cancel", 202, "POST", "/v1/jobs/"+longID+"/cancel", "", "", auth...)
+	waitFor(t, 20*time.Second, "the long job canceled", func() (bool, string) {
+		r := s.doAuth("GET", "/v1/jobs/"+longID, "", nil, auth...)
+		return r.status == 200 && decodeJob(t, r.body).State == "canceled", string(r.body)
+	})
 	do("retry a canceled job", 202, "POST", "/v1/jobs/"+longID+"/retry", "", "", auth...)
 	do("retry a queued job", 409, "POST", "/v1/jobs/"+longID+"/retry", "", "", auth...)
 	do("cancel the rerun", 202, "POST", "/v1/jobs/"+longID+"/cancel", "", "", auth...)
