@@ -18,7 +18,7 @@ func TestListAndRetry(t *testing.T) {
 
 	done := s.submit(`{"type":"chain","input":{"data":"d","stages":2}}`)
 	s.waitSucceeded(done.ID, 20*time.Second)
-	r := s.cli(nil, "submit", "sleep", "--input", `{"stages":2,"ms":400}`)
+	r := s.cli(nil, "submit", "sleep", "--input", `{"stages":2,"ms":2500}`)
 	long := uuidRE.FindString(r.stdout)
 	if long == "" {
 		t.Fatalf("submit printed no job id: %q %q", r.stdout, r.stderr)
