@@ -134,14 +134,17 @@ func TestExecKillResume(t *testing.T) {
 	before := s.waitJob(j.ID, 20*time.Second, "stage 2 running on worker1", func(j *job) bool {
 		return j.State == "running" && j.Stage.Index == 2 && string(j.Partial) == `{"waiting":1}`
 	})
-	first := readPids(s, pids, 1)[0]
+	firsts := readPids(s, pids, 2) // the stage and its child
 	s.startWorker("STAGED_PIPELINES=" + file)
 
 	w1.kill()
 	killed := time.Now()
-	waitGone(s, 10*time.Second, "the killed worker's stage process to die", first)
+	waitGone(s, 10*time.Second, "the killed worker's stage process to die", firsts[0])
 	waitTakeover(s, before, killed, "takeover after kill -9 during a command stage")
-	second := readPids(s, pids, 2)[1]
+	seconds := readPids(s, pids, 4)[2:]
+	// The child of the killed worker's stage is ended by the next worker
+	// on this machine to start a stage.
+	waitGone(s, 10*time.Second, "the child of the killed worker's stage to die", firsts[1])
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +158,7 @@ func TestExecKillResume(t *testing.T) {
 	if res.Attempt != 2 || res.Before.Attempt != 1 {
 		t.Errorf("result %s: want stage 1 from attempt 1 and stage 2 from attempt 2", done.Result)
 	}
-	waitGone(s, 10*time.Second, "the second stage process to be gone", second)
+	waitGone(s, 10*time.Second, "the second stage process and its child to be gone", seconds...)
 }
 
 // TestExecCancelTimeout: cancel during a long command stage, and a stage
@@ -293,18 +296,18 @@ func TestExecFenced(t *testing.T) {
 	before := s.waitJob(j.ID, 20*time.Second, "stage 2 running on worker1", func(j *job) bool {
 		return j.State == "running" && j.Stage.Index == 2 && string(j.Partial) == `{"waiting":1}`
 	})
-	first := readPids(s, pids, 1)[0]
+	firsts := readPids(s, pids, 2)
 	s.startWorker("STAGED_PIPELINES=" + file)
 
 	w1.signal(syscall.SIGSTOP)
 	stopped := time.Now()
 	waitTakeover(s, before, stopped, "takeover from a stopped worker during a command stage")
-	readPids(s, pids, 2)
-	if !alive(first) {
-		t.Fatalf("the stopped worker's stage process %d died before the worker woke up", first)
+	readPids(s, pids, 4)
+	if !alive(firsts[0]) {
+		t.Fatalf("the stopped worker's stage process %d died before the worker woke up", firsts[0])
 	}
 	w1.signal(syscall.SIGCONT)
-	waitGone(s, 20*time.Second, "the fenced worker's stage process to be ended", first)
+	waitGone(s, 20*time.Second, "the fenced worker's stage process and its child to be ended", firsts...)
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -120,11 +120,14 @@ def main(d):
 stage.run(main)
 `
 
-const gatePy = `import os, time, staged_stage as stage
+// gatePy records its pid and its child's (which would outlive it), then
+// waits for the gate file.
+const gatePy = `import os, subprocess, time, staged_stage as stage
 
 def main(d):
+    child = subprocess.Popen(["sleep", "1000"])
     with open(d["in"]["pids"], "a") as f:
-        f.write("%d\n" % os.getpid())
+        f.write("%d %d\n" % (os.getpid(), child.pid))
     stage.progress(0.5, partial={"waiting": stage.attempt()})
     while not os.path.exists(d["in"]["gate"]):
         time.sleep(0.02)

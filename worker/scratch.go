@@ -6,44 +6,67 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // scratchDir is a run's scratch directory (tasks.StageInfo.Scratch): made
 // on first use, shared by the stages of the run, removed when the run ends.
-// It lives in $TMPDIR/staged-scratch/w<worker pid>/; the first worker to
-// make one on a machine removes the directories of workers that are gone
-// (killed before they could clean up).
+// It lives in $TMPDIR/staged-scratch/w<worker pid>/; making one also
+// cleans up after workers of this machine that are gone (sweepScratch).
 type scratchDir struct {
 	mu   sync.Mutex
 	path string
 }
 
-var sweepOnce sync.Once
+// sweepEvery bounds how often sweepScratch runs in one process.
+const sweepEvery = 5 * time.Second
+
+var (
+	sweepMu   sync.Mutex
+	lastSweep time.Time
+)
 
 // scratchBase is this process's directory of scratch directories.
 func scratchBase() string {
 	return filepath.Join(os.TempDir(), "staged-scratch", "w"+strconv.Itoa(os.Getpid()))
 }
 
-// sweepScratch removes the scratch directories of worker processes that no
-// longer run (on Linux, where /proc says so).
+// sweepScratch cleans up after worker processes that no longer run (killed
+// before they could): on Linux, where /proc says which run, it SIGKILLs the
+// processes their stages left (any process whose STAGED_SCRATCH is in a dead
+// worker's directory: children of a stage that outlived it) and removes
+// the directory. It runs at most every sweepEvery.
 func sweepScratch() {
+	sweepMu.Lock()
+	defer sweepMu.Unlock()
+	if time.Since(lastSweep) < sweepEvery {
+		return
+	}
+	lastSweep = time.Now()
+	if _, err := os.Stat("/proc/self"); err != nil {
+		return // no /proc: cannot tell
+	}
 	root := filepath.Dir(scratchBase())
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
-	if _, err := os.Stat("/proc/self"); err != nil {
-		return // no /proc: cannot tell
-	}
+	var dead []string
 	for _, e := range ents {
 		pid, ok := strings.CutPrefix(e.Name(), "w")
 		if _, err := strconv.Atoi(pid); !ok || err != nil || pid == strconv.Itoa(os.Getpid()) {
 			continue
 		}
 		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
-			os.RemoveAll(filepath.Join(root, e.Name()))
+			dead = append(dead, filepath.Join(root, e.Name()))
 		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	killLeftovers(dead)
+	for _, d := range dead {
+		os.RemoveAll(d)
 	}
 }
 
@@ -54,7 +77,7 @@ func (s *scratchDir) get(id string, attempt int) (string, error) {
 	if s.path != "" {
 		return s.path, nil
 	}
-	sweepOnce.Do(sweepScratch)
+	sweepScratch()
 	base := scratchBase()
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", err
