@@ -7,15 +7,13 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/staged-dev/staged/internal/store"
-
 	"github.com/staged-dev/staged/tasks"
 )
 
 // The fuzz targets of the decoders that take bytes from outside: records
-// read back from Redis, submitted inputs and asynq task payloads. Their
-// seed corpora are in testdata/fuzz/<target>/ and run under plain go test;
-// .ci/run fuzzes each briefly:
+// read back from Redis and submitted inputs (the asynq task payload's is in
+// internal/store). Their seed corpora are in testdata/fuzz/<target>/ and
+// run under plain go test; .ci/run fuzzes each briefly:
 //
 //	go test -run='^$' -fuzz='^FuzzDecodeJob$' -fuzztime=10s ./tasks/
 
@@ -98,28 +96,6 @@ func FuzzNormalizeInput(f *testing.F) {
 		again, err := fuzzSpec.Normalize(out)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("Normalize(%q) = %s, but Normalize of that = %s, %v", raw, out, again, err)
-		}
-	})
-}
-
-// FuzzDecodePayload: DecodePayload never panics, accepts only a valid job
-// id, and an accepted payload round-trips through JSON.
-func FuzzDecodePayload(f *testing.F) {
-	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := store.DecodePayload(b)
-		if err != nil {
-			return
-		}
-		if !tasks.ValidID(p.ID) {
-			t.Fatalf("DecodePayload(%q) accepted id %q", b, p.ID)
-		}
-		out, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p2, err := store.DecodePayload(out)
-		if err != nil || p2 != p {
-			t.Fatalf("payload %+v does not round-trip: %s → %+v, %v", p, out, p2, err)
 		}
 	})
 }
