@@ -203,7 +203,8 @@ func tail(s string, n int) string {
 type stack struct {
 	t       *testing.T
 	redis   *redistest.Server
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
+	url     string // STAGED_REDIS_URL; "" means redis.URL()
 	api     *proc
 	baseURL string
 	workers int
@@ -226,7 +227,11 @@ func newStack(t *testing.T, aof bool) *stack {
 func (s *stack) env(extra ...string) []string {
 	// The tests compare what SSE sent with the whole event stream, which
 	// staged keeps only with STAGED_KEEP_ALL_EVENTS.
-	return append([]string{"STAGED_REDIS_URL=" + s.redis.URL(), "STAGED_LOG_FORMAT=json", "STAGED_KEEP_ALL_EVENTS=1"}, extra...)
+	url := s.url
+	if url == "" {
+		url = s.redis.URL()
+	}
+	return append([]string{"STAGED_REDIS_URL=" + url, "STAGED_LOG_FORMAT=json", "STAGED_KEEP_ALL_EVENTS=1"}, extra...)
 }
 
 // startAPI runs `staged api` on a free port and waits for /readyz.

@@ -55,7 +55,7 @@ func TestSubmitOutageAtEnqueue(t *testing.T) {
 	}
 	id := strings.TrimSuffix(strings.TrimPrefix(ids[0], "staged:job:{"), "}")
 	// The orphan is in the lease index, so a reconciler finds it.
-	if _, err := e.rdb.ZScore(context.Background(), store.LeasesKey, id).Result(); err != nil {
+	if _, err := e.rdb.ZScore(context.Background(), store.LeasesKey(id), id).Result(); err != nil {
 		t.Errorf("the orphaned job is not in the lease index: %v", err)
 	}
 	// The repeats: 200 only with the job's task enqueued.

@@ -36,7 +36,7 @@ func TestOrphanedSubmitIsEnqueued(t *testing.T) {
 		t.Fatalf("the orphaned job %s never ran: still %s", j.ID, h.job(j.ID).State)
 	}
 	h.wait(j.ID, tasks.StateSucceeded, 30*time.Second)
-	if n, _ := h.rdb.ZCard(context.Background(), store.LeasesKey).Result(); n != 0 {
+	if n, _ := h.store.LeaseCount(context.Background()); n != 0 {
 		t.Errorf("the lease index still holds %d entries", n)
 	}
 }

@@ -108,7 +108,7 @@ func TestJobSucceeds(t *testing.T) {
 	if n := h.rdb.Exists(ctx, store.LeaseKey(id)).Val(); n != 0 {
 		t.Errorf("lease still exists")
 	}
-	if _, err := h.rdb.ZScore(ctx, store.LeasesKey, id).Result(); err == nil {
+	if _, err := h.rdb.ZScore(ctx, store.LeasesKey(id), id).Result(); err == nil {
 		t.Errorf("job still in the lease index")
 	}
 }

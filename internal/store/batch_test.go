@@ -112,7 +112,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := srv.Client().ZCard(ctx, store.LeasesKey).Val(); n != 0 {
+	if n, _ := store.NewStore(srv.Client()).LeaseCount(ctx); n != 0 {
 		t.Fatalf("lease index holds %d ids after the terminal saves", n)
 	}
 }
@@ -236,11 +236,11 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 	// The claims' lease index entries went out with them; the terminal
 	// save's ZREM too.
 	for _, id := range toClaim {
-		if err := srv.Client().ZScore(ctx, store.LeasesKey, id).Err(); err != nil {
+		if err := srv.Client().ZScore(ctx, store.LeasesKey(id), id).Err(); err != nil {
 			t.Errorf("claimed %s not in the lease index: %v", id, err)
 		}
 	}
-	if err := srv.Client().ZScore(ctx, store.LeasesKey, saved[0].Job.ID).Err(); !errors.Is(err, redis.Nil) {
+	if err := srv.Client().ZScore(ctx, store.LeasesKey(saved[0].Job.ID), saved[0].Job.ID).Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("finished job still in the lease index: %v", err)
 	}
 }

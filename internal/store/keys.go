@@ -1,6 +1,7 @@
 package store
 
 import (
+	"hash/fnv"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -11,9 +12,8 @@ import (
 // the Lua scripts that touch them are Cluster-safe.
 const (
 	keyPrefix = "staged:"
-	// LeasesKey is a sorted set of running job ids scored by lease deadline
-	// (Unix ms); the reconciler reads the lapsed ones.
-	LeasesKey = keyPrefix + "leases"
+	// LeaseShards is the number of shards of the lease index (LeasesKey).
+	LeaseShards = 16
 	// EventsChannel carries "id" on every record write, for watchers.
 	EventsChannel = keyPrefix + "events"
 	// CancelChannel carries "id" when a running job is canceled.
@@ -66,3 +66,28 @@ const (
 	// FieldTakeovers counts the takeovers after lapsed leases.
 	FieldTakeovers = "takeovers"
 )
+
+// LeasesKey is the shard of the lease index holding job id: a sorted set of
+// running (and just submitted) job ids scored by lease deadline (Unix ms);
+// the reconciler reads the lapsed ones of every shard. Each shard has its
+// own hash tag, so that on a Cluster the index spreads over the masters and
+// no single key is touched by every claim and renewal.
+func LeasesKey(id string) string { return LeasesShardKey(leaseShard(id)) }
+
+// LeasesShardKey is shard n (0 ≤ n < LeaseShards) of the lease index.
+func LeasesShardKey(n int) string { return keyPrefix + "leases:{l" + strconv.Itoa(n) + "}" }
+
+// LeasesKeys are all the shards of the lease index.
+func LeasesKeys() []string {
+	ks := make([]string, LeaseShards)
+	for i := range ks {
+		ks[i] = LeasesShardKey(i)
+	}
+	return ks
+}
+
+func leaseShard(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % LeaseShards)
+}

@@ -19,7 +19,7 @@ func (s *Store) Release(ctx context.Context, id string, token int64) error {
 	if err != nil || n == 0 {
 		return redisErr("store.Release "+id, err)
 	}
-	return redisErr("store.Release "+id, s.rdb.ZRem(ctx, LeasesKey, id).Err())
+	return redisErr("store.Release "+id, s.rdb.ZRem(ctx, LeasesKey(id), id).Err())
 }
 
 // indexLease returns the commands that record id's lease deadline in the
@@ -27,8 +27,8 @@ func (s *Store) Release(ctx context.Context, id string, token int64) error {
 func (s *Store) indexLease(ctx context.Context, id string, lease time.Duration) func(redis.Pipeliner) {
 	deadline := s.now().Add(lease).UnixMilli()
 	return func(p redis.Pipeliner) {
-		p.ZAdd(ctx, LeasesKey, redis.Z{Score: float64(deadline), Member: id})
-		p.Expire(ctx, LeasesKey, s.liveTTL())
+		p.ZAdd(ctx, LeasesKey(id), redis.Z{Score: float64(deadline), Member: id})
+		p.Expire(ctx, LeasesKey(id), s.liveTTL())
 	}
 }
 
@@ -105,15 +105,48 @@ func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, 
 }
 
 // LapsedLeases returns up to n ids of running jobs whose lease deadline has
-// passed.
+// passed, from every shard of the lease index (one pipelined round trip;
+// on a Cluster one per master).
 func (s *Store) LapsedLeases(ctx context.Context, n int64) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, LeasesKey, &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(s.now().UnixMilli(), 10), Count: n,
-	}).Result()
-	return ids, redisErr("store.LapsedLeases", err)
+	by := &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(s.now().UnixMilli(), 10), Count: n}
+	cmds := make([]*redis.StringSliceCmd, LeaseShards)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.ZRangeByScore(ctx, LeasesShardKey(i), by)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, redisErr("store.LapsedLeases", err)
+	}
+	var ids []string
+	for _, c := range cmds {
+		for _, id := range c.Val() {
+			if int64(len(ids)) < n {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
 }
 
 // Untrack removes id from the lease index.
 func (s *Store) Untrack(ctx context.Context, id string) error {
-	return redisErr("store.Untrack "+id, s.rdb.ZRem(ctx, LeasesKey, id).Err())
+	return redisErr("store.Untrack "+id, s.rdb.ZRem(ctx, LeasesKey(id), id).Err())
+}
+
+// LeaseCount returns the number of jobs in the lease index, over all shards.
+func (s *Store) LeaseCount(ctx context.Context) (int64, error) {
+	cmds := make([]*redis.IntCmd, LeaseShards)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.ZCard(ctx, LeasesShardKey(i))
+		}
+		return nil
+	})
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, redisErr("store.LeaseCount", err)
 }

@@ -304,7 +304,7 @@ func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs)
 		// The lease index entry goes in the same round trip. Should the
 		// save turn out fenced, the new owner's next renewal adds it back.
 		cmd, err = s.evalWith(ctx, saveScript, keys, args, func(p redis.Pipeliner) {
-			p.ZRem(ctx, LeasesKey, j.ID)
+			p.ZRem(ctx, LeasesKey(j.ID), j.ID)
 		})
 	} else if s.comb.Load() != nil {
 		cmd, err = s.evalWith(ctx, saveScript, keys, args, nil)

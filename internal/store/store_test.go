@@ -108,7 +108,7 @@ func TestClaimSaveFencing(t *testing.T) {
 	if _, err := s.Save(ctx, c3.Job, c3.Token, store.SaveArgs{TTL: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Client().ZCard(ctx, store.LeasesKey).Val(); n != 0 {
+	if n, _ := store.NewStore(srv.Client()).LeaseCount(ctx); n != 0 {
 		t.Fatalf("lease index holds %d ids after the terminal save", n)
 	}
 	for _, k := range []string{store.JobKey(j.ID), store.EventsKey(j.ID)} {
