@@ -318,3 +318,33 @@ func TestExecFenced(t *testing.T) {
 		t.Errorf("the fenced worker exited (%v); it should stop the job and live on", w1.err)
 	}
 }
+
+// TestExecShutdown: SIGTERM on a worker during a command stage that
+// outlasts the grace period: the stage's process group (with a child that
+// ignores SIGTERM) is ended, the worker exits and hands the job back, and
+// another worker runs it.
+func TestExecShutdown(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, false)
+	file := execFile(t)
+	s.startExecAPI(file)
+	w1 := s.startWorker("STAGED_PIPELINES=" + file)
+
+	pids := filepath.Join(t.TempDir(), "pids")
+	j := s.submit(`{"type":"hang","input":{"pids":` + mustJSON(pids) + `}}`)
+	s.waitJob(j.ID, 20*time.Second, "hanging", func(j *job) bool { return string(j.Partial) == `"hanging"` })
+	first := readPids(s, pids, 2)
+	w1.signal(syscall.SIGTERM)
+	if code := w1.waitExit(30 * time.Second); code != 0 {
+		t.Errorf("worker1 exited %d after SIGTERM, want 0", code)
+	}
+	waitGone(s, 5*time.Second, "the stage's processes to be gone once the worker exited", first...)
+	s.startWorker("STAGED_PIPELINES=" + file)
+	s.waitJob(j.ID, takeoverLimit, "running again on worker2", func(j *job) bool { return j.Attempt == 2 && j.State == "running" })
+	second := readPids(s, pids, 4)[2:]
+	if r := s.cancel(j.ID); r.status != 202 {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	s.waitJob(j.ID, 10*time.Second, "canceled", func(j *job) bool { return j.State == "canceled" })
+	waitGone(s, 5*time.Second, "the second run's processes to be gone", second...)
+}
