@@ -351,7 +351,34 @@ func parseKeys(from, v string) ([]APIKey, error) {
 	if len(keys) == 0 {
 		return nil, invalid(from, "no keys: use name=secret,name2=secret2, or leave it unset")
 	}
+	for _, k := range keys {
+		if why := weakSecret(k.Secret); why != "" {
+			return nil, invalid(from, "the secret of key %q %s: use a long random secret, e.g. `openssl rand -hex 32`", k.Name, why)
+		}
+	}
 	return keys, nil
+}
+
+// MinSecretLength is the shortest API key secret accepted.
+const MinSecretLength = 16
+
+// placeholderSecrets are parts of the example secrets in .env.example,
+// the README and the like: a secret containing one was copied, not made.
+var placeholderSecrets = []string{"change-me", "changeme", "change_me", "replace-me", "replaceme", "your-secret", "example-secret", "placeholder"}
+
+// weakSecret says why secret must not guard an API ("is a placeholder",
+// "is too short"), or "" when it may. It never repeats the secret.
+func weakSecret(secret string) string {
+	lower := strings.ToLower(secret)
+	for _, p := range placeholderSecrets {
+		if strings.Contains(lower, p) {
+			return "is a placeholder from the documentation (it contains " + strconv.Quote(p) + ")"
+		}
+	}
+	if len(secret) < MinSecretLength {
+		return fmt.Sprintf("is too short (%d characters; at least %d)", len(secret), MinSecretLength)
+	}
+	return ""
 }
 
 func validKeyName(s string) bool {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,12 +42,12 @@ func TestLoadServe(t *testing.T) {
 			name: "env", env: map[string]string{
 				"STAGED_REDIS_URL": "rediss://u:p@redis.example:6380/2", "STAGED_ADDR": "127.0.0.1:9000",
 				"STAGED_CONCURRENCY": "32", "STAGED_RETENTION": "7d", "STAGED_RATE_LIMIT": "0",
-				"STAGED_API_KEYS": "alice=a-secret, bob=b-secret", "STAGED_ADMIN_KEYS": "ops=o-secret", "STAGED_LOG_FORMAT": "text",
+				"STAGED_API_KEYS": "alice=a-secret-0123456789, bob=b-secret-0123456789", "STAGED_ADMIN_KEYS": "ops=o-secret-0123456789", "STAGED_LOG_FORMAT": "text",
 			},
 			check: func(c *Config) bool {
 				return c.RedisSet && c.RedisURL == "rediss://u:p@redis.example:6380/2" && c.Addr == "127.0.0.1:9000" &&
 					c.Concurrency == 32 && c.Retention == 7*24*time.Hour && c.RateLimit == 0 && c.LogFormat == "text" &&
-					len(c.APIKeys) == 2 && c.APIKeys[1] == (APIKey{"bob", "b-secret"}) && len(c.AdminKeys) == 1
+					len(c.APIKeys) == 2 && c.APIKeys[1] == (APIKey{"bob", "b-secret-0123456789"}) && len(c.AdminKeys) == 1
 			},
 		},
 		{
@@ -108,6 +109,12 @@ func TestLoadServeInvalid(t *testing.T) {
 			want: `key name "a" appears twice`, secrets: []string{"hunter2", "hunter3"}},
 		{name: "keys duplicate secret", env: map[string]string{"STAGED_API_KEYS": "a=hunter2,b=hunter2"},
 			want: `key "b" has the same secret`, secrets: []string{"hunter2"}},
+		{name: "keys too short", env: map[string]string{"STAGED_API_KEYS": "a=hunter2-hunter"},
+			want: `STAGED_API_KEYS: the secret of key "a" is too short (14 characters; at least 16)`, secrets: []string{"hunter2-hunter"}},
+		{name: "admin key too short", env: map[string]string{"STAGED_ADMIN_KEYS": "ops=x"},
+			want: `STAGED_ADMIN_KEYS: the secret of key "ops" is too short`},
+		{name: "keys placeholder", env: map[string]string{"STAGED_API_KEYS": "a=CHANGE-ME-to-a-long-random-secret"},
+			want: `STAGED_API_KEYS: the secret of key "a" is a placeholder`, secrets: []string{"CHANGE-ME-to-a-long-random-secret"}},
 		{name: "keys only commas", env: map[string]string{"STAGED_API_KEYS": ",,"}, want: "STAGED_API_KEYS: no keys"},
 		{name: "all errors at once", env: map[string]string{"STAGED_ADDR": "x", "STAGED_LOG_FORMAT": "xml"}, want: "STAGED_ADDR"},
 	}
@@ -153,5 +160,29 @@ func TestParseDuration(t *testing.T) {
 func TestAPIKeyStringHidesSecret(t *testing.T) {
 	if s := (APIKey{"alice", "hunter2"}).String(); strings.Contains(s, "hunter2") {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// .env.example's keys are placeholders: copied as they are, the API must
+// refuse to start, naming the variable.
+func TestEnvExamplePlaceholdersRefused(t *testing.T) {
+	b, err := os.ReadFile("../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || strings.HasPrefix(name, "#") || !strings.HasSuffix(name, "_KEYS") {
+			continue
+		}
+		found++
+		_, err := loadServeT(t, map[string]string{name: value})
+		if err == nil || !strings.HasPrefix(err.Error(), name+": ") || !strings.Contains(err.Error(), "placeholder") {
+			t.Errorf("%s from .env.example: error %v, want it refused as a placeholder", name, err)
+		}
+	}
+	if found == 0 {
+		t.Fatal(".env.example sets no *_KEYS variable")
 	}
 }
