@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -135,9 +136,15 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
+		if err := s.guardAuthFailures(c); err != nil {
+			return err
+		}
 		secret, present := credentials(c.Request(), false)
 		k, ok := s.keys.match(secret)
 		if !ok || secret == "" {
+			if present {
+				s.authFails.failed(c.RealIP(), time.Now())
+			}
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearerChallenge)
 			return unauthorized(present, "this API needs a key: send it as \"Authorization: Bearer <secret>\" (the CLI sends STAGED_API_KEY)",
 				"the API key is not valid: check the secret sent in the Authorization header")
@@ -156,10 +163,16 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
+		if err := s.guardAuthFailures(c); err != nil {
+			return err
+		}
 		secret, present := credentials(c.Request(), true)
 		k, ok := s.keys.match(secret)
 		if ok && secret != "" && k.Admin {
 			return next(c)
+		}
+		if present && !(ok && secret != "") {
+			s.authFails.failed(c.RealIP(), time.Now())
 		}
 		h := c.Response().Header()
 		h.Add(echo.HeaderWWWAuthenticate, basicChallenge)

@@ -99,6 +99,11 @@ type Config struct {
 	// KeepAllEvents keeps every job's whole event stream, for tests and
 	// debugging (see the worker's setting of the same name).
 	KeepAllEvents bool
+	// AuthFailures is how many requests with a wrong key one client
+	// address may send in a burst, refilled at as many per minute; past
+	// it, its requests that need a key get 429 with Retry-After. 0 means
+	// AuthFailuresDefault.
+	AuthFailures int
 	// Queues are the asynq queues a submit may name, in the order error
 	// messages list them; nil means just store.DefaultQueue. A submit that
 	// names another queue gets 422, so that no job waits on a queue no
@@ -158,6 +163,9 @@ func (c *Config) validate() error {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = HeartbeatDefault
 	}
+	if c.AuthFailures <= 0 {
+		c.AuthFailures = AuthFailuresDefault
+	}
 	if c.RedisTimeout == 0 {
 		c.RedisTimeout = RedisTimeoutDefault
 	}
@@ -179,6 +187,7 @@ type Server struct {
 	hub       *hub
 	keys      *keyring
 	limiter   *rateLimiter // nil when there is no rate limit
+	authFails *authFailures
 	metrics   *apiMetrics
 	client    *asynq.Client
 	waker     *store.Waker // wakes idle workers after each enqueue
@@ -211,6 +220,7 @@ func New(cfg Config) (*Server, error) {
 		store:     newStore(cfg),
 		keys:      keys,
 		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
+		authFails: newAuthFailures(cfg.AuthFailures),
 		client:    asynq.NewClient(cfg.RedisConnOpt),
 		waker:     store.NewWaker(cfg.Redis),
 		inspector: asynq.NewInspector(cfg.RedisConnOpt),
