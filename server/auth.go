@@ -142,7 +142,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		secret, present := credentials(c.Request(), false)
 		k, ok := s.keys.match(secret)
 		if !ok || secret == "" {
-			if present {
+			if secret != "" { // a guess; no or an empty key is not
 				s.authFails.failed(c.RealIP(), time.Now())
 			}
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearerChallenge)
@@ -171,7 +171,7 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 		if ok && secret != "" && k.Admin {
 			return next(c)
 		}
-		if present && !(ok && secret != "") {
+		if secret != "" && !ok {
 			s.authFails.failed(c.RealIP(), time.Now())
 		}
 		h := c.Response().Header()
