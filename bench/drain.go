@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/redis/go-redis/v9"
@@ -55,6 +56,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 	next := make(chan int)
 	errc := make(chan error, submitters)
 	var wg sync.WaitGroup
+	digest := e.reg.Get("sleep").Digest() // routes the jobs to the workers with this definition
 	t0 := time.Now()
 	for range submitters {
 		wg.Add(1)
@@ -62,6 +64,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 			defer wg.Done()
 			for i := range next {
 				j := tasks.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
+				j.Digest = digest
 				if _, err := js.Create(ctx, j, "", input, opts); err != nil {
 					errc <- err
 					return
@@ -181,7 +184,7 @@ func (e *env) diagnose(ctx context.Context, ids []string) string {
 	if err != nil {
 		return err.Error()
 	}
-	q := "asynq:{" + benchQueue + "}:"
+	q := "asynq:{" + catalog.QueueName(benchQueue, "sleep", e.reg.Get("sleep").Digest()) + "}:"
 	p := e.ctl.Pipeline()
 	pend := p.LLen(ctx, q+"pending")
 	act := p.LLen(ctx, q+"active")

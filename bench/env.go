@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/staged-dev/staged/internal/store"
@@ -65,11 +66,33 @@ func (e *env) reset(ctx context.Context) error {
 		return e.ctl.FlushAll(ctx).Err()
 	}
 	ins := asynq.NewInspectorFromRedisClient(e.ctl)
-	err := ins.DeleteQueue(benchQueue, true)
-	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-		return fmt.Errorf("deleting queue %s: %w", benchQueue, err)
+	qs, err := e.benchQueues(ctx)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		err := ins.DeleteQueue(q, true)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return fmt.Errorf("deleting queue %s: %w", q, err)
+		}
 	}
 	return nil
+}
+
+// benchQueues returns the asynq queues of the bench queue: one per
+// pipeline and definition ("bench:sleep:1a2b3c4d", catalog.QueueName).
+func (e *env) benchQueues(ctx context.Context) ([]string, error) {
+	all, err := e.ctl.SMembers(ctx, "asynq:queues").Result()
+	if err != nil {
+		return nil, err
+	}
+	var qs []string
+	for _, q := range all {
+		if q == benchQueue || strings.HasPrefix(q, benchQueue+":") {
+			qs = append(qs, q)
+		}
+	}
+	return qs, nil
 }
 
 // productClient returns a go-redis client as staged's commands make one:
@@ -185,11 +208,19 @@ func (e *env) startWorker(concurrency int) (*runningWorker, error) {
 // finished (successfully or not): one GET. The worker acks a task only
 // after the job's terminal record is written.
 func (e *env) processed(ctx context.Context) (int64, error) {
-	n, err := e.ctl.Get(ctx, "asynq:{"+benchQueue+"}:processed").Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
+	qs, err := e.benchQueues(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return n, err
+	var total int64
+	for _, q := range qs {
+		n, err := e.ctl.Get(ctx, "asynq:{"+q+"}:processed").Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // waitProcessed polls processed every few milliseconds until it reaches

@@ -130,7 +130,7 @@ func (e *env) drainNoop(ctx context.Context, name string, fn tasks.StageFunc, n 
 	opts := tasks.Options{Retention: retention, Timeout: tasks.DefaultJobTimeout, Queue: benchQueue}
 	ids := make([]string, 0, n)
 	for range n {
-		j := tasks.NewJobWith(name, p.Stages, benchQueue, time.Now().UTC())
+		j := tasks.NewJob(p, benchQueue, time.Now().UTC()) // with p's digest: routed to its workers
 		if _, err := js.Create(ctx, j, "", json.RawMessage(`{}`), opts); err != nil {
 			return 0, err
 		}

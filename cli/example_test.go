@@ -26,8 +26,9 @@ type Links struct {
 
 // A team's own staged program: every subcommand of the stock binary (dev,
 // api, worker, submit, watch, ...) with the crawl pipeline added to the
-// built-in ones. Run "go run . dev" to try it; deploy the same program as
-// "api" and as "worker" so that both know the pipeline. Main exits the
+// built-in ones. Run "go run . dev" to try it; in production run it as
+// "worker" next to a stock "staged api", which learns the pipeline from the
+// catalogue the worker publishes in Redis. Main exits the
 // process with the command's status; SIGINT or SIGTERM stops a server
 // gracefully.
 func ExampleMain() {

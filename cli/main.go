@@ -138,6 +138,10 @@ Settings (environment, overridden by the flags of the same name):
   STAGED_CONCURRENCY   --concurrency  jobs per worker
   STAGED_RETENTION     --retention    how long finished jobs stay readable (default 24h)
   STAGED_PIPELINES     --pipelines    a YAML or JSON file of pipelines whose stages are commands (dev, worker; docs/PROTOCOL.md)
+  STAGED_PIPELINES_ONLY --pipelines-only  run only these of the program's pipelines, name,... (dev, worker)
+  STAGED_HEARTBEAT     --heartbeat    how often a worker refreshes its pipeline catalogue entry (default 5s)
+  STAGED_CATALOG_TTL   --catalog-ttl  how long a pipeline stays known with no live worker (default 24h)
+  STAGED_ORPHAN_AFTER  --orphan-after how long a job waits for a worker with its pipeline's definition (default 10m)
   STAGED_QUEUES        --queues       queues a submit may name and workers serve, name=weight,... (default `+QueuesDefault+`)
   STAGED_API_KEYS                     name=secret,... keys the API accepts (each name is a tenant)
   STAGED_ADMIN_KEYS                   name=secret,... keys that may open the dashboard

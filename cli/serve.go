@@ -65,8 +65,12 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 		}
 		parts = append(parts, wparts...)
 	}
+	pipelines := any(reg.Names())
+	if mode == "api" {
+		pipelines = "from the catalogue the workers publish"
+	}
 	log.Info("staged starting", "mode", mode, "version", buildVersion(), "redis", conn.shown,
-		"pipelines", reg.Names(), "queues", queueWeights(o.cfg.Queues))
+		"pipelines", pipelines, "queues", queueWeights(o.cfg.Queues))
 	if mode == "dev" {
 		devURLs(stderr, o.cfg.Addr, len(o.keys) > 0)
 	}
@@ -89,6 +93,8 @@ type serveOpts struct {
 	// pf is the pipelines file of dev and worker; the API learns pipelines
 	// from the workers.
 	pf *pipefile.File
+	// cat is the catalogue settings of dev and worker.
+	cat catalogSettings
 }
 
 // parseServe reads mode's flags and settings. done means exit with code:
@@ -105,7 +111,7 @@ func parseServe(mode string, args []string, getenv func(string) string, stdout, 
 		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite, setTenantLive)
 	}
 	if mode != "api" {
-		sts = append(sts, setConcurrency, setPipelines)
+		sts = append(sts, setConcurrency, setPipelines, setOnly, setHeartbeat, setCatalogTTL, setOrphanAfter)
 	}
 	if mode == "worker" {
 		sts = append(sts, setMetricsAddr)
@@ -135,6 +141,9 @@ func parseServe(mode string, args []string, getenv func(string) string, stdout, 
 	if err == nil && mode == "worker" {
 		o.metricsAddr, o.metricsSet, err = loadMetricsAddr(src)
 	}
+	if err == nil && mode != "api" {
+		o.cat, err = loadCatalog(src)
+	}
 	if err != nil {
 		printErr(stderr, "invalid settings:\n  %v", indentErrs(err))
 		return nil, exitUsage, true
@@ -148,7 +157,8 @@ func parseServe(mode string, args []string, getenv func(string) string, stdout, 
 	return o, 0, false
 }
 
-// registry returns the built-in pipelines, ps and the pipelines file's.
+// registry returns the built-in pipelines, ps and the pipelines file's,
+// or those of them named by STAGED_PIPELINES_ONLY.
 func (o *serveOpts) registry(ps []*tasks.Pipeline, log *slog.Logger) (*tasks.Registry, error) {
 	reg := &tasks.Registry{}
 	builtin.Register(reg)
@@ -160,7 +170,7 @@ func (o *serveOpts) registry(ps []*tasks.Pipeline, log *slog.Logger) (*tasks.Reg
 	if err := registerPipelines(o.pf, reg, log); err != nil {
 		return nil, err
 	}
-	return reg, nil
+	return restrict(reg, o.cat.only)
 }
 
 // serveConn is the process's Redis: the client, asynq's view of it, and
@@ -229,6 +239,9 @@ func (o *serveOpts) connect(ctx context.Context, log *slog.Logger, stderr io.Wri
 // newServer returns the API server of api and dev.
 func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logger, promReg *prometheus.Registry) (*server.Server, error) {
 	cfg := o.cfg
+	if o.mode == "api" {
+		reg = nil // the API learns every pipeline from the catalogue the workers publish
+	} // dev: the API knows this process's pipelines before the worker's first heartbeat
 	return server.New(server.Config{
 		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
@@ -243,6 +256,7 @@ func (o *serveOpts) workerParts(c *serveConn, reg *tasks.Registry, log *slog.Log
 		RedisConnOpt: c.connOpt, Redis: c.rdb, Registry: reg, Concurrency: o.cfg.Concurrency, Logger: log,
 		Metrics: promReg, Queues: queueWeights(o.cfg.Queues), // asynq's StrictPriority stays off
 		KeepAllEvents: o.cfg.KeepAllEvents,
+		Heartbeat:     o.cat.heartbeat, DefinitionTTL: o.cat.definitionTTL, OrphanAfter: o.cat.orphanAfter,
 	})
 	if err != nil {
 		printErr(stderr, "%v", err)

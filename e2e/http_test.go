@@ -24,6 +24,8 @@ type job struct {
 	Result          json.RawMessage `json:"result"`
 	Error           *jobError       `json:"error"`
 	Attempt         int             `json:"attempt"`
+	Digest          string          `json:"digest"`
+	Warnings        []string        `json:"warnings"`
 	CancelRequested bool            `json:"cancel_requested"`
 	NextAttemptAt   *time.Time      `json:"next_attempt_at"`
 	CreatedAt       time.Time       `json:"created_at"`
@@ -220,6 +222,7 @@ type problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	Field  string `json:"field"`
 }
 
 // checkProblem asserts r is an application/problem+json answer with one of

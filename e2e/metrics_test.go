@@ -62,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	var after map[string]float64
 	s.waitFor(20*time.Second, "asynq's metrics to count the processed task", func() (bool, string) {
 		after = s.scrapeMetrics()
-		n := after[`asynq_tasks_processed_total{queue="default"}`]
+		n := after[`asynq_tasks_processed_total{queue="`+builtinQueue("default", "chain")+`"}`]
 		return n >= 1, "asynq_tasks_processed_total=" + strconv.FormatFloat(n, 'g', -1, 64)
 	})
 	moved := []struct {
@@ -84,8 +84,8 @@ func TestMetrics(t *testing.T) {
 	if after[`staged_http_requests_total{code="200",method="GET",route="/v1/jobs/:id"}`] < 1 {
 		t.Errorf("the polls are not counted under route /v1/jobs/:id")
 	}
-	if _, ok := after[`asynq_queue_size{queue="default"}`]; !ok {
-		t.Errorf("no asynq_queue_size for the default queue")
+	if _, ok := after[`asynq_queue_size{queue="`+builtinQueue("default", "chain")+`"}`]; !ok {
+		t.Errorf("no asynq_queue_size for chain's queue on default")
 	}
 	for series := range after {
 		if strings.Contains(series, j.ID) || strings.Contains(series, c.ID) {

@@ -18,7 +18,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/builtin"
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/tasks"
 )
 
 // Limits of the waits on processes.
@@ -209,6 +212,9 @@ type stack struct {
 	baseURL string
 	workers int
 	http    *http.Client
+	// bare: startAPI does not put the built-in pipelines in the catalogue
+	// (tests of the catalogue itself).
+	bare bool
 }
 
 // newStack starts a private redis-server (with AOF when aof is true).
@@ -240,6 +246,13 @@ func (s *stack) startAPI(extra ...string) *proc {
 	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(s.t))
 	// The tests poll every 25ms; the rate limit is not what they test.
 	env := s.env(append([]string{"STAGED_ADDR=" + addr, "STAGED_RATE_LIMIT=0"}, extra...)...)
+	if !s.bare {
+		// As if a stock worker had run once: the API knows the built-in
+		// pipelines before the test starts one (or when it starts none).
+		if err := catalog.PublishDefinitions(context.Background(), s.rdb, builtinRegistry(), 0); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 	s.api = startProc(s.t, "api", env, "api")
 	s.baseURL = "http://" + addr
 	var last string
@@ -290,6 +303,19 @@ func (s *stack) waitWorkerReady(w *proc) {
 		}
 		return false, fmt.Sprintf("servers: %v", members)
 	})
+}
+
+// builtinRegistry holds the built-in pipelines, as a stock worker runs them.
+func builtinRegistry() *tasks.Registry {
+	reg := &tasks.Registry{}
+	builtin.Register(reg)
+	return reg
+}
+
+// builtinQueue is the asynq queue of jobs of built-in pipeline name on
+// queue q (one per queue, pipeline and definition).
+func builtinQueue(q, name string) string {
+	return catalog.QueueName(q, name, builtinRegistry().Get(name).Digest())
 }
 
 // waitFor polls cond every 25ms until it is true; after limit it fails the

@@ -62,7 +62,7 @@ func TestSecretsNotLogged(t *testing.T) {
 	// generation: never the job's input.
 	admin := []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+opsKey))}
 	s.waitFor(10*time.Second, "the dashboard to list the finished job's task", func() (bool, string) {
-		r := s.doAuth("GET", "/monitoring/api/queues/default/completed_tasks", "", nil, admin...)
+		r := s.doAuth("GET", "/monitoring/api/queues/"+builtinQueue("default", "chain")+"/completed_tasks", "", nil, admin...)
 		if r.status != 200 {
 			return false, strconv.Itoa(r.status)
 		}

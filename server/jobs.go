@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,13 +37,14 @@ func (s *Server) submitJob(c echo.Context) error {
 	defer cancel()
 
 	j := tasks.NewJobWith(sub.pipeline.Name, sub.stages, sub.opts.Queue, time.Now().UTC())
+	j.Digest = sub.digest
 	if key != "" {
-		prev, same, created, err := s.store.Idempotent(ctx, tenant, key, j.ID, sub.digest())
+		prev, same, created, err := s.store.Idempotent(ctx, tenant, key, j.ID, sub.sum())
 		if err != nil {
 			return err
 		}
 		if !created {
-			handled, err := s.repeatSubmit(ctx, c, prev, tenant, key, j.ID, sub.digest(), same, wait)
+			handled, err := s.repeatSubmit(ctx, c, prev, tenant, key, j.ID, sub.sum(), same, wait)
 			if handled || err != nil {
 				return err
 			}
@@ -66,12 +68,33 @@ func (s *Server) submitJob(c echo.Context) error {
 		case done:
 			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
 		case err == nil:
-			return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, raw)
+			return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, withWarnings(raw, sub.warnings))
 		}
 		// The job exists: a failed wait must not look like a failed submit.
 		s.log.Warn("waiting for a submitted job", "job", j.ID, "err", err)
 	}
-	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, rec)
+	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, withWarnings(rec, sub.warnings))
+}
+
+// withWarnings returns the job record rec with a "warnings" array of
+// strings first, when there are any: what the client should know about an
+// accepted job (no live worker runs its pipeline yet). The record itself
+// is unchanged; GET never shows warnings.
+func withWarnings(rec []byte, warnings []string) []byte {
+	if len(warnings) == 0 || len(rec) < 2 || rec[0] != '{' {
+		return rec
+	}
+	w, err := json.Marshal(warnings)
+	if err != nil {
+		return rec
+	}
+	out := make([]byte, 0, len(rec)+len(w)+16)
+	out = append(out, `{"warnings":`...)
+	out = append(out, w...)
+	if len(bytes.TrimSpace(rec[1:])) > 1 { // not "{}"
+		out = append(out, ',')
+	}
+	return append(out, rec[1:]...)
 }
 
 // create writes the new job and enqueues its first task, and returns the
@@ -98,7 +121,7 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 	s.testHook("enqueue")
 	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
 	if err == nil {
-		s.waker.Wake(j.Queue)
+		s.waker.Wake(store.TaskQueue(j))
 		return rec, nil
 	}
 	msg := "the job could not be queued, so it was not created; try again shortly"
@@ -200,10 +223,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 // best effort: if the task runs anyway, its claim finds the job done. (The
 // inspector takes no context, so the response does not wait for it.)
 func (s *Server) deleteTask(j *tasks.Job, gen int64) {
-	q := j.Queue
-	if q == "" {
-		q = store.DefaultQueue
-	}
+	q := store.TaskQueue(j)
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()

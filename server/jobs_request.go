@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -53,15 +54,17 @@ const submitFields = "type, input, retention, timeout, max_retries, queue"
 // the options with every default resolved.
 type submission struct {
 	pipeline *tasks.Pipeline
+	digest   string // of the definition the job is accepted under
 	input    json.RawMessage
-	stages   []tasks.Stage
+	stages   []tasks.Stage // nil when the worker builds them from the input
 	opts     tasks.Options
+	warnings []string // said in the answer: no live worker runs the pipeline
 }
 
 // digest identifies the submission for Idempotency-Key: the SHA-256 of its
 // normalised form, so that formatting and defaults spelt out or left out
 // do not make two identical submits differ.
-func (s *submission) digest() string {
+func (s *submission) sum() string {
 	b, _ := json.Marshal(struct {
 		Type    string          `json:"type"`
 		Input   json.RawMessage `json:"input"`
@@ -87,12 +90,34 @@ func (s *Server) readSubmission(c echo.Context) (*submission, error) {
 		return nil, err
 	}
 	sub := &submission{}
+	ctx, cancel := s.redisCtx(req.Context())
+	defer cancel()
+	var snap *catalog.Snapshot
 	if r.Type == "" {
-		return nil, invalid("type", "field type is required: one of %s", typeList(s.cfg.Registry))
+		snap, err = s.catalog.Get(ctx, 0) // only for the message
+	} else {
+		snap, err = s.catalog.Lookup(ctx, r.Type)
 	}
-	if sub.pipeline = s.cfg.Registry.Get(r.Type); sub.pipeline == nil {
+	if err != nil {
+		return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue cannot be read; try again shortly", Err: err}
+	}
+	if r.Type == "" {
+		return nil, invalid("type", "field type is required: one of %s", typeList(snap))
+	}
+	entries, ok := snap.Entries(r.Type)
+	if !ok {
 		return nil, &tasks.Error{Code: tasks.EUNPROCESSABLE, Field: "type",
-			Message: fmt.Sprintf("unknown job type %q: registered types are %s", r.Type, typeList(s.cfg.Registry))}
+			Message: fmt.Sprintf("unknown job type %q: no worker has published it; the known types are %s", r.Type, typeList(snap))}
+	}
+	e := entries[0]
+	if sub.pipeline, err = e.Pipeline(); err != nil {
+		return nil, &tasks.Error{Code: tasks.EUNPROCESSABLE, Field: "type",
+			Message: fmt.Sprintf("job type %q cannot be accepted: its published definition is unusable: %v", r.Type, err)}
+	}
+	sub.digest = e.Def.Digest
+	if e.Workers == 0 {
+		sub.warnings = append(sub.warnings, fmt.Sprintf("no live worker runs pipeline %q right now (last seen %s); "+
+			"the job waits in its queue until one does", r.Type, e.LastSeen.Format(time.RFC3339)))
 	}
 	if sub.opts, err = s.options(&r, sub.pipeline); err != nil {
 		return nil, err
@@ -100,8 +125,8 @@ func (s *Server) readSubmission(c echo.Context) (*submission, error) {
 	if sub.input, err = sub.pipeline.Input.Normalize(r.Input); err != nil {
 		return nil, err
 	}
-	if sub.stages, err = sub.pipeline.StagesFor(sub.input); err != nil {
-		return nil, err
+	if !e.Def.StagesFromInput {
+		sub.stages = sub.pipeline.Stages
 	}
 	return sub, nil
 }
@@ -178,10 +203,10 @@ func ValidQueueName(q string) bool {
 	return true
 }
 
-func typeList(r *tasks.Registry) string {
-	names := r.Names()
+func typeList(snap *catalog.Snapshot) string {
+	names := snap.Names()
 	if len(names) == 0 {
-		return "(none registered)"
+		return "(none: no worker has published a pipeline yet)"
 	}
 	return strings.Join(names, ", ")
 }

@@ -108,7 +108,7 @@ func newMetrics(reg *prometheus.Registry, inspector *asynq.Inspector, pipelines 
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range pipelines.Names() {
+	for _, name := range pipelines.Names() { // nil: none
 		m.submittedBy[name] = m.submitted.WithLabelValues(name)
 		m.canceledBy[name] = m.canceled.WithLabelValues(name)
 	}

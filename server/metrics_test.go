@@ -58,7 +58,7 @@ func TestMetrics(t *testing.T) {
 		`staged_http_requests_total{code="404",method="GET",route="other"} 1`,
 		`staged_http_requests_total{code="405",method="other",route=`,
 		`staged_http_request_duration_seconds_count{route="/v1/jobs/:id"} 2`,
-		`asynq_queue_size{queue="default"}`,
+		`asynq_queue_size{queue="default:double:`,
 		`go_goroutines `,
 		`process_cpu_seconds_total`,
 	} {

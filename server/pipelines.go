@@ -1,46 +1,52 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/tasks"
 )
 
-// pipelineInfo describes one job type in GET /v1/pipelines.
+// pipelineInfo describes one job type in GET /v1/pipelines: the
+// definition a submit uses now, and who runs it.
 type pipelineInfo struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	Stages      []stageInfo `json:"stages"`
-	Input       inputInfo   `json:"input"`
-	// Timeout is the default per-attempt timeout, a Go duration.
-	Timeout    string `json:"timeout"`
-	MaxRetries int    `json:"max_retries"`
+	tasks.Definition
+	// Workers is how many live workers run the pipeline (any definition).
+	Workers int `json:"workers"`
+	// LastSeen is the last heartbeat of a worker that runs it.
+	LastSeen time.Time `json:"last_seen"`
+	// Definitions are all the definitions in the catalogue, the one a
+	// submit uses first; more than one during a rolling deploy that
+	// changes the pipeline.
+	Definitions []definitionInfo `json:"definitions"`
 }
 
-type stageInfo struct {
-	Name   string  `json:"name"`
-	Weight float64 `json:"weight"`
-	// Timeout is the stage's own timeout, or null when only the job's applies.
-	Timeout *string `json:"timeout"`
+type definitionInfo struct {
+	Digest    string                  `json:"digest"`
+	Stages    []tasks.StageDefinition `json:"stages"`
+	Workers   int                     `json:"workers"`
+	FirstSeen time.Time               `json:"first_seen"`
+	LastSeen  time.Time               `json:"last_seen"`
 }
 
-type inputInfo struct {
-	Fields   []tasks.Field   `json:"fields"`
-	Defaults json.RawMessage `json:"defaults"`
-}
-
-// listPipelines is GET /v1/pipelines: the registered job types, their
-// stages, input fields and defaults.
+// listPipelines is GET /v1/pipelines: the pipeline catalogue the workers
+// publish, with live worker counts and last-seen times.
 func (s *Server) listPipelines(c echo.Context) error {
-	all := s.cfg.Registry.All()
+	ctx, cancel := s.redisCtx(c.Request().Context())
+	defer cancel()
+	snap, err := s.catalog.Get(ctx, time.Second)
+	if err != nil {
+		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue cannot be read; try again shortly", Err: err}
+	}
 	out := struct {
 		Pipelines []pipelineInfo `json:"pipelines"`
-	}{Pipelines: make([]pipelineInfo, 0, len(all))}
-	for _, p := range all {
-		out.Pipelines = append(out.Pipelines, describe(p))
+	}{Pipelines: make([]pipelineInfo, 0, len(snap.Pipelines))}
+	for _, name := range snap.Names() {
+		es, _ := snap.Entries(name)
+		out.Pipelines = append(out.Pipelines, describe(es))
 	}
 	b, err := tasks.Marshal(out)
 	if err != nil {
@@ -49,34 +55,31 @@ func (s *Server) listPipelines(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }
 
-func describe(p *tasks.Pipeline) pipelineInfo {
-	info := pipelineInfo{
-		Name: p.Name, Description: p.Description, MaxRetries: p.MaxRetries,
-		Timeout: tasks.DefaultJobTimeout.String(),
-		Stages:  make([]stageInfo, len(p.Stages)),
-		Input:   inputInfo{Fields: []tasks.Field{}, Defaults: json.RawMessage(`{}`)},
-	}
-	if p.Timeout > 0 {
-		info.Timeout = p.Timeout.String()
-	}
-	for i, st := range p.Stages {
-		si := stageInfo{Name: st.Name, Weight: st.Weight}
-		if si.Weight <= 0 {
-			si.Weight = 1
+func describe(es []*catalog.Entry) pipelineInfo {
+	info := pipelineInfo{Definition: es[0].Def, Definitions: make([]definitionInfo, len(es))}
+	for i, e := range es {
+		info.Workers += e.Workers
+		if e.LastSeen.After(info.LastSeen) {
+			info.LastSeen = e.LastSeen
 		}
-		if st.Timeout > 0 {
-			t := st.Timeout.String()
-			si.Timeout = &t
-		}
-		info.Stages[i] = si
-	}
-	if p.Input != nil {
-		if p.Input.Fields != nil {
-			info.Input.Fields = p.Input.Fields
-		}
-		if len(p.Input.Defaults) > 0 {
-			info.Input.Defaults = p.Input.Defaults
-		}
+		info.Definitions[i] = definitionInfo{Digest: e.Def.Digest, Stages: e.Def.Stages, Workers: e.Workers,
+			FirstSeen: e.FirstSeen, LastSeen: e.LastSeen}
 	}
 	return info
+}
+
+// serveMetrics serves the metrics with a zero counter for every job type in
+// the catalogue, so that a dashboard shows a type before its first job.
+func (s *Server) serveMetrics(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := s.redisCtx(c.Request().Context())
+		if snap, err := s.catalog.Get(ctx, 0); err == nil {
+			for _, name := range snap.Names() {
+				s.metrics.submitted.WithLabelValues(name)
+				s.metrics.canceled.WithLabelValues(name)
+			}
+		}
+		cancel()
+		return h(c)
+	}
 }

@@ -20,7 +20,7 @@ func (s *Server) routes() {
 	probe := []string{http.MethodGet, http.MethodHead}
 	e.Match(probe, "/healthz", s.healthz)
 	e.Match(probe, "/readyz", s.readyz)
-	e.GET("/metrics", s.metrics.handler())
+	e.GET("/metrics", s.serveMetrics(s.metrics.handler()))
 	e.GET("/openapi.json", s.openAPI)
 
 	// Per route, not Group.Use: a group's middleware turns a wrong method

@@ -79,7 +79,6 @@ func TestNewValidates(t *testing.T) {
 		{"valid", func(*Config) {}, ""},
 		{"no redis", func(c *Config) { c.Redis = nil }, "Config.Redis is required"},
 		{"no conn opt", func(c *Config) { c.RedisConnOpt = nil }, "Config.RedisConnOpt is required"},
-		{"no registry", func(c *Config) { c.Registry = nil }, "Config.Registry is required"},
 		{"negative", func(c *Config) { c.MaxWait = -time.Second }, "must not be negative"},
 		{"negative rate limit", func(c *Config) { c.RateLimit = -1 }, "Config.RateLimit"},
 		{"rate limit NaN", func(c *Config) { c.RateLimit = math.NaN() }, "Config.RateLimit"},

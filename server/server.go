@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -63,8 +64,17 @@ type Config struct {
 	// RedisConnOpt connects the asynq client, inspector and asynqmon.
 	// Required.
 	RedisConnOpt asynq.RedisConnOpt
-	// Registry holds the job types that can be submitted. Required.
+	// Registry, when set, holds pipelines this process runs itself
+	// (staged dev, tests): New publishes their definitions in the pipeline
+	// catalogue, so that their jobs are accepted before the first worker's
+	// heartbeat. Optional: the API learns every job type, its stages and
+	// its input schema from the catalogue the workers publish, and never
+	// runs pipeline code to accept a job. staged api leaves it nil.
 	Registry *tasks.Registry
+	// CatalogRefresh is how often the API rereads the pipeline catalogue
+	// besides the workers' change notifications; 0 means
+	// catalog.RefreshDefault.
+	CatalogRefresh time.Duration
 	// Retention is how long a finished job stays readable when a submit
 	// gives none; 0 means store.RetentionDefault.
 	Retention time.Duration
@@ -130,8 +140,6 @@ func (c *Config) validate() error {
 		return errors.New("server: Config.Redis is required")
 	case c.RedisConnOpt == nil:
 		return errors.New("server: Config.RedisConnOpt is required")
-	case c.Registry == nil:
-		return errors.New("server: Config.Registry is required")
 	case c.Retention < 0, c.MaxBody < 0, c.MaxWait < 0, c.Heartbeat < 0, c.RedisTimeout < 0, c.ShutdownTimeout < 0:
 		return errors.New("server: Config durations and sizes must not be negative")
 	case !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0):
@@ -192,6 +200,7 @@ type Server struct {
 	client    *asynq.Client
 	waker     *store.Waker // wakes idle workers after each enqueue
 	inspector *asynq.Inspector
+	catalog   *catalog.Cache
 	monitor   *asynqmon.HTTPHandler
 	health    healthCache
 
@@ -241,6 +250,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.monitor = mon
 	s.hub = newHub(cfg.Redis, cfg.Logger, cfg.RedisTimeout)
+	s.catalog = catalog.NewCache(cfg.Redis, cfg.CatalogRefresh, cfg.Logger)
+	if cfg.Registry != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisTimeout)
+		if err := catalog.PublishDefinitions(ctx, cfg.Redis, cfg.Registry, 0); err != nil {
+			s.log.Warn("cannot publish this process's pipelines in the catalogue; the workers will", "err", err)
+		}
+		cancel()
+	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.HTTPErrorHandler = s.handleError
@@ -275,6 +292,9 @@ func (s *Server) Run(ctx context.Context, addr string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	cctx, stopCatalog := context.WithCancel(ctx)
+	defer stopCatalog()
+	go s.catalog.Run(cctx)
 	s.log.Info("api listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:

@@ -26,14 +26,14 @@ import (
 
 // testInput is the input of the test pipeline "double".
 type testInput struct {
-	N     int    `json:"n" doc:"a number from 1 to 100"`
+	N     int    `json:"n" doc:"a number from 1 to 100" jsonschema:"minimum=1,maximum=100"`
 	Label string `json:"label"`
 }
 
 // shapedInput is the input of the test pipeline "shaped", whose stage list
 // depends on its input.
 type shapedInput struct {
-	Stages int `json:"stages"`
+	Stages int `json:"stages" jsonschema:"minimum=1"`
 }
 
 func testRegistry() *tasks.Registry {
@@ -132,13 +132,19 @@ func newEnvOn(t *testing.T, r *redistest.Server, configure ...func(*Config)) *en
 		Redis:        srvRDB,
 		RedisConnOpt: asynq.RedisClientOpt{Addr: r.Addr},
 		Registry:     testRegistry(),
-		Logger:       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// The catalogue is read once below; the tests that count Redis
+		// commands must not see a periodic reread.
+		CatalogRefresh: time.Minute,
+		Logger:         slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, f := range configure {
 		f(&cfg)
 	}
 	srv, err := New(cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.catalog.Get(context.Background(), 0); err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())

@@ -41,6 +41,9 @@ type Job struct {
 	Error    *JobError       `json:"error"`
 	Attempt  int             `json:"attempt"`
 	Queue    string          `json:"queue"`
+	// Digest is the digest of the pipeline definition the job was accepted
+	// under (tasks.Definition): only workers with that definition run it.
+	Digest string `json:"digest,omitempty"`
 
 	// CancelRequested is true once a cancel was asked for a running job and
 	// until the worker has stopped it.
@@ -96,10 +99,12 @@ type Options struct {
 }
 
 // NewJob returns a queued record for a new job of pipeline p with its
-// fixed stage list (p.Stages). Use NewJobWith for pipelines that Build
-// their stages from the input.
+// fixed stage list (p.Stages) and p's definition digest. Use NewJobWith for
+// pipelines that Build their stages from the input.
 func NewJob(p *Pipeline, queue string, now time.Time) *Job {
-	return NewJobWith(p.Name, p.Stages, queue, now)
+	j := NewJobWith(p.Name, p.Stages, queue, now)
+	j.Digest = p.Digest()
+	return j
 }
 
 // NewJobWith returns a queued record for a new job of type typ running

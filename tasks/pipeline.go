@@ -147,8 +147,11 @@ func (r *Registry) Get(name string) *Pipeline {
 	return r.m[name]
 }
 
-// All returns the pipelines sorted by name.
+// All returns the pipelines sorted by name; none for a nil Registry.
 func (r *Registry) All() []*Pipeline {
+	if r == nil {
+		return nil
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ps := make([]*Pipeline, 0, len(r.m))

@@ -34,6 +34,10 @@ import (
 // wrong type, an unknown or a missing field, EUNPROCESSABLE for a value out
 // of range (minimum, maxLength, enum, pattern, ...).
 //
+// A default that breaks the schema is allowed: an input that leaves the
+// field out is then refused, naming it (a way to make a field required
+// while still showing a placeholder default).
+//
 // The schema is what staged publishes in the pipeline catalogue and what
 // the API validates submits against: a stock staged api checks an input
 // without any pipeline code. The error says what is wrong with the schema
@@ -76,16 +80,6 @@ func InputSchema(schema json.RawMessage) (*InputSpec, error) {
 		f.Description, _ = p["description"].(string)
 		fields = append(fields, f)
 	}
-	// The defaults together must be a valid input, or every submit that
-	// relies on them would fail.
-	if err := sch.Validate(copyMap(defaults)); err != nil && len(defaults) > 0 {
-		var ve *jsonschema.ValidationError
-		if errors.As(err, &ve) {
-			if e := schemaError(ve); e.Code != EINVALID || !strings.Contains(e.Message, "is required") {
-				return nil, fmt.Errorf("input schema: its defaults are not a valid input: %s", e.Message)
-			}
-		}
-	}
 	def, err := json.Marshal(defaults)
 	if err != nil {
 		return nil, fmt.Errorf("input schema: %v", err)
@@ -120,14 +114,6 @@ func InputSchema(schema json.RawMessage) (*InputSpec, error) {
 		return json.Marshal(in)
 	}
 	return spec, nil
-}
-
-func copyMap(m map[string]any) map[string]any {
-	c := make(map[string]any, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 func schemaType(t any) string {

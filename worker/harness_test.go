@@ -166,7 +166,8 @@ func (h *harness) events(id string) []*tasks.Job {
 func (h *harness) taskState(taskID string) asynq.TaskState {
 	h.t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(h.rdb)
-	info, err := insp.GetTaskInfo(store.DefaultQueue, taskID)
+	j := h.job(jobIDsIn(taskID)[0])
+	info, err := insp.GetTaskInfo(store.TaskQueue(j), taskID)
 	if err != nil {
 		return 0
 	}

@@ -16,6 +16,10 @@ import (
 	"github.com/staged-dev/staged/tasks"
 )
 
+// MetricsAddrDefault is where staged worker serves the worker's Prometheus
+// metrics, at /metrics, when STAGED_METRICS_ADDR is unset.
+const MetricsAddrDefault = ":9090"
+
 // The worker's Prometheus metrics, all named staged_*:
 //
 //	staged_jobs_started_total{type}              jobs whose first stage started (once per job)

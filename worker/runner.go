@@ -151,19 +151,18 @@ func (r *run) execute() error {
 	if r.claim.CancelRequested {
 		return r.finishCanceled()
 	}
-	if r.p == nil {
-		return r.fail(-1, fmt.Errorf("pipeline %q is not registered in this worker", r.job.Type))
-	}
-	stages, err := r.p.StagesFor(r.claim.Input)
-	if err != nil {
-		return r.fail(-1, tasks.Permanent(fmt.Errorf("pipeline %q cannot build its stages: %s", r.p.Name, tasks.ErrorMessage(err))))
-	}
-	r.stages = stages
-	if len(r.job.Stages) != len(r.stages) {
-		return r.fail(-1, tasks.Permanent(fmt.Errorf("pipeline %q has %d stages now; the job was created with %d",
-			r.p.Name, len(r.stages), len(r.job.Stages))))
+	if err := r.prepare(); err != nil {
+		return r.fail(-1, err)
 	}
 	in, k := r.resumePoint()
+	if k == 0 && r.p.Input != nil {
+		// The API checked the input against the published schema; the
+		// pipeline's own checks (one field against another) run here.
+		var err error
+		if in, err = r.p.Input.Normalize(in); err != nil {
+			return r.fail(-1, tasks.Permanent(fmt.Errorf("the pipeline refuses the input: %s", tasks.ErrorMessage(err))))
+		}
+	}
 	long := false // the last stage ran FlushInterval or longer
 	for first := true; k < len(r.stages); k, first = k+1, false {
 		if cause := r.interrupted(); cause != nil {
@@ -406,4 +405,39 @@ func fmtDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// prepare finds the job's pipeline and stage list, or returns the
+// permanent error that fails the job: a job runs only with the definition
+// it was accepted under, never resuming a checkpoint into another stage list.
+func (r *run) prepare() error {
+	if r.p == nil {
+		return tasks.Permanent(fmt.Errorf("pipeline %q is not run by this worker (it runs %s)",
+			r.job.Type, strings.Join(r.w.cfg.Registry.Names(), ", ")))
+	}
+	if d, mine := r.job.Digest, r.w.digests[r.p.Name]; d != "" && d != mine {
+		return tasks.Permanent(fmt.Errorf("the job was accepted under definition %.8s of pipeline %q and this worker runs definition %.8s; "+
+			"running it here could resume it in a different stage list", d, r.p.Name, mine))
+	}
+	stages, err := r.p.StagesFor(r.claim.Input)
+	if err != nil {
+		return tasks.Permanent(fmt.Errorf("pipeline %q cannot build its stages: %s", r.p.Name, tasks.ErrorMessage(err)))
+	}
+	r.stages = stages
+	if len(r.job.Stages) == 0 && r.p.Build != nil {
+		// The API does not run Build: the worker that starts the job
+		// writes its stage list, with the first stage's start.
+		r.wmu.Lock()
+		r.job.Stages = make([]tasks.StageStatus, len(stages))
+		for i, st := range stages {
+			r.job.Stages[i] = tasks.StageStatus{Name: st.Name, State: tasks.StatePending}
+		}
+		r.job.Stage.Total = len(stages)
+		r.wmu.Unlock()
+	}
+	if len(r.job.Stages) != len(r.stages) {
+		return tasks.Permanent(fmt.Errorf("pipeline %q has %d stages now; the job was created with %d",
+			r.p.Name, len(r.stages), len(r.job.Stages)))
+	}
+	return nil
 }

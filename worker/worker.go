@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -140,6 +141,21 @@ type Config struct {
 	// job result as JSON; 0 means MaxPayloadDefault. A larger one fails the
 	// job at once, without retries.
 	MaxPayload int
+	// Heartbeat is how often the worker refreshes its entry in the
+	// pipeline catalogue (its pipelines' definitions and its instance);
+	// 0 means catalog.HeartbeatDefault. The API counts the worker as gone
+	// three heartbeats after its last one.
+	Heartbeat time.Duration
+	// DefinitionTTL is how long the catalogue keeps a pipeline's
+	// definition after the last heartbeat of a worker that runs it; 0
+	// means catalog.DefinitionTTLDefault. Until then the API accepts its
+	// jobs, with a warning that no live worker runs it.
+	DefinitionTTL time.Duration
+	// OrphanAfter is how long a queued job waits for a worker with the
+	// definition it was accepted under (after a deploy changed the
+	// pipeline's stages) before it fails with an error that says so; 0
+	// means catalog.OrphanAfterDefault.
+	OrphanAfter time.Duration
 	// Metrics is where the worker registers its Prometheus collectors (see
 	// metrics.go); nil means a private registry, served by MetricsHandler.
 	// Collectors another Worker registered there already are shared.
@@ -169,6 +185,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"ReconcileEvery", int64(c.ReconcileEvery)}, {"ShutdownGrace", int64(c.ShutdownGrace)},
 		{"TaskCheckInterval", int64(c.TaskCheckInterval)}, {"FlushInterval", int64(c.FlushInterval)},
 		{"RetryBase", int64(c.RetryBase)}, {"RetryMax", int64(c.RetryMax)}, {"MaxPayload", int64(c.MaxPayload)},
+		{"Heartbeat", int64(c.Heartbeat)}, {"DefinitionTTL", int64(c.DefinitionTTL)}, {"OrphanAfter", int64(c.OrphanAfter)},
 	} {
 		if f.v < 0 {
 			return c, fmt.Errorf("worker: Config.%s must not be negative", f.name)
@@ -202,6 +219,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ShutdownGrace, ShutdownGraceDefault)
 	def(&c.TaskCheckInterval, TaskCheckIntervalDefault)
 	def(&c.FlushInterval, FlushIntervalDefault)
+	def(&c.Heartbeat, catalog.HeartbeatDefault)
+	def(&c.DefinitionTTL, catalog.DefinitionTTLDefault)
+	def(&c.OrphanAfter, catalog.OrphanAfterDefault)
 	def(&c.RetryBase, RetryBaseDefault)
 	def(&c.RetryMax, RetryMaxDefault)
 	if c.RetryMax < c.RetryBase {
@@ -237,6 +257,9 @@ type Worker struct {
 
 	asynqRdb     redis.UniversalClient // asynq server's client, with the waker's hook
 	ownsAsynqRdb bool
+	publisher  *catalog.Publisher
+	orphans    *orphanSweeper
+	digests    map[string]string // pipeline name -> definition digest
 
 	// renew is store.Renew; tests replace it to cut a worker off.
 	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
@@ -276,9 +299,14 @@ func New(cfg Config) (*Worker, error) {
 	w.store.Now = cfg.Now
 	w.renew, w.save = w.store.Renew, w.store.Save
 	w.client = asynq.NewClientFromRedisClient(w.rdb)
+	w.digests = map[string]string{}
+	for _, p := range cfg.Registry.All() {
+		w.digests[p.Name] = p.Digest()
+	}
+	queues := taskQueues(cfg.Queues, w.digests)
 	acfg := asynq.Config{
 		Concurrency: cfg.Concurrency,
-		Queues:      cfg.Queues,
+		Queues:      queues,
 		// The waker (wake.go) does the idle waiting, TaskCheckInterval at
 		// most; asynq's own pause after an empty poll stays short.
 		TaskCheckInterval: asynqCheckInterval,
@@ -295,7 +323,7 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's server gets a client of its own when it can, for the waker's
 	// hook (wake.go); else the hook goes on Config.Redis, where it only
 	// touches asynq's dequeue.
-	w.waker = newWaker(cfg.Queues, cfg.TaskCheckInterval)
+	w.waker = newWaker(queues, cfg.TaskCheckInterval)
 	w.asynqRdb = w.rdb
 	if cfg.RedisConnOpt != nil {
 		if c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient); ok {
@@ -306,6 +334,9 @@ func New(cfg Config) (*Worker, error) {
 	w.srv = asynq.NewServerFromRedisClient(w.asynqRdb, acfg)
 	w.canceler = &canceler{w: w}
 	w.reconciler = &reconciler{w: w, quit: make(chan struct{}), done: make(chan struct{})}
+	w.publisher = catalog.NewPublisher(w.rdb, cfg.Registry, catalog.PublisherConfig{
+		Heartbeat: cfg.Heartbeat, DefinitionTTL: cfg.DefinitionTTL, Logger: w.log})
+	w.orphans = newOrphanSweeper(w)
 	return w, nil
 }
 
@@ -325,7 +356,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.store.StartCombiner(context.Background())
 	w.canceler.start(&w.wg)
 	w.reconciler.start(&w.wg)
+	// The catalogue knows this worker before it takes a job.
+	w.publisher.Start(ctx)
+	w.orphans.start(&w.wg)
 	if err := w.srv.Start(asynq.HandlerFunc(w.handle)); err != nil {
+		w.orphans.shutdown()
+		w.publisher.Stop()
 		w.reconciler.shutdown()
 		w.canceler.shutdown()
 		w.wg.Wait()
@@ -356,6 +392,8 @@ func (w *Worker) shutdown() {
 	}
 	w.waker.stop()
 	w.srv.Stop()
+	w.publisher.Stop() // takes no more jobs: the API's worker counts drop at once
+	w.orphans.shutdown()
 	w.reconciler.shutdown()
 	grace := time.NewTimer(w.cfg.ShutdownGrace)
 	select {
@@ -383,6 +421,19 @@ func (w *Worker) shutdown() {
 		w.rdb.Close()
 	}
 	w.log.Info("worker stopped")
+}
+
+// taskQueues returns the asynq queues a worker serves: for each configured
+// queue, one per pipeline and definition (catalog.QueueName), each with the
+// queue's weight, so that the configured queues keep their ratios.
+func taskQueues(queues map[string]int, digests map[string]string) map[string]int {
+	out := make(map[string]int, len(queues)*len(digests))
+	for q, weight := range queues {
+		for name, d := range digests {
+			out[catalog.QueueName(q, name, d)] = weight
+		}
+	}
+	return out
 }
 
 // backoff is the delay after failed attempt n (0-based) of a task:

@@ -334,34 +334,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnv(t *testing.T) {
-	env := map[string]string{"STAGED_REDIS_URL": "redis://example:6380/2", "STAGED_CONCURRENCY": "7"}
-	cfg, _, err := configFromEnv(func(k string) string { return env[k] })
-	if err != nil || cfg.Concurrency != 7 || cfg.RedisConnOpt.(asynq.RedisClientOpt).Addr != "example:6380" {
-		t.Fatalf("cfg = %+v, %v", cfg, err)
-	}
-	// The same URLs as staged worker: Sentinel and Cluster.
-	env["STAGED_REDIS_URL"] = "redis-sentinel://:pw@s1:26379,s2:26379/1?master=mymaster"
-	if cfg, _, err := configFromEnv(func(k string) string { return env[k] }); err != nil ||
-		cfg.RedisConnOpt.(asynq.RedisFailoverClientOpt).Password != "pw" {
-		t.Fatalf("sentinel: cfg = %+v, %v", cfg, err)
-	}
-	env["STAGED_REDIS_URL"] = "redis+cluster://n1:7000,n2:7001"
-	if cfg, _, err := configFromEnv(func(k string) string { return env[k] }); err != nil ||
-		len(cfg.RedisConnOpt.(asynq.RedisClusterClientOpt).Addrs) != 2 {
-		t.Fatalf("cluster: cfg = %+v, %v", cfg, err)
-	}
-	for v, want := range map[string]string{"": MetricsAddrDefault, "off": "", "127.0.0.1:9191": "127.0.0.1:9191"} {
-		if got, set := metricsAddrFromEnv(func(string) string { return v }); got != want || set != (v != "") {
-			t.Errorf("STAGED_METRICS_ADDR=%q: %q, %v; want %q, %v", v, got, set, want, v != "")
-		}
-	}
-	env["STAGED_CONCURRENCY"] = "many"
-	if _, _, err := configFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "STAGED_CONCURRENCY") {
-		t.Fatalf("err = %v", err)
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	w := &Worker{cfg: Config{RetryBase: time.Second, RetryMax: 5 * time.Second}, log: slog.Default()}
 	var got []time.Duration

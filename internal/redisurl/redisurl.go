@@ -1,5 +1,5 @@
 // Package redisurl parses STAGED_REDIS_URL, the one place every staged
-// process (api, worker, dev, worker.Main, the benchmark) learns how to reach
+// process (api, worker, dev, a team's program through cli.Main, the benchmark) learns how to reach
 // Redis: a single server, a Sentinel-managed primary, or a Redis Cluster.
 //
 //	redis://[[user]:password@]host:port[/db]           one server

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/tasks"
 
 	"github.com/hibiken/asynq"
@@ -42,10 +43,7 @@ func DecodePayload(b []byte) (Payload, error) {
 // A task of that generation that exists already is not an error.
 func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
 	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
-	q := j.Queue
-	if q == "" {
-		q = DefaultQueue
-	}
+	q := TaskQueue(j)
 	if timeout <= 0 {
 		timeout = tasks.DefaultJobTimeout
 	}
@@ -80,4 +78,19 @@ func decodePayloadFast(b []byte) (Payload, bool) {
 		gen = gen*10 + int64(c-'0')
 	}
 	return Payload{ID: id, Gen: gen}, true
+}
+
+// TaskQueue is the asynq queue of job j's tasks: one per queue, pipeline
+// and definition digest (catalog.QueueName), so that only workers with the
+// definition the job was accepted under take it. A job without a digest
+// (created before the catalogue) uses its queue as it is.
+func TaskQueue(j *tasks.Job) string {
+	q := j.Queue
+	if q == "" {
+		q = DefaultQueue
+	}
+	if j.Digest == "" {
+		return q
+	}
+	return catalog.QueueName(q, j.Type, j.Digest)
 }
