@@ -257,9 +257,9 @@ type Worker struct {
 
 	asynqRdb     redis.UniversalClient // asynq server's client, with the waker's hook
 	ownsAsynqRdb bool
-	publisher  *catalog.Publisher
-	orphans    *orphanSweeper
-	digests    map[string]string // pipeline name -> definition digest
+	publisher    *catalog.Publisher
+	orphans      *orphanSweeper
+	digests      map[string]string // pipeline name -> definition digest
 
 	// renew is store.Renew; tests replace it to cut a worker off.
 	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
