@@ -30,7 +30,11 @@ func (e *env) taskExists(id string) bool {
 	e.t.Helper()
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
 	defer insp.Close()
-	_, err := insp.GetTaskInfo(store.DefaultQueue, id)
+	j, err := e.store.Get(context.Background(), id, "")
+	if err != nil {
+		return false
+	}
+	_, err = insp.GetTaskInfo(store.TaskQueue(j), id)
 	return err == nil
 }
 

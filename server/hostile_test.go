@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/redistest"
 )
 
@@ -141,7 +142,8 @@ func TestMonitoringUnknownThings(t *testing.T) {
 			t.Errorf("GET %.80s: %d, want 404: %.200s", path, res.StatusCode, b)
 		}
 	}
-	for _, path := range []string{"/monitoring/api/queues/default", "/monitoring/api/queues/default/pending_tasks", "/monitoring/api/queues/default/groups"} {
+	q := catalog.QueueName("default", "double", testRegistry().Get("double").Digest()) // the job's asynq queue
+	for _, path := range []string{"/monitoring/api/queues/" + q, "/monitoring/api/queues/" + q + "/pending_tasks", "/monitoring/api/queues/" + q + "/groups"} {
 		if res, b := e.do("GET", path, "", nil); res.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d: %.200s", path, res.StatusCode, b)
 		}

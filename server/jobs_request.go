@@ -99,7 +99,7 @@ func (s *Server) readSubmission(c echo.Context) (*submission, error) {
 		snap, err = s.catalog.Lookup(ctx, r.Type)
 	}
 	if err != nil {
-		return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue cannot be read; try again shortly", Err: err}
+		return nil, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue is unavailable (Redis does not answer); try again shortly", Err: err}
 	}
 	if r.Type == "" {
 		return nil, invalid("type", "field type is required: one of %s", typeList(snap))

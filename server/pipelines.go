@@ -39,7 +39,7 @@ func (s *Server) listPipelines(c echo.Context) error {
 	defer cancel()
 	snap, err := s.catalog.Get(ctx, time.Second)
 	if err != nil {
-		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue cannot be read; try again shortly", Err: err}
+		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the pipeline catalogue is unavailable (Redis does not answer); try again shortly", Err: err}
 	}
 	out := struct {
 		Pipelines []pipelineInfo `json:"pipelines"`

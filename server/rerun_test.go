@@ -59,7 +59,7 @@ func TestRetryJob(t *testing.T) {
 		})
 	}
 	// The rerun is generation 2 of the job's task; a claim of it runs the job.
-	info, err := ins.GetTaskInfo("default", store.TaskID(canceled.ID, 2))
+	info, err := ins.GetTaskInfo(store.TaskQueue(canceled), store.TaskID(canceled.ID, 2))
 	if err != nil || info.State != asynq.TaskStatePending {
 		t.Fatalf("the rerun's task: %v %+v", err, info)
 	}

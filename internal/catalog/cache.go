@@ -61,7 +61,8 @@ func (c *Cache) Run(ctx context.Context) {
 }
 
 // Get returns the current snapshot, reading it when there is none yet or
-// when it is older than maxAge (0: any age will do).
+// when it is older than maxAge (0: any age will do). When the read fails
+// (Redis down) it returns the last snapshot read, if any.
 func (c *Cache) Get(ctx context.Context, maxAge time.Duration) (*Snapshot, error) {
 	c.mu.Lock()
 	s := c.snap
@@ -69,7 +70,11 @@ func (c *Cache) Get(ctx context.Context, maxAge time.Duration) (*Snapshot, error
 	if s != nil && (maxAge == 0 || time.Since(s.At) < maxAge) {
 		return s, nil
 	}
-	return c.load(ctx)
+	fresh, err := c.load(ctx)
+	if err != nil && s != nil {
+		return s, nil
+	}
+	return fresh, err
 }
 
 // Lookup returns the snapshot to accept a job of type name with: the
