@@ -132,6 +132,7 @@ func submitNormalized(t *testing.T, h *harness, typ, input string) string {
 	}
 	ctx := context.Background()
 	j := tasks.NewJobWith(typ, stages, "", time.Now().UTC())
+	j.Digest = p.Digest() // routed to the workers with this definition
 	if _, err := h.store.Create(ctx, j, "", in, tasks.Options{}); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (h *harness) taskResult(taskID string) taskResult {
 	var info *asynq.TaskInfo
 	redistest.Eventually(h.t, 10*time.Second, "a result on task "+taskID, func() bool {
 		var err error
-		info, err = insp.GetTaskInfo(store.DefaultQueue, taskID)
+		info, err = insp.GetTaskInfo(store.TaskQueue(h.job(jobIDsIn(taskID)[0])), taskID)
 		return err == nil && len(info.Result) > 0
 	})
 	var res taskResult

@@ -25,7 +25,7 @@ func TestWakeUpPicksJobUp(t *testing.T) {
 	// The worker is idle: its dequeue waits for a push.
 	for _, q := range []string{"low", "high", "high", "low"} {
 		id := h.submit("chain", `"x"`, tasks.Options{Queue: q})
-		store.Wake(context.Background(), h.rdb, q)
+		store.Wake(context.Background(), h.rdb, store.TaskQueue(h.job(id))) // as the API does
 		j := h.wait(id, tasks.StateSucceeded, 10*time.Second)
 		if string(j.Result) != `"xabc"` {
 			t.Fatalf("result %s", j.Result)
