@@ -193,6 +193,8 @@ func TestRollingChange(t *testing.T) {
 		}
 		neu = append(neu, j)
 	}
+	// While both run, an old job runs on the old worker to the end.
+	s.waitSucceeded(old[0].ID, 30*time.Second)
 	v1.signal(syscall.SIGTERM)
 	if code := v1.waitExit(60 * time.Second); code != 0 {
 		t.Fatalf("old worker exited %d", code)
@@ -220,6 +222,9 @@ func TestRollingChange(t *testing.T) {
 		}
 	}
 	t.Logf("old jobs: %d succeeded on the old worker, %d failed for want of it", succeeded, orphaned)
+	if succeeded == 0 {
+		t.Errorf("no old job succeeded on the old worker while it ran")
+	}
 	for _, n := range neu {
 		j := s.waitSucceeded(n.ID, 60*time.Second)
 		res := ranOf(t, j)

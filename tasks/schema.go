@@ -34,8 +34,9 @@ import (
 // wrong type, an unknown or a missing field, EUNPROCESSABLE for a value out
 // of range (minimum, maxLength, enum, pattern, ...).
 //
-// A default that breaks the schema is allowed: an input that leaves the
-// field out is then refused, naming it (a way to make a field required
+// A default of the wrong JSON type is an error; a default that breaks
+// another rule (a minimum, a minLength) is allowed: an input that leaves
+// the field out is then refused, naming it (a way to make a field required
 // while still showing a placeholder default).
 //
 // The schema is what staged publishes in the pipeline catalogue and what
@@ -79,6 +80,15 @@ func InputSchema(schema json.RawMessage) (*InputSpec, error) {
 		}
 		f.Description, _ = p["description"].(string)
 		fields = append(fields, f)
+	}
+	// A default of the wrong JSON type is a mistake in the schema.
+	if err := sch.Validate(defaultsDoc(defaults)); err != nil {
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			if e := typeError(ve); e != nil {
+				return nil, fmt.Errorf("input schema: a default is of the wrong type: %s", e.Message)
+			}
+		}
 	}
 	def, err := json.Marshal(defaults)
 	if err != nil {
@@ -131,6 +141,32 @@ func schemaType(t any) string {
 }
 
 var printer = message.NewPrinter(language.English)
+
+// defaultsDoc is a copy of the defaults to validate (Validate must not see
+// the map the decoder fills in later).
+func defaultsDoc(d map[string]any) map[string]any {
+	c := make(map[string]any, len(d))
+	for k, v := range d {
+		c[k] = v
+	}
+	return c
+}
+
+// typeError returns the first wrong-type error among ve's leaves, or nil.
+func typeError(ve *jsonschema.ValidationError) *Error {
+	if len(ve.Causes) == 0 {
+		if _, ok := ve.ErrorKind.(*kind.Type); ok {
+			return schemaError(ve)
+		}
+		return nil
+	}
+	for _, c := range ve.Causes {
+		if e := typeError(c); e != nil {
+			return e
+		}
+	}
+	return nil
+}
 
 // schemaError turns a validation error into an *Error about its first
 // leaf cause: the field named, what is wrong said in words.

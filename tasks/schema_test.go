@@ -74,6 +74,7 @@ func TestInputSchemaRejectsBadSchemas(t *testing.T) {
 		{"not an object schema", `{"type":"array"}`, `"type": "object"`},
 		{"bad keyword value", `{"type":"object","properties":{"a":{"type":"integer","minimum":"x"}}}`, "input schema"},
 		{"remote ref", `{"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}}`, "input schema"},
+		{"default of the wrong type", `{"type":"object","properties":{"a":{"type":"integer","default":"x"}}}`, "a default is of the wrong type: field input.a must be integer, not string"},
 		{"file ref", `{"type":"object","properties":{"a":{"$ref":"file:///etc/passwd"}}}`, "input schema"},
 	}
 	for _, tt := range tests {
@@ -163,4 +164,17 @@ func errField(err error) string {
 		return e.Field
 	}
 	return "no *Error: " + ErrorMessage(err)
+}
+
+// TestInputSchemaPlaceholderDefault: a default that breaks a rule other
+// than the type (here minLength) is allowed, and an input that leaves the
+// field out is refused naming it: a required field with a placeholder.
+func TestInputSchemaPlaceholderDefault(t *testing.T) {
+	spec, err := InputSchema(json.RawMessage(`{"type":"object","properties":{"url":{"type":"string","default":"","minLength":1}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.Normalize(nil); errField(err) != "input.url" {
+		t.Errorf("Normalize(nil) = %v, want an error naming input.url", err)
+	}
 }
