@@ -105,7 +105,7 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		store.Wake(ctx, w.rdb, j.Queue)
+		store.Wake(ctx, w.rdb, store.TaskQueue(j))
 		return w.store.Untrack(ctx, id)
 	case store.HandoffOK:
 	default: // done, missing
@@ -179,7 +179,7 @@ func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opt
 		log.Warn("cannot enqueue the job's next task generation; the reconciler retries", "gen", h.Gen, "err", err)
 		return
 	}
-	store.Wake(ctx, w.rdb, j.Queue)
+	store.Wake(ctx, w.rdb, store.TaskQueue(j))
 	if err := w.store.Untrack(ctx, j.ID); err != nil {
 		log.Debug("cannot untrack the handed-off job", "err", err)
 	}
