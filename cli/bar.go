@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +52,9 @@ type lineDisplay struct {
 
 func (d *lineDisplay) update(j *tasks.Job) {
 	line := describe(j)
+	if p := partialLine(j.Partial, 60); p != "" && !j.State.Terminal() {
+		line += " · " + p
+	}
 	if line == d.last {
 		return
 	}
@@ -203,8 +211,70 @@ func barText(j *tasks.Job, since time.Duration) string {
 	case j.State == tasks.StateRetrying:
 		state = "retrying · stage"
 	}
-	return fmt.Sprintf("%s %d/%d %s · %s · ETA %s", state, j.Stage.Index, j.Stage.Total, j.Stage.Name,
+	s := fmt.Sprintf("%s %d/%d %s · %s · ETA %s", state, j.Stage.Index, j.Stage.Total, j.Stage.Name,
 		fmtDur(elapsed), eta(j, since))
+	if p := partialLine(j.Partial, 40); p != "" {
+		s += " · " + p
+	}
+	return s
+}
+
+// partialLine is one short line of a partial result: its numbers first
+// ("epoch=12 loss=0.4132"), then its short strings and booleans; nested
+// values are left out. At most width characters.
+func partialLine(raw json.RawMessage, width int) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return ""
+	}
+	var nums, rest []string
+	switch v := v.(type) {
+	case json.Number:
+		nums = append(nums, shortNumber(v))
+	case string:
+		rest = append(rest, v)
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			switch x := v[k].(type) {
+			case json.Number:
+				nums = append(nums, k+"="+shortNumber(x))
+			case string:
+				if len(x) <= 24 {
+					rest = append(rest, k+"="+x)
+				}
+			case bool:
+				rest = append(rest, fmt.Sprintf("%s=%v", k, x))
+			}
+		}
+	}
+	line := strings.Join(append(nums, rest...), " ")
+	if r := []rune(line); len(r) > width {
+		line = string(r[:width-1]) + "…"
+	}
+	return line
+}
+
+// shortNumber shows n with at most 4 significant digits after the point
+// for fractions: 0.413212 → 0.4132, 12 → 12.
+func shortNumber(n json.Number) string {
+	if i, err := n.Int64(); err == nil {
+		return strconv.FormatInt(i, 10)
+	}
+	f, err := n.Float64()
+	if err != nil {
+		return n.String()
+	}
+	return strconv.FormatFloat(f, 'g', 4, 64)
 }
 
 // jobElapsed is how long j has been running (queued, if it has not

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -139,4 +140,26 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestPartialLine(t *testing.T) {
+	tests := []struct {
+		name, partial string
+		width         int
+		want          string
+	}{
+		{"numbers first, sorted", `{"phase":"fit","loss":0.41321987,"epoch":12,"model":{"w":[1,2]}}`, 60, "epoch=12 loss=0.4132 phase=fit"},
+		{"a bare number", `0.5`, 60, "0.5"},
+		{"cut to width", `{"a":1,"b":2,"c":3,"d":4}`, 10, "a=1 b=2 c…"},
+		{"null", `null`, 60, ""},
+		{"none", ``, 60, ""},
+		{"long strings left out", `{"n":1,"log":"` + strings.Repeat("x", 40) + `"}`, 60, "n=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := partialLine(json.RawMessage(tt.partial), tt.width); got != tt.want {
+				t.Errorf("partialLine(%s) = %q, want %q", tt.partial, got, tt.want)
+			}
+		})
+	}
 }

@@ -135,8 +135,8 @@ func runSubmit(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stdout, j.ID)
 		return exitOK
 	}
-	// stdout gets the progress and the result; the id goes to stderr, so
-	// that the job can be found (status, cancel) while this waits.
+	// stdout gets only the result; the id and the progress go to stderr,
+	// so that the job can be found (status, cancel) while this waits.
 	fmt.Fprintf(stderr, "job %s submitted; its page: %s/jobs/%s\n", j.ID, c.BaseURL(), j.ID)
 	return follow(ctx, c, j, *asJSON, stdout, stderr)
 }
@@ -245,9 +245,11 @@ func runCancel(ctx context.Context, args []string, getenv func(string) string, s
 // asJSON), and prints the outcome: the result, or the final record with
 // asJSON. It returns 0 succeeded, 1 failed, 2 canceled.
 func follow(ctx context.Context, c *client.Client, j *tasks.Job, asJSON bool, stdout, stderr io.Writer) int {
+	// Progress goes to stderr (a bar when it is a terminal), so that stdout
+	// holds only the result: staged submit ... --wait > out.json.
 	var d display = nopDisplay{}
 	if !asJSON {
-		d = newDisplay(stdout)
+		d = newDisplay(stderr)
 	}
 	last := j
 	if j.Type != "" {

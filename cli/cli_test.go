@@ -180,27 +180,28 @@ func TestFollow(t *testing.T) {
 				withResult(rec(tasks.StateSucceeded, 2, 1, 4*time.Second), `{"data":"x -> processed by stage 1 -> processed by stage 2"}`),
 			},
 			want: exitOK,
-			wantOut: "2026-11-25T10:00:00Z queued\n" +
+			// stdout holds only the result; the progress is on stderr.
+			wantOut: "{\n  \"data\": \"x -> processed by stage 1 -> processed by stage 2\"\n}\n",
+			wantErr: "2026-11-25T10:00:00Z queued\n" +
 				"2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n" +
 				"2026-11-25T10:00:03Z running stage 2/2 stage2 50%\n" +
-				"2026-11-25T10:00:04Z succeeded stage 2/2 stage2 100%\n" +
-				"{\n  \"data\": \"x -> processed by stage 1 -> processed by stage 2\"\n}\n",
+				"2026-11-25T10:00:04Z succeeded stage 2/2 stage2 100%\n",
 		},
 		{
 			name:    "watch failed",
 			args:    []string{"watch", testID},
 			events:  []*tasks.Job{running, withError(rec(tasks.StateFailed, 2, 0.5, 3*time.Second), "stage2", "boom")},
 			want:    exitFailed,
-			wantOut: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z failed stage 2/2 stage2 50%: boom\n",
-			wantErr: "staged: job " + testID + " failed in stage stage2: boom\n",
+			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z failed stage 2/2 stage2 50%: boom\n" +
+				"staged: job " + testID + " failed in stage stage2: boom\n",
 		},
 		{
 			name:    "watch canceled",
 			args:    []string{"watch", testID},
 			events:  []*tasks.Job{running, rec(tasks.StateCanceled, 1, 0.5, 3*time.Second)},
 			want:    exitCanceled,
-			wantOut: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z canceled stage 1/2 stage1 50%\n",
-			wantErr: "was canceled",
+			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z canceled stage 1/2 stage1 50%\n" +
+				"staged: job " + testID + " was canceled",
 		},
 		{
 			name:   "submit --wait --json prints only the final record",
@@ -239,7 +240,7 @@ func TestFollowInterrupted(t *testing.T) {
 	done := make(chan int)
 	go func() {
 		defer pw.Close()
-		done <- run(ctx, []string{"watch", testID}, env(f.env()), pw, io.Discard)
+		done <- run(ctx, []string{"watch", testID}, env(f.env()), io.Discard, pw)
 	}()
 	// Cancel once the first line is out: the watch is then following.
 	buf := make([]byte, 256)

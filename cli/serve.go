@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -28,6 +29,13 @@ func runServe(ctx context.Context, mode string, ps []*tasks.Pipeline, args []str
 	o, code, done := parseServe(mode, args, getenv, stdout, stderr)
 	if done {
 		return code
+	}
+	if mode != "worker" {
+		// Before any banner: a taken port is the commonest start-up mistake.
+		if err := addrFree(o.cfg.Addr); err != nil {
+			printErr(stderr, "%v", err)
+			return exitUsage
+		}
 	}
 	log := newLogger(o.cfg.LogFormat, stderr)
 	slog.SetDefault(log) // the standard logger too (asynq's x/metrics logs with it)
@@ -406,4 +414,18 @@ func indentErrs(err error) string {
 		s += e.Error()
 	}
 	return s
+}
+
+// addrFree checks that the API can listen on addr, and says which setting
+// changes it when it cannot.
+func addrFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("cannot listen on %s: the address is already in use (another staged?); "+
+				"choose another with STAGED_ADDR or --addr, e.g. --addr :8081 (and STAGED_SERVER=http://localhost:8081 for the CLI)", addr)
+		}
+		return fmt.Errorf("cannot listen on %s (STAGED_ADDR, --addr): %v", addr, err)
+	}
+	return ln.Close()
 }
