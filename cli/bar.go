@@ -51,14 +51,16 @@ type lineDisplay struct {
 }
 
 func (d *lineDisplay) update(j *tasks.Job) {
+	// A line per change of state, stage or whole percent (not per partial
+	// result), with the partial result of that moment.
 	line := describe(j)
-	if p := partialLine(j.Partial, 60); p != "" && !j.State.Terminal() {
-		line += " · " + p
-	}
 	if line == d.last {
 		return
 	}
 	d.last = line
+	if p := partialLine(j.Partial, 60); p != "" && !j.State.Terminal() {
+		line += " · " + p
+	}
 	ts := j.UpdatedAt
 	if ts.IsZero() {
 		ts = time.Now()

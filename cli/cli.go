@@ -221,6 +221,9 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	return follow(ctx, c, &tasks.Job{ID: id}, asJSON, stdout, stderr)
 }
 
+// cancelWait bounds how long staged cancel waits for a running job to stop.
+const cancelWait = 10 * time.Second
+
 func runCancel(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c, id, asJSON, code, ok := idCommand("cancel", "print the job record as JSON", args, getenv, stdout, stderr)
 	if !ok {
@@ -233,9 +236,15 @@ func runCancel(ctx context.Context, args []string, getenv func(string) string, s
 	if asJSON {
 		return printJSON(stdout, j)
 	}
-	if j.State == tasks.StateRunning || j.CancelRequested && !j.State.Terminal() {
-		fmt.Fprintf(stdout, "%s (cancel requested: the worker is stopping it)\n", j.State)
-		return exitOK
+	if j.CancelRequested && !j.State.Terminal() {
+		// The worker stops a running job within about a second: wait for it,
+		// so that what follows (staged retry) sees the job canceled.
+		if done, err := c.Wait(ctx, id, cancelWait); err == nil && done.State.Terminal() {
+			j = done
+		} else {
+			fmt.Fprintf(stdout, "%s (cancel requested: the worker is stopping it)\n", j.State)
+			return exitOK
+		}
 	}
 	fmt.Fprintln(stdout, j.State)
 	return exitOK

@@ -188,18 +188,18 @@ func TestFollow(t *testing.T) {
 				"2026-11-25T10:00:04Z succeeded stage 2/2 stage2 100%\n",
 		},
 		{
-			name:    "watch failed",
-			args:    []string{"watch", testID},
-			events:  []*tasks.Job{running, withError(rec(tasks.StateFailed, 2, 0.5, 3*time.Second), "stage2", "boom")},
-			want:    exitFailed,
+			name:   "watch failed",
+			args:   []string{"watch", testID},
+			events: []*tasks.Job{running, withError(rec(tasks.StateFailed, 2, 0.5, 3*time.Second), "stage2", "boom")},
+			want:   exitFailed,
 			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z failed stage 2/2 stage2 50%: boom\n" +
 				"staged: job " + testID + " failed in stage stage2: boom\n",
 		},
 		{
-			name:    "watch canceled",
-			args:    []string{"watch", testID},
-			events:  []*tasks.Job{running, rec(tasks.StateCanceled, 1, 0.5, 3*time.Second)},
-			want:    exitCanceled,
+			name:   "watch canceled",
+			args:   []string{"watch", testID},
+			events: []*tasks.Job{running, rec(tasks.StateCanceled, 1, 0.5, 3*time.Second)},
+			want:   exitCanceled,
 			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z canceled stage 1/2 stage1 50%\n" +
 				"staged: job " + testID + " was canceled",
 		},

@@ -125,7 +125,11 @@ func countsLine(counts map[tasks.State]int) string {
 			total += n
 		}
 	}
-	return fmt.Sprintf("%d jobs: %s", total, strings.Join(parts, ", "))
+	noun := "jobs"
+	if total == 1 {
+		noun = "job"
+	}
+	return fmt.Sprintf("%d %s: %s", total, noun, strings.Join(parts, ", "))
 }
 
 // age is a short duration: 45s, 12m, 3h, 2d.

@@ -130,7 +130,8 @@ Usage:
   staged version             print the version
   staged help [COMMAND]      this help, or a command's flags
 
-Settings (environment, overridden by the flags of the same name):
+Settings (environment, overridden by the flags of the same name; the
+secrets have no flag, as a command line shows in ps):
   STAGED_REDIS_URL     --redis        redis://, rediss://, redis-sentinel://s1:p1,s2:p2/0?master=NAME,
                                       redis+cluster://n1:p1,n2:p2,n3:p3 (api, worker: default `+RedisURLDefault+`)
   STAGED_ADDR          --addr         API listen address (default `+AddrDefault+`)

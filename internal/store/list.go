@@ -210,6 +210,7 @@ func (s *Store) listBatch(ctx context.Context, q ListQuery, key string, members 
 		if !q.matchState(st) || !q.match(q.Types, j.Type) || !q.match(q.Queues, j.Queue) {
 			continue
 		}
+		j.State = st // the listing shows the state it filtered on
 		page.Jobs = append(page.Jobs, j)
 		if len(page.Jobs) == limit {
 			return i + 1, true, nil
