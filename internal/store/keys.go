@@ -1,9 +1,9 @@
 package store
 
 import (
-	"hash/fnv"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/fnv"
 	"strconv"
 )
 
