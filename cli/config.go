@@ -67,6 +67,11 @@ type Config struct {
 	// TenantMaxLive is the live jobs (queued or running) a tenant may
 	// have: 0 means the server's default, negative no limit.
 	TenantMaxLive int
+	// WaitReplicas is how many replicas must have a new job before a
+	// submit answers 202; -1 (the default) means one when the primary has
+	// replicas at start. WaitTimeout bounds the wait (0: the server's).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// KeepAllEvents keeps finished jobs' event streams whole, for
 	// tests and debugging (STAGED_KEEP_ALL_EVENTS, no flag).
 	KeepAllEvents bool
@@ -117,6 +122,8 @@ var (
 	setLogFormat   = setting{"log-format", "STAGED_LOG_FORMAT"}
 	setTenantLive  = setting{"tenant-max-live", "STAGED_TENANT_MAX_LIVE"}
 	setKeepEvents  = setting{"", "STAGED_KEEP_ALL_EVENTS"}
+	setWaitRepl    = setting{"", "STAGED_REDIS_WAIT_REPLICAS"}
+	setWaitTimeout = setting{"", "STAGED_REDIS_WAIT_TIMEOUT"}
 )
 
 // source reads settings: a flag given on the command line wins over the
@@ -188,7 +195,7 @@ var flagHelp = map[setting]string{
 // worker alike, so a bad value fails at start whichever process reads it.
 // logFormat is the default log format of the subcommand.
 func loadServe(s *source, logFormat string) (*Config, error) {
-	c := &Config{Addr: AddrDefault, Retention: RetentionDefault, RateLimit: RateLimitDefault, LogFormat: logFormat,
+	c := &Config{Addr: AddrDefault, Retention: RetentionDefault, RateLimit: RateLimitDefault, LogFormat: logFormat, WaitReplicas: -1,
 		Queues: defaultQueues()}
 	var errs []error
 	add := func(err error) {
@@ -250,6 +257,20 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 		if n == 0 {
 			c.TenantMaxLive = -1
 		}
+	}
+	if v, from, ok := s.get(setWaitRepl); ok && v != "auto" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 16 {
+			add(invalid(from, "%q is not auto or a number of replicas 0..16 (0 turns the wait off)", v))
+		}
+		c.WaitReplicas = n
+	}
+	if v, from, ok := s.get(setWaitTimeout); ok {
+		d, err := parseDuration(v)
+		if err != nil || d <= 0 {
+			add(invalid(from, "%q is not a positive duration such as 500ms or 2s", v))
+		}
+		c.WaitTimeout = d
 	}
 	if v, from, ok := s.get(setKeepEvents); ok {
 		b, err := parseBool(v)

@@ -147,6 +147,8 @@ secrets have no flag, as a command line shows in ps):
   STAGED_API_KEYS                     name=secret,... keys the API accepts (each name is a tenant)
   STAGED_ADMIN_KEYS                   name=secret,... keys that may open the dashboard
   STAGED_TENANT_MAX_LIVE --tenant-max-live  live jobs one tenant may have, 0 = no limit (default 10000)
+  STAGED_REDIS_WAIT_REPLICAS          replicas that must have a job before 202 (default auto: 1 if any, 0 = off)
+  STAGED_REDIS_WAIT_TIMEOUT           how long a submit waits for them (default 1s; then 503)
   STAGED_API_KEYS_FILE --api-keys-file  keys by digest, lines "name sha256:<hex of SHA-256(secret)> [admin]"
   STAGED_MONITORING_WRITE --monitoring-write  1 lets the dashboard change queues and tasks (default read-only)
   STAGED_RATE_LIMIT    --rate-limit   requests per second per key (default 100, 0 = off)

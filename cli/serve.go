@@ -188,6 +188,7 @@ type serveConn struct {
 	connOpt  asynq.RedisConnOpt
 	embedded *embeddedRedis
 	shown    string // the URL for logs, password redacted
+	replicas int    // replicas of the primary seen at start
 }
 
 func (c *serveConn) close() {
@@ -229,7 +230,9 @@ func (o *serveOpts) connect(ctx context.Context, log *slog.Logger, stderr io.Wri
 	if c.embedded != nil {
 		c.shown = "embedded " + c.shown
 	}
-	if err := checkRedis(ctx, conn, c.rdb, log, c.shown); err != nil {
+	topo, err := checkRedis(ctx, conn, c.rdb, log, c.shown)
+	c.replicas = topo.Replicas
+	if err != nil {
 		c.close()
 		printErr(stderr, "STAGED_REDIS_URL: %v", err)
 		return nil, exitFailed
@@ -250,7 +253,15 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 	if o.mode == "api" {
 		reg = nil // the API learns every pipeline from the catalogue the workers publish
 	} // dev: the API knows this process's pipelines before the worker's first heartbeat
+	wait := cfg.WaitReplicas
+	if wait < 0 { // auto: one replica when the primary has any
+		wait = min(c.replicas, 1)
+	}
+	if wait > 0 {
+		log.Info("a submit answers 202 once a replica has the job (STAGED_REDIS_WAIT_REPLICAS)", "replicas", wait, "timeout", cfg.WaitTimeout)
+	}
 	return server.New(server.Config{
+		WaitReplicas: wait, WaitTimeout: cfg.WaitTimeout,
 		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
 		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive, KeepAllEvents: cfg.KeepAllEvents,
@@ -350,20 +361,20 @@ func runAll(ctx context.Context, parts ...func(context.Context) error) error {
 // API answers 503 (and /readyz says so) and the worker waits until Redis
 // is back. A URL that reaches the wrong kind of node (a Cluster node through
 // redis://, a read-only replica) is: the error says which URL to use.
-func checkRedis(ctx context.Context, conn *redisurl.Conn, rdb redis.UniversalClient, log *slog.Logger, shown string) error {
+func checkRedis(ctx context.Context, conn *redisurl.Conn, rdb redis.UniversalClient, log *slog.Logger, shown string) (redisurl.Topology, error) {
 	ctx, cancel := context.WithTimeout(ctx, RedisTimeout)
 	defer cancel()
 	topo, err := redisurl.Check(ctx, conn, rdb)
 	var misuse *redisurl.MisuseError
 	switch {
 	case errors.As(err, &misuse):
-		return err
+		return topo, err
 	case err != nil:
 		log.Warn("Redis does not answer yet; the API answers 503 until it does", "redis", shown, "err", err)
 	default:
 		log.Info("Redis answers", "redis", shown, "kind", conn.Kind.String(), "replicas", topo.Replicas)
 	}
-	return nil
+	return topo, nil
 }
 
 // redisLogger sends go-redis's own messages (pool dial failures) to the

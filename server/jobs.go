@@ -122,6 +122,12 @@ func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, s
 	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
 	if err == nil {
 		s.waker.Wake(store.TaskQueue(j))
+		if n := s.cfg.WaitReplicas; n > 0 {
+			// 202 only once a replica has the job: a failover cannot lose it.
+			if err := s.store.WaitReplicated(ctx, j.ID, n, s.cfg.WaitTimeout); err != nil {
+				return nil, err
+			}
+		}
 		return rec, nil
 	}
 	msg := "the job could not be queued, so it was not created; try again shortly"

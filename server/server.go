@@ -43,6 +43,8 @@ const (
 	// RedisTimeoutDefault bounds each Redis call a handler makes, so that a
 	// request answers (503) in bounded time when Redis is down.
 	RedisTimeoutDefault = 2 * time.Second
+	// WaitTimeoutDefault bounds the wait for replicas (Config.WaitReplicas).
+	WaitTimeoutDefault = time.Second
 	// ShutdownTimeoutDefault bounds how long Run drains in-flight requests.
 	ShutdownTimeoutDefault = 10 * time.Second
 )
@@ -106,6 +108,13 @@ type Config struct {
 	// a retry) one tenant may have; a submit beyond it gets 429. 0 means
 	// store.TenantMaxLiveDefault, a negative number no limit.
 	TenantMaxLive int
+	// WaitReplicas is how many replicas must have a new job before the
+	// submit answers 202 (Redis WAIT, after the job's record and task are
+	// written); 0 means none. WaitTimeout bounds that wait; 0 means
+	// WaitTimeoutDefault. A submit whose job is not replicated in time
+	// answers 503 (the job may still run; an Idempotency-Key tells).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// KeepAllEvents keeps every job's whole event stream, for tests and
 	// debugging (see the worker's setting of the same name).
 	KeepAllEvents bool
@@ -173,6 +182,9 @@ func (c *Config) validate() error {
 	}
 	if c.AuthFailures <= 0 {
 		c.AuthFailures = AuthFailuresDefault
+	}
+	if c.WaitTimeout <= 0 {
+		c.WaitTimeout = WaitTimeoutDefault
 	}
 	if c.RedisTimeout == 0 {
 		c.RedisTimeout = RedisTimeoutDefault
