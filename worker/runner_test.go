@@ -162,9 +162,11 @@ func TestRetries(t *testing.T) {
 	if retrying != 2 {
 		t.Errorf("%d retrying records, want 2", retrying)
 	}
-	if st := h.taskState(id); st != asynq.TaskStateArchived {
-		t.Errorf("asynq task state = %v, want archived", st)
-	}
+	// asynq archives the task after the handler has written the failed
+	// record and returned: wait for it.
+	redistest.Eventually(t, 10*time.Second, "asynq task "+id+" archived", func() bool {
+		return h.taskState(id) == asynq.TaskStateArchived
+	})
 }
 
 // TestPermanentErrors covers the errors a retry cannot fix, the payload
