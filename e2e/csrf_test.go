@@ -16,7 +16,7 @@ import (
 // evilPage is a page on another site that makes the visitor's browser
 // pause the dashboard's queue: a form that submits itself.
 const evilPage = `<!doctype html><title>cute cats</title>
-<form method="POST" action="%s/monitoring/api/queues/default:pause"><input type="hidden" name="x" value="1"></form>
+<form method="POST" action="%s/monitoring/api/queues/%s:pause"><input type="hidden" name="x" value="1"></form>
 <script>document.forms[0].submit()</script>`
 
 // TestBrowserDashboardCSRF: with STAGED_MONITORING_WRITE=1, a page on
@@ -29,9 +29,10 @@ func TestBrowserDashboardCSRF(t *testing.T) {
 	s := newStack(t, false)
 	s.startAPI("STAGED_MONITORING_WRITE=1")
 	s.submit(`{"type":"sleep","input":{"stages":1,"ms":1}}`) // asynq knows the queue now
+	q := builtinQueue("default", "sleep")                    // sleep's asynq queue on default
 	insp := asynq.NewInspectorFromRedisClient(s.rdb)
 	paused := func() bool {
-		info, err := insp.GetQueueInfo("default")
+		info, err := insp.GetQueueInfo(q)
 		if err != nil {
 			t.Fatalf("queue info: %v", err)
 		}
@@ -41,7 +42,7 @@ func TestBrowserDashboardCSRF(t *testing.T) {
 	// The other site: another host name and port (localhost, not 127.0.0.1).
 	evil := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
-		fmt.Fprintf(w, evilPage, s.baseURL)
+		fmt.Fprintf(w, evilPage, s.baseURL, q)
 	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +70,7 @@ func TestBrowserDashboardCSRF(t *testing.T) {
 			return false, err.Error()
 		}
 		shown = href
-		return strings.HasPrefix(href, s.baseURL+"/monitoring/api/queues/default:pause complete"), href
+		return strings.HasPrefix(href, s.baseURL+"/monitoring/api/queues/"+q+":pause complete"), href
 	})
 	t.Logf("the browser shows: %.300s", shown)
 	if paused() {
@@ -83,7 +84,7 @@ func TestBrowserDashboardCSRF(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(s.baseURL+"/monitoring/")); err != nil {
 		t.Fatalf("open the dashboard: %v", err)
 	}
-	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/monitoring/api/queues/default:pause", {method: "POST"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/monitoring/api/queues/`+q+`:pause", {method: "POST"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("pause from the dashboard's page: %v", err)
 	}
