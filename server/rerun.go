@@ -39,6 +39,7 @@ func (s *Server) retryJob(c echo.Context) error {
 		})
 		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job could not be queued again; it is as it was; try again shortly", Err: err}
 	}
+	s.waker.Wake(store.TaskQueue(r.Job))
 	s.log.Info("job queued again", "job", id, "gen", r.Gen, "was", string(r.Previous.State))
 	rec, err := tasks.Marshal(r.Job)
 	if err != nil {
