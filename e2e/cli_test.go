@@ -178,36 +178,36 @@ func (r *cliRun) wait(t *testing.T) cliResult {
 // when stdout is not a terminal: "TIME STATE" or "TIME STATE stage K/N
 // NAME P%" (failed adds ": message").
 var statusLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (queued|running|retrying|canceling|succeeded|failed|canceled)` +
-	`(?: stage (\d+)/(\d+) (\S+) (\d{1,3})%(?:: .+)?)?$`)
+	`(?: stage (\d+)/(\d+) (\S+) (\d{1,3})%(?: · .+)?(?:: .+)?)?$`)
 
-// plainLines splits non-TTY follow output into its status lines and what
-// comes after them (the result), checking each status line's format, that
-// consecutive lines differ, and that the output has no terminal control.
-func plainLines(t *testing.T, what, stdout string) (status [][]string, rest string) {
+// plainLines picks the status lines out of non-TTY follow output on stderr
+// (other lines, such as the submitted job's id or the final message, are
+// passed over), checking each status line's format, that consecutive ones
+// differ, and that the output has no terminal control.
+func plainLines(t *testing.T, what, stderr string) (status [][]string) {
 	t.Helper()
-	if strings.ContainsAny(stdout, "\r\x1b") {
-		t.Errorf("%s: non-TTY output has carriage returns or escape sequences: %q", what, stdout)
+	if strings.ContainsAny(stderr, "\r\x1b") {
+		t.Errorf("%s: non-TTY output has carriage returns or escape sequences: %q", what, stderr)
 	}
-	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
-	i := 0
-	for ; i < len(lines); i++ {
-		m := statusLine.FindStringSubmatch(lines[i])
+	for _, line := range strings.Split(strings.TrimRight(stderr, "\n"), "\n") {
+		m := statusLine.FindStringSubmatch(line)
 		if m == nil {
-			break
+			continue
 		}
-		if i > 0 && strings.TrimPrefix(lines[i], m[1]) == strings.TrimPrefix(lines[i-1], status[i-1][1]) {
-			t.Errorf("%s: line %d repeats the previous one: %q", what, i+1, lines[i])
+		if n := len(status); n > 0 && strings.TrimPrefix(line, m[1]) == strings.TrimPrefix(status[n-1][0], status[n-1][1]) {
+			t.Errorf("%s: status line %d repeats the previous one: %q", what, n+1, line)
 		}
 		status = append(status, m)
 	}
 	if len(status) == 0 {
-		t.Fatalf("%s: no status line in the output:\n%s", what, stdout)
+		t.Fatalf("%s: no status line on stderr:\n%s", what, stderr)
 	}
-	return status, strings.Join(lines[i:], "\n")
+	return status
 }
 
-// TestCLIWait runs `staged submit --wait` to each end with stdout not a
-// terminal: exit 0 with plain status lines then the result, 1 when the
+// TestCLIWait runs `staged submit --wait` to each end with stdout and
+// stderr not a terminal: exit 0 with plain status lines on stderr and only
+// the result on stdout, 1 when the
 // job fails (an attempt timeout shorter than the job), 2 when another
 // process cancels the job while the first waits.
 func TestCLIWait(t *testing.T) {
@@ -220,7 +220,7 @@ func TestCLIWait(t *testing.T) {
 	// "succeeded stage 3/3 stage3 100%", then the result as JSON.
 	r := s.cli(nil, "submit", "sleep", "--input", `{"stages":3,"ms":400}`, "--wait")
 	r.want(t, "submit --wait (succeeds)", 0)
-	status, rest := plainLines(t, "submit --wait (succeeds)", r.stdout)
+	status, rest := plainLines(t, "submit --wait (succeeds)", r.stderr), strings.TrimSpace(r.stdout)
 	t.Logf("submit --wait printed %d status lines; last %q", len(status), status[len(status)-1][0])
 	prevStage, prevPct := 0, -1
 	for _, m := range status {
@@ -252,7 +252,7 @@ func TestCLIWait(t *testing.T) {
 	// last line says failed in stage 1 with the reason, stderr too.
 	r = s.cli(nil, "submit", "sleep", "--input", `{"stages":2,"ms":3000}`, "--timeout", "1s", "--max-retries", "0", "--wait")
 	r.want(t, "submit --wait (times out)", 1, "failed in stage stage1")
-	status, rest = plainLines(t, "submit --wait (times out)", r.stdout)
+	status, rest = plainLines(t, "submit --wait (times out)", r.stderr), strings.TrimSpace(r.stdout)
 	if last := status[len(status)-1]; last[2] != "failed" || last[3] != "1" || !strings.Contains(last[0], "stage 1/2 stage1") {
 		t.Errorf("the last status line is %q, want \"failed stage 1/2 stage1 P%%: …\"", last[0])
 	}
@@ -265,12 +265,12 @@ func TestCLIWait(t *testing.T) {
 	var id string
 	waitFor(t, 20*time.Second, "submit --wait to name its job and show it running", func() (bool, string) {
 		id = uuidRE.FindString(bg.err.String())
-		return id != "" && strings.Contains(bg.out.String(), "running stage 1/2"), fmt.Sprintf("stdout %q, stderr %q", bg.out.String(), bg.err.String())
+		return id != "" && strings.Contains(bg.err.String(), "running stage 1/2"), fmt.Sprintf("stdout %q, stderr %q", bg.out.String(), bg.err.String())
 	})
 	s.cli(nil, "cancel", id).want(t, "cancel from another process", 0)
 	r = bg.wait(t)
 	r.want(t, "submit --wait (canceled)", 2, "was canceled")
-	status, rest = plainLines(t, "submit --wait (canceled)", r.stdout)
+	status, rest = plainLines(t, "submit --wait (canceled)", r.stderr), strings.TrimSpace(r.stdout)
 	if last := status[len(status)-1]; last[2] != "canceled" || !strings.Contains(last[0], "stage 1/2 stage1") {
 		t.Errorf("the last status line is %q, want \"canceled stage 1/2 stage1 P%%\"", last[0])
 	}
