@@ -72,6 +72,10 @@ type Config struct {
 	// replicas at start. WaitTimeout bounds the wait (0: the server's).
 	WaitReplicas int
 	WaitTimeout  time.Duration
+	// MaxStreamsPerKey and MaxWaitsPerKey cap the event streams and the
+	// long polls one key holds open per API process (server.Config); 0
+	// means the server's default, -1 no cap.
+	MaxStreamsPerKey, MaxWaitsPerKey int
 	// KeepAllEvents keeps finished jobs' event streams whole, for
 	// tests and debugging (STAGED_KEEP_ALL_EVENTS, no flag).
 	KeepAllEvents bool
@@ -121,6 +125,8 @@ var (
 	setMonWrite    = setting{"monitoring-write", "STAGED_MONITORING_WRITE"}
 	setLogFormat   = setting{"log-format", "STAGED_LOG_FORMAT"}
 	setTenantLive  = setting{"tenant-max-live", "STAGED_TENANT_MAX_LIVE"}
+	setMaxStreams  = setting{"max-streams-per-key", "STAGED_MAX_STREAMS_PER_KEY"}
+	setMaxWaits    = setting{"max-waits-per-key", "STAGED_MAX_WAITS_PER_KEY"}
 	setKeepEvents  = setting{"", "STAGED_KEEP_ALL_EVENTS"}
 	setWaitRepl    = setting{"", "STAGED_REDIS_WAIT_REPLICAS"}
 	setWaitTimeout = setting{"", "STAGED_REDIS_WAIT_TIMEOUT"}
@@ -189,6 +195,8 @@ var flagHelp = map[setting]string{
 	setMonWrite:    "let the dashboard change queues and tasks (default read-only)",
 	setLogFormat:   "log format, json or text",
 	setTenantLive:  "live jobs (queued or running) one tenant may have, 0 = no limit (default 10000)",
+	setMaxStreams:  "event streams one key may hold open per API process, 0 = no cap (default 100); past it 429",
+	setMaxWaits:    "long polls (?wait) one key may hold per API process, 0 = no cap (default 100); past it 429",
 }
 
 // loadServe reads and validates every server-side setting, for dev, api and
@@ -271,6 +279,21 @@ func loadServe(s *source, logFormat string) (*Config, error) {
 			add(invalid(from, "%q is not a positive duration such as 500ms or 2s", v))
 		}
 		c.WaitTimeout = d
+	}
+	for _, cp := range []struct {
+		set setting
+		dst *int
+	}{{setMaxStreams, &c.MaxStreamsPerKey}, {setMaxWaits, &c.MaxWaitsPerKey}} {
+		if v, from, ok := s.get(cp.set); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				add(invalid(from, "%q is not a whole number ≥ 0 (0 turns the cap off)", v))
+			}
+			*cp.dst = n
+			if n == 0 {
+				*cp.dst = -1
+			}
+		}
 	}
 	if v, from, ok := s.get(setKeepEvents); ok {
 		b, err := parseBool(v)

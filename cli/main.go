@@ -149,6 +149,8 @@ secrets have no flag, as a command line shows in ps):
   STAGED_TENANT_MAX_LIVE --tenant-max-live  live jobs one tenant may have, 0 = no limit (default 10000)
   STAGED_REDIS_WAIT_REPLICAS          replicas that must have a job before 202 (default auto: 1 if any, 0 = off)
   STAGED_REDIS_WAIT_TIMEOUT           how long a submit waits for them (default 1s; then 503)
+  STAGED_MAX_STREAMS_PER_KEY --max-streams-per-key  event streams one key may hold open, 0 = no cap (default 100)
+  STAGED_MAX_WAITS_PER_KEY --max-waits-per-key  long polls one key may hold, 0 = no cap (default 100)
   STAGED_API_KEYS_FILE --api-keys-file  keys by digest, lines "name sha256:<hex of SHA-256(secret)> [admin]"
   STAGED_MONITORING_WRITE --monitoring-write  1 lets the dashboard change queues and tasks (default read-only)
   STAGED_RATE_LIMIT    --rate-limit   requests per second per key (default 100, 0 = off)

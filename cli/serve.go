@@ -116,7 +116,7 @@ func parseServe(mode string, args []string, getenv func(string) string, stdout, 
 	fs := newFlagSet(mode, synopsis, stderr)
 	sts := []setting{setRedis, setLogFormat, setQueues}
 	if mode != "worker" {
-		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite, setTenantLive)
+		sts = append(sts, setAddr, setRetention, setRateLimit, setAPIKeysFile, setMonWrite, setTenantLive, setMaxStreams, setMaxWaits)
 	}
 	if mode != "api" {
 		sts = append(sts, setConcurrency, setPipelines, setOnly, setHeartbeat, setCatalogTTL, setOrphanAfter)
@@ -264,7 +264,8 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 		WaitReplicas: wait, WaitTimeout: cfg.WaitTimeout,
 		Redis: c.rdb, RedisConnOpt: c.connOpt, Registry: reg, Retention: cfg.Retention, Logger: log,
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
-		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive, KeepAllEvents: cfg.KeepAllEvents,
+		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive,
+		MaxStreamsPerKey: cfg.MaxStreamsPerKey, MaxWaitsPerKey: cfg.MaxWaitsPerKey, KeepAllEvents: cfg.KeepAllEvents,
 	})
 }
 

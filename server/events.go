@@ -46,6 +46,11 @@ func (s *Server) streamEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.streams.take(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w := s.hub.watchEvents(id) // before any read: no change is missed
 	defer w.stop()
 	ctx := c.Request().Context()

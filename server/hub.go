@@ -55,8 +55,12 @@ type jobWatch struct {
 	// last is the id of the last entry the hub delivered, or the position
 	// of the first feed watcher to catch up ("" before): the next shared
 	// read starts after it.
-	last    string
-	dirty   bool // a message came since the reader's last read began
+	last  string
+	dirty bool // a message came since the reader's last read began
+	// seq counts the messages for the job (and resubscriptions), so that
+	// long polls can tell a read that saw a change from one that may not
+	// have (sharedReads).
+	seq     uint64
 	reading bool // a reader goroutine runs for this job
 }
 
@@ -208,6 +212,7 @@ func (h *hub) notify(id string) {
 	if js == nil {
 		return
 	}
+	js.seq++
 	shared := false
 	for w := range js.ws {
 		switch {
@@ -327,6 +332,7 @@ func entriesAfter(evs []store.Event, after, at string) ([]store.Event, bool) {
 func (h *hub) notifyAll() {
 	h.mu.Lock()
 	for _, js := range h.watchers {
+		js.seq++
 		for w := range js.ws {
 			if w.feed {
 				w.reread()
@@ -336,6 +342,16 @@ func (h *hub) notifyAll() {
 		}
 	}
 	h.mu.Unlock()
+}
+
+// seq returns job id's message count (0 when nobody watches it).
+func (h *hub) seq(id string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if js := h.watchers[id]; js != nil {
+		return js.seq
+	}
+	return 0
 }
 
 // close ends the subscription and waits for the readers.

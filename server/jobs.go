@@ -33,6 +33,13 @@ func (s *Server) submitJob(c echo.Context) error {
 		return err
 	}
 	tenant := tenantOf(c)
+	if wait > 0 {
+		release, err := s.waits.take(c)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	ctx, cancel := s.redisCtx(c.Request().Context())
 	defer cancel()
 
@@ -191,6 +198,11 @@ func (s *Server) getJob(c echo.Context) error {
 }
 
 func (s *Server) getJobWait(c echo.Context, id string, wait time.Duration) error {
+	release, err := s.waits.take(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w := s.hub.watch(id)
 	defer w.stop()
 	raw, _, err := s.waitFinished(c.Request().Context(), w, id, tenantOf(c), wait)
@@ -264,10 +276,19 @@ func (s *Server) waitParam(c echo.Context) (time.Duration, error) {
 func (s *Server) waitFinished(ctx context.Context, w *watcher, id, tenant string, d time.Duration) (raw []byte, done bool, err error) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
+	after := s.hub.seq(id) // w is registered: a read from now on misses nothing
 	for {
 		rctx, cancel := s.redisCtx(ctx)
-		raw, err = s.store.GetRaw(rctx, id, tenant)
+		spent := context.Cause(rctx) // set only when the limiter spent the budget
 		cancel()
+		if spent != nil {
+			return nil, false, store.RedisError("wait "+id, spent)
+		}
+		var owner string
+		raw, owner, err = s.reads.get(ctx, id, after)
+		if err == nil && tenant != "" && owner != tenant {
+			err = notFound(id)
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -276,9 +297,11 @@ func (s *Server) waitFinished(ctx context.Context, w *watcher, id, tenant string
 		}
 		select {
 		case <-w.C:
+			after = s.hub.seq(id)
 		case <-timer.C:
 			select {
 			case <-w.C: // a change raced with the timer: read it once more
+				after = s.hub.seq(id)
 				timer.Reset(0)
 				continue
 			default:

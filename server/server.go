@@ -123,6 +123,13 @@ type Config struct {
 	// it, its requests that need a key get 429 with Retry-After. 0 means
 	// AuthFailuresDefault.
 	AuthFailures int
+	// MaxStreamsPerKey caps the event streams one key (on an open API, one
+	// client address) may hold open in this process; past it, 429 with
+	// Retry-After. 0 means MaxStreamsPerKeyDefault, a negative number no cap.
+	MaxStreamsPerKey int
+	// MaxWaitsPerKey caps the long polls (?wait) one key may hold, like
+	// MaxStreamsPerKey. 0 means MaxWaitsPerKeyDefault.
+	MaxWaitsPerKey int
 	// Queues are the asynq queues a submit may name, in the order error
 	// messages list them; nil means just store.DefaultQueue. A submit that
 	// names another queue gets 422, so that no job waits on a queue no
@@ -180,6 +187,12 @@ func (c *Config) validate() error {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = HeartbeatDefault
 	}
+	if c.MaxStreamsPerKey == 0 {
+		c.MaxStreamsPerKey = MaxStreamsPerKeyDefault
+	}
+	if c.MaxWaitsPerKey == 0 {
+		c.MaxWaitsPerKey = MaxWaitsPerKeyDefault
+	}
 	if c.AuthFailures <= 0 {
 		c.AuthFailures = AuthFailuresDefault
 	}
@@ -208,6 +221,9 @@ type Server struct {
 	keys      *keyring
 	limiter   *rateLimiter // nil when there is no rate limit
 	authFails *authFailures
+	streams   *holdCap // event streams per key
+	waits     *holdCap // long polls per key
+	reads     *sharedReads
 	metrics   *apiMetrics
 	client    *asynq.Client
 	waker     *store.Waker // wakes idle workers after each enqueue
@@ -242,6 +258,8 @@ func New(cfg Config) (*Server, error) {
 		keys:      keys,
 		limiter:   newRateLimiter(cfg.Redis, cfg.RateLimit),
 		authFails: newAuthFailures(cfg.AuthFailures),
+		streams:   newHoldCap("event streams", cfg.MaxStreamsPerKey),
+		waits:     newHoldCap("long polls (?wait)", cfg.MaxWaitsPerKey),
 		client:    asynq.NewClient(cfg.RedisConnOpt),
 		waker:     store.NewWaker(cfg.Redis),
 		inspector: asynq.NewInspector(cfg.RedisConnOpt),
@@ -270,6 +288,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		cancel()
 	}
+	s.reads = &sharedReads{read: s.store.GetOwned, seq: s.hub.seq, timeout: cfg.RedisTimeout, reads: map[string]*recordRead{}}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.HTTPErrorHandler = s.handleError

@@ -232,19 +232,30 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // reads any job; otherwise another tenant's job is tasks.ENOTFOUND, as are unknown
 // and expired ones.
 func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
+	rec, owner, err := s.GetOwned(ctx, id)
+	if err == nil && tenant != "" && owner != tenant {
+		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+	}
+	return rec, err
+}
+
+// GetOwned returns the record JSON of job id and its tenant, for any
+// tenant, in one round trip (one read shared by the long polls of several
+// tenants); unknown and expired jobs are tasks.ENOTFOUND.
+func (s *Store) GetOwned(ctx context.Context, id string) (rec []byte, tenant string, err error) {
 	if !tasks.ValidID(id) {
-		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
+		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	vals, err := s.rdb.HMGet(ctx, JobKey(id), "rec", "tenant").Result()
 	if err != nil {
-		return nil, redisErr("store.Get "+id, err)
+		return nil, "", redisErr("store.Get "+id, err)
 	}
-	rec, _ := vals[0].(string)
+	r, _ := vals[0].(string)
 	owner, _ := vals[1].(string)
-	if rec == "" || (tenant != "" && owner != tenant) {
-		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+	if r == "" {
+		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	}
-	return []byte(rec), nil
+	return []byte(r), owner, nil
 }
 
 // Get returns the decoded record of job id; see GetRaw.
