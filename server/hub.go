@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staged-dev/staged/internal/store"
@@ -39,6 +40,11 @@ type hub struct {
 	read    func(ctx context.Context, id, after string, n int64) ([]store.Event, error)
 	timeout time.Duration // of one read
 
+	// msgs counts every message (and resubscription); a job's seq is the
+	// count at its last message, or at its first watcher: it never goes
+	// back, even when the job's watchers come and go.
+	msgs atomic.Uint64
+
 	mu       sync.Mutex
 	watchers map[string]*jobWatch
 
@@ -57,9 +63,9 @@ type jobWatch struct {
 	// read starts after it.
 	last  string
 	dirty bool // a message came since the reader's last read began
-	// seq counts the messages for the job (and resubscriptions), so that
-	// long polls can tell a read that saw a change from one that may not
-	// have (sharedReads).
+	// seq is hub.msgs at the job's last message (or when it was first
+	// watched), so that long polls can tell a read that saw a change from
+	// one that may not have (sharedReads).
 	seq     uint64
 	reading bool // a reader goroutine runs for this job
 }
@@ -132,7 +138,7 @@ func (h *hub) add(id string, feed bool) *watcher {
 	h.mu.Lock()
 	js := h.watchers[id]
 	if js == nil {
-		js = &jobWatch{ws: map[*watcher]struct{}{}}
+		js = &jobWatch{ws: map[*watcher]struct{}{}, seq: h.msgs.Load()}
 		h.watchers[id] = js
 	}
 	js.ws[w] = struct{}{}
@@ -206,13 +212,14 @@ func (w *watcher) caughtUp(last string) (ok bool) {
 // signalled; if some feed watcher is caught up, the job's reader reads the
 // new entries for them.
 func (h *hub) notify(id string) {
+	n := h.msgs.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	js := h.watchers[id]
 	if js == nil {
 		return
 	}
-	js.seq++
+	js.seq = n
 	shared := false
 	for w := range js.ws {
 		switch {
@@ -330,9 +337,10 @@ func entriesAfter(evs []store.Event, after, at string) ([]store.Event, bool) {
 
 // notifyAll signals every watcher and makes every feed watcher reread.
 func (h *hub) notifyAll() {
+	n := h.msgs.Add(1)
 	h.mu.Lock()
 	for _, js := range h.watchers {
-		js.seq++
+		js.seq = n
 		for w := range js.ws {
 			if w.feed {
 				w.reread()
@@ -344,14 +352,14 @@ func (h *hub) notifyAll() {
 	h.mu.Unlock()
 }
 
-// seq returns job id's message count (0 when nobody watches it).
+// seq returns job id's message count (see jobWatch.seq).
 func (h *hub) seq(id string) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if js := h.watchers[id]; js != nil {
 		return js.seq
 	}
-	return 0
+	return h.msgs.Load()
 }
 
 // close ends the subscription and waits for the readers.
