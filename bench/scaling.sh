@@ -1,0 +1,42 @@
+#!/bin/bash
+# Drain throughput of staged api + N workers on one Redis or a 3-master
+# Cluster (docs/SCALING.md). Needs a built staged at /tmp/scalebench/staged.
+# usage: run.sh single|cluster WORKERS JOBS
+set -u
+topo=$1; W=$2; N=$3
+D=$(mktemp -d); cd $D
+pids=()
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+if [ $topo = single ]; then
+  p=$(port); redis-server --port $p --save "" --appendonly no --daemonize no --dir $D >/dev/null & pids+=($!)
+  URL=redis://127.0.0.1:$p/0
+else
+  addrs=()
+  for i in 1 2 3; do p=$(port); mkdir n$i; (cd n$i; redis-server --port $p --cluster-enabled yes --save "" --appendonly no --dir $D/n$i >/dev/null) & pids+=($!); addrs+=(127.0.0.1:$p); done
+  sleep 0.5
+  redis-cli --cluster create ${addrs[@]} --cluster-replicas 0 --cluster-yes >/dev/null
+  URL=redis+cluster://$(IFS=,; echo "${addrs[*]}")
+  for a in ${addrs[@]}; do until redis-cli -h 127.0.0.1 -p ${a#*:} cluster info | grep -q cluster_state:ok; do sleep 0.1; done; done
+fi
+sleep 0.3
+ap=$(port)
+STAGED_REDIS_URL=$URL STAGED_ADDR=127.0.0.1:$ap STAGED_RATE_LIMIT=0 STAGED_TENANT_MAX_LIVE=0 /tmp/scalebench/staged api >api.log 2>&1 & pids+=($!)
+until curl -sf http://127.0.0.1:$ap/readyz >/dev/null; do sleep 0.1; done
+wp=()
+for i in $(seq $W); do STAGED_REDIS_URL=$URL STAGED_CONCURRENCY=16 STAGED_METRICS_ADDR=off /tmp/scalebench/staged worker >w$i.log 2>&1 & pids+=($!); wp+=($!); done
+until curl -sf http://127.0.0.1:$ap/v1/pipelines | grep -q sleep; do sleep 0.1; done
+sleep 1
+kill -STOP ${wp[@]}
+seq $N | xargs -P 16 -I{} curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"type":"sleep","input":{"stages":2,"ms":0}}' http://127.0.0.1:$ap/v1/jobs
+start=$(date +%s.%N)
+kill -CONT ${wp[@]}
+sub=$start
+while :; do
+  c=$(curl -s "http://127.0.0.1:$ap/v1/jobs?limit=1" | jq '.counts.succeeded // 0')
+  [ "$c" -ge $N ] && break
+  sleep 0.05
+done
+end=$(date +%s.%N)
+echo "$topo workers=$W jobs=$N drain=$(echo "$end-$start"|bc)s jobs/s=$(echo "$N/($end-$start)"|bc)"
+kill ${pids[@]} 2>/dev/null; wait 2>/dev/null
+rm -rf $D
