@@ -106,10 +106,10 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 			return err
 		}
 		store.Wake(ctx, w.rdb, store.TaskQueue(j))
-		return w.store.Untrack(ctx, id)
+		return w.store.UntrackLapsed(ctx, id)
 	case store.HandoffOK:
 	default: // done, missing
-		return w.store.Untrack(ctx, id)
+		return w.store.UntrackLapsed(ctx, id)
 	}
 
 	j, p := h.Job, w.cfg.Registry.Get(h.Job.Type)
@@ -180,7 +180,7 @@ func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opt
 		return
 	}
 	store.Wake(ctx, w.rdb, store.TaskQueue(j))
-	if err := w.store.Untrack(ctx, j.ID); err != nil {
+	if err := w.store.UntrackLapsed(ctx, j.ID); err != nil {
 		log.Debug("cannot untrack the handed-off job", "err", err)
 	}
 }

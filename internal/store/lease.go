@@ -150,3 +150,20 @@ func (s *Store) LeaseCount(ctx context.Context) (int64, error) {
 	}
 	return n, redisErr("store.LeaseCount", err)
 }
+
+// untrackLapsedScript removes a job from the lease index only while its
+// deadline has passed. KEYS: the index. ARGV: id, now (unix ms).
+var untrackLapsedScript = redis.NewScript(`
+local d = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if d and tonumber(d) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`)
+
+// UntrackLapsed removes id from the lease index if its deadline has passed:
+// the reconciler's clean-up after it enqueued a job's task must not remove
+// the entry a worker claiming that task has just written (the job would
+// never be taken over again if that worker died).
+func (s *Store) UntrackLapsed(ctx context.Context, id string) error {
+	err := untrackLapsedScript.Run(ctx, s.rdb, []string{LeasesKey(id)}, id, s.now().UnixMilli()).Err()
+	return redisErr("store.UntrackLapsed "+id, err)
+}
