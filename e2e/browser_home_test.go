@@ -105,8 +105,11 @@ func TestBrowserHome(t *testing.T) {
 		t.Errorf("the key stays in the address bar: %q %v", hash, err)
 	}
 
+	// Stages long enough that the job is still running when the test
+	// clicks Cancel, however busy the machine (900 ms ones could finish
+	// first under stress-ng).
 	other := s.submitAs(globexKey, `{"type":"chain","input":{"data":"g"}}`)
-	j := s.submitAs(acmeKey, `{"type":"sleep","input":{"stages":4,"ms":900}}`)
+	j := s.submitAs(acmeKey, `{"type":"sleep","input":{"stages":4,"ms":3000}}`)
 	submitted := time.Now()
 	read := func() homeRow {
 		var r homeRow
@@ -116,7 +119,7 @@ func TestBrowserHome(t *testing.T) {
 		return r
 	}
 	// The page polls every second: the new job shows within about that.
-	waitFor(t, 3*time.Second, "the new job on the home page", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the new job on the home page", func() (bool, string) {
 		r := read()
 		return r.Found, fmt.Sprintf("%+v", r)
 	})
@@ -140,7 +143,7 @@ func TestBrowserHome(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.SetValue("#f-state", "succeeded"), dispatchChange); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the succeeded filter to hide the running job", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the succeeded filter to hide the running job", func() (bool, string) {
 		var search string
 		_ = eval(ctx, `location.search`, &search)
 		r := read()
@@ -152,7 +155,7 @@ func TestBrowserHome(t *testing.T) {
 
 	// Its link opens the job page (the key carries over in the tab).
 	r := read()
-	waitFor(t, 5*time.Second, "the job back on the unfiltered page", func() (bool, string) { r = read(); return r.Found, fmt.Sprintf("%+v", r) })
+	waitFor(t, 15*time.Second, "the job back on the unfiltered page", func() (bool, string) { r = read(); return r.Found, fmt.Sprintf("%+v", r) })
 	if r.Href != "/jobs/"+j.ID {
 		t.Fatalf("the row links to %q", r.Href)
 	}
