@@ -1,81 +1,40 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/internal/catalog"
+	"github.com/staged-dev/staged/pipefile"
+	"github.com/staged-dev/staged/tasks"
 )
 
 // Command stages (docs/PROTOCOL.md): pipelines files with Python and Bash
-// stages, run by stock `staged worker` processes with STAGED_PIPELINES.
-// The API is execapi, staged with the same file's pipelines built in
-// (the stock API does not read pipelines files).
+// stages, run by stock `staged worker` processes with STAGED_PIPELINES,
+// behind a stock `staged api` that learns the file's pipelines from the
+// catalogue the workers publish.
 
-var (
-	execAPIOnce sync.Once
-	execAPIBin  string
-	execAPIErr  error
-)
-
-// execAPIBinary builds e2e/execapi once.
-func execAPIBinary(t *testing.T) string {
-	t.Helper()
-	binary(t)
-	execAPIOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "staged-execapi-")
-		if err != nil {
-			execAPIErr = err
-			return
-		}
-		out := filepath.Join(dir, "execapi")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", out, "./e2e/execapi")
-		cmd.Dir = ".."
-		if b, err := cmd.CombinedOutput(); err != nil {
-			execAPIErr = fmt.Errorf("go build ./e2e/execapi: %v\n%s", err, b)
-			return
-		}
-		execAPIBin = out
-	})
-	if execAPIErr != nil {
-		t.Fatal(execAPIErr)
-	}
-	return execAPIBin
-}
-
-// startExecAPI runs execapi's api with the pipelines file and waits for
-// /readyz.
+// startExecAPI runs the stock staged api with file's pipelines already in
+// the catalogue, as if a worker with that file had run once (as staged dev
+// does before its API starts), so that a submit never races the first
+// worker's heartbeat, and waits for /readyz.
 func (s *stack) startExecAPI(file string) {
 	s.t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(s.t))
-	env := s.env("STAGED_ADDR="+addr, "STAGED_RATE_LIMIT=0", "STAGED_PIPELINES="+file)
-	s.api = startBin(s.t, execAPIBinary(s.t), "api", env, "api")
-	s.baseURL = "http://" + addr
-	s.waitFor(readyLimit, "execapi to answer 200 on /readyz", func() (bool, string) {
-		if s.api.exited() {
-			s.t.Fatalf("execapi exited before it was ready: %v\n%s", s.api.err, s.api.out.String())
-		}
-		resp, err := s.http.Get(s.baseURL + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	f, err := pipefile.Load(file)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := catalog.PublishDefinitions(context.Background(), s.rdb, tasks.NewRegistry(f.Pipelines...), 0); err != nil {
+		s.t.Fatal(err)
+	}
+	s.startAPI()
 }
 
 // pythonDir is the repository's python/ directory (staged_stage.py).
