@@ -10,7 +10,8 @@ import (
 // checkpoint, and ends failed once the retries are spent.
 //
 // No built-in pipeline fails on valid input, so the retried failure is the
-// timeout itself: sleep 3×700 ms with a 1 s timeout times out in stage2;
+// timeout itself: sleep 3×2 s with a 3 s timeout times out in stage2 (a
+// second of margin each way, for a busy machine);
 // its retry skips stage1 and times out in stage3.
 func TestFailures(t *testing.T) {
 	t.Parallel()
@@ -18,8 +19,8 @@ func TestFailures(t *testing.T) {
 	s.startAPI()
 	s.startWorker()
 
-	once := s.submit(`{"type":"sleep","input":{"stages":3,"ms":700},"timeout":"1s","max_retries":0}`)
-	twice := s.submit(`{"type":"sleep","input":{"stages":3,"ms":700},"timeout":"1s","max_retries":1}`)
+	once := s.submit(`{"type":"sleep","input":{"stages":3,"ms":2000},"timeout":"3s","max_retries":0}`)
+	twice := s.submit(`{"type":"sleep","input":{"stages":3,"ms":2000},"timeout":"3s","max_retries":1}`)
 
 	t.Run("job timeout", func(t *testing.T) {
 		j := s.waitDone(once.ID, 30*time.Second)
