@@ -131,15 +131,9 @@ func fieldsOf(v reflect.Value) []Field {
 	var fs []Field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		if !sf.IsExported() {
+		name, ok := jsonFieldName(sf)
+		if !ok {
 			continue
-		}
-		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = sf.Name
 		}
 		fs = append(fs, Field{Name: name, Type: jsonType(sf.Type), Default: v.Field(i).Interface(), Description: sf.Tag.Get("doc")})
 	}
@@ -162,4 +156,20 @@ func jsonType(t reflect.Type) string {
 	default:
 		return "object"
 	}
+}
+
+// jsonFieldName is the name encoding/json gives struct field sf, and false
+// when json skips it (unexported, or tagged "-").
+func jsonFieldName(sf reflect.StructField) (string, bool) {
+	if !sf.IsExported() {
+		return "", false
+	}
+	name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+	switch name {
+	case "-":
+		return "", false
+	case "":
+		return sf.Name, true
+	}
+	return name, true
 }

@@ -78,15 +78,9 @@ func typeSchema(t reflect.Type, depth int) map[string]any {
 		props := map[string]any{}
 		for i := 0; i < t.NumField(); i++ {
 			sf := t.Field(i)
-			if !sf.IsExported() {
+			name, ok := jsonFieldName(sf)
+			if !ok {
 				continue
-			}
-			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-			if name == "-" {
-				continue
-			}
-			if name == "" {
-				name = sf.Name
 			}
 			p := typeSchema(sf.Type, depth+1)
 			if d := sf.Tag.Get("doc"); d != "" {
