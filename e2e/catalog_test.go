@@ -41,11 +41,8 @@ func TestMixedFleet(t *testing.T) {
 	a := s.startWorker("STAGED_PIPELINES_ONLY=train", "STAGED_METRICS_ADDR=off")
 	b := s.startCrawlWorker("crawlB", "STAGED_PIPELINES_ONLY=crawl")
 
-	// The catalogue: train and crawl, one live worker each.
-	r, err := s.do(http.MethodGet, "/v1/pipelines", "", nil)
-	if err != nil || r.status != 200 {
-		t.Fatalf("GET /v1/pipelines: %v %v", err, r)
-	}
+	// The catalogue: train and crawl, one live worker each, once the API
+	// has read both workers' publications (a busy machine may take a while).
 	var cat struct {
 		Pipelines []struct {
 			Name     string    `json:"name"`
@@ -57,12 +54,17 @@ func TestMixedFleet(t *testing.T) {
 			} `json:"input"`
 		} `json:"pipelines"`
 	}
-	if err := json.Unmarshal(r.body, &cat); err != nil {
-		t.Fatal(err)
-	}
-	if len(cat.Pipelines) != 2 || cat.Pipelines[0].Name != "crawl" || cat.Pipelines[1].Name != "train" {
-		t.Fatalf("catalogue = %s", r.body)
-	}
+	s.waitFor(readyLimit, "the catalogue to list crawl and train", func() (bool, string) {
+		r, err := s.do(http.MethodGet, "/v1/pipelines", "", nil)
+		if err != nil || r.status != 200 {
+			return false, fmt.Sprintf("GET /v1/pipelines: %v %v", err, r)
+		}
+		cat.Pipelines = nil
+		if err := json.Unmarshal(r.body, &cat); err != nil {
+			t.Fatal(err)
+		}
+		return len(cat.Pipelines) == 2 && cat.Pipelines[0].Name == "crawl" && cat.Pipelines[1].Name == "train", string(r.body)
+	})
 	for _, p := range cat.Pipelines {
 		if p.Workers != 1 || time.Since(p.LastSeen) > time.Minute || len(p.Digest) != 64 || !strings.Contains(string(p.Input.Schema), `"properties"`) {
 			t.Errorf("%s: workers %d, last seen %v, digest %q, schema %s", p.Name, p.Workers, p.LastSeen, p.Digest, p.Input.Schema)
