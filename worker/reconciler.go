@@ -29,12 +29,15 @@ const takeoverBatch = 100
 type reconciler struct {
 	w        *Worker
 	throttle throttle
+	reindex  *reindexer // finds running jobs whose index entry was lost
 	quit     chan struct{}
 	done     chan struct{}
 	once     sync.Once
 }
 
 func (rc *reconciler) start(wg *sync.WaitGroup) {
+	rc.reindex = newReindexer(rc.w)
+	rc.reindex.run(wg, rc.quit)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -52,7 +55,8 @@ func (rc *reconciler) start(wg *sync.WaitGroup) {
 	}()
 }
 
-// shutdown stops the reconciler after the pass under way.
+// shutdown stops the reconciler after the pass under way (a lease-index
+// scan under way is canceled; the worker's WaitGroup waits for it).
 func (rc *reconciler) shutdown() {
 	rc.once.Do(func() { close(rc.quit) })
 	<-rc.done

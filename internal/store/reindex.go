@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis replication is asynchronous: after a failover (or a restart that
+// reloads an older snapshot) a running job's record may say running while
+// the claim's or a renewal's entry in the lease index is gone. The
+// reconciler only reads the index, so such a job whose worker also died
+// would stay running for ever. The functions here find those jobs: the
+// workers watch each master's identity (NodeIdentities) and, once per new
+// identity (ClaimReindex), one of them scans the job records
+// (ReindexRunning).
+
+// reindexMarkerPrefix names the marker that a master identity's job
+// records have been (or are being) scanned.
+const reindexMarkerPrefix = keyPrefix + "reindexed:"
+
+// NodeIdentities returns one string per master that changes whenever the
+// master is another server or the same one restarted: its run_id (new at
+// every start) and its master_replid (new when a replica is promoted). One
+// master on a plain or Sentinel client; every master of a Cluster.
+func (s *Store) NodeIdentities(ctx context.Context) ([]string, error) {
+	var (
+		mu  sync.Mutex
+		ids []string
+	)
+	one := func(ctx context.Context, c *redis.Client) error {
+		var srv, repl *redis.StringCmd
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			srv, repl = p.Info(ctx, "server"), p.Info(ctx, "replication")
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		id := infoField(srv.Val(), "run_id") + ":" + infoField(repl.Val(), "master_replid")
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return nil
+	}
+	if err := forEachMaster(ctx, s.rdb, one); err != nil {
+		return nil, redisErr("store.NodeIdentities", err)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// ClaimReindex reports whether the caller is the first to see master
+// identity id, and so must scan the job records (ReindexRunning). The
+// marker lasts for ttl: a scan that did not finish (its worker died) is
+// started again by another worker once it expires; after a finished scan
+// the caller calls it again with the long TTL (renew=true) that also
+// makes a scan come back every ttl as a safety net.
+func (s *Store) ClaimReindex(ctx context.Context, id string, ttl time.Duration, renew bool) (bool, error) {
+	if renew {
+		err := s.rdb.Set(ctx, reindexMarkerPrefix+id, "done", ttl).Err()
+		return err == nil, redisErr("store.ClaimReindex", err)
+	}
+	ok, err := s.rdb.SetNX(ctx, reindexMarkerPrefix+id, "scanning", ttl).Result()
+	return ok, redisErr("store.ClaimReindex", err)
+}
+
+// ReindexStats counts what ReindexRunning did.
+type ReindexStats struct {
+	Scanned   int // job records looked at
+	Calls     int      // Redis calls (round trips) made
+	Reindexed []string // ids of the running jobs put back into the lease index
+}
+
+// ReindexRunning scans every job record (SCAN, batch keys at a time on
+// each master, with a pause of pace after each batch) and puts each running
+// job that has no lease-index entry back into the index with a lapsed
+// deadline: the next reconcile pass looks at its lease, leaves it alone if
+// its owner still holds it (the owner's renewal then sets the right
+// deadline) and takes it over if not.
+func (s *Store) ReindexRunning(ctx context.Context, batch int64, pace time.Duration) (ReindexStats, error) {
+	var (
+		mu  sync.Mutex
+		all ReindexStats
+	)
+	err := forEachMaster(ctx, s.rdb, func(ctx context.Context, node *redis.Client) error {
+		var st ReindexStats
+		defer func() {
+			mu.Lock()
+			all.Scanned, all.Calls = all.Scanned+st.Scanned, all.Calls+st.Calls
+			all.Reindexed = append(all.Reindexed, st.Reindexed...)
+			mu.Unlock()
+		}()
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, keyPrefix+"job:{*}", batch).Result()
+			st.Calls++
+			if err != nil {
+				return err
+			}
+			if err := s.reindexBatch(ctx, keys, &st); err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pace):
+			}
+		}
+	})
+	return all, redisErr("store.ReindexRunning", err)
+}
+
+// reindexBatch re-indexes the running jobs among keys (job hash keys).
+func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStats) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		id := strings.TrimSuffix(strings.TrimPrefix(k, keyPrefix+"job:{"), "}")
+		if id != "" && !strings.ContainsAny(id, "{}") {
+			ids = append(ids, id)
+		}
+	}
+	states := make([]*redis.StringCmd, len(ids))
+	scores := make([]*redis.FloatCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			states[i] = p.HGet(ctx, JobKey(id), "state")
+			scores[i] = p.ZScore(ctx, LeasesKey(id), id)
+		}
+		return nil
+	})
+	st.Calls++
+	if err != nil && err != redis.Nil {
+		return err
+	}
+	st.Scanned += len(ids)
+	now := float64(s.now().UnixMilli())
+	var lost []string
+	for i, id := range ids {
+		if states[i].Val() == "running" && scores[i].Err() == redis.Nil {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range lost {
+			p.ZAddNX(ctx, LeasesKey(id), redis.Z{Score: now, Member: id})
+			p.Expire(ctx, LeasesKey(id), s.liveTTL())
+		}
+		return nil
+	})
+	st.Calls++
+	if err != nil {
+		return err
+	}
+	st.Reindexed = append(st.Reindexed, lost...)
+	return nil
+}
+
+// forEachMaster calls fn with a client of each master: every master of a
+// Cluster, concurrently; the one server of a plain or Sentinel client.
+func forEachMaster(ctx context.Context, rdb redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	default:
+		return nil
+	}
+}
+
+// infoField returns the value of field name in an INFO reply.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
