@@ -71,7 +71,7 @@ func (s *Store) ClaimReindex(ctx context.Context, id string, ttl time.Duration, 
 
 // ReindexStats counts what ReindexRunning did.
 type ReindexStats struct {
-	Scanned   int // job records looked at
+	Scanned   int      // job records looked at
 	Calls     int      // Redis calls (round trips) made
 	Reindexed []string // ids of the running jobs put back into the lease index
 }
