@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // takeoverLimit is the test's generous bound on kill-to-rerun; the product
@@ -95,6 +99,53 @@ func TestKillTakeover(t *testing.T) {
 	}
 	if len(w2.logLinesFor(j.ID)) == 0 {
 		t.Errorf("worker2 logged no line with job_id %s", j.ID)
+	}
+	checkKilledTaskCompletes(s, j.ID)
+}
+
+// checkKilledTaskCompletes follows the asynq task a killed worker was
+// running for job id (generation 1, which another worker took over) to its
+// end: completed, or deleted, never archived (archived tasks stay 90 days
+// and the dashboard counts them failed). asynq's recoverer acts on a task
+// 30 s after its lease (30 s) expired, on a one-minute beat and when a
+// server starts; the test moves the dead task's lease expiry two minutes
+// back, as that wait would, and starts a worker, whose recoverer runs at once.
+func checkKilledTaskCompletes(s *stack, id string) {
+	s.t.Helper()
+	ctx := context.Background()
+	q := builtinQueue("default", "sleep")
+	insp := asynq.NewInspectorFromRedisClient(s.rdb)
+	info, err := insp.GetTaskInfo(q, id)
+	if err != nil {
+		s.t.Fatalf("the killed worker's task %s: %v", id, err)
+	}
+	s.t.Logf("the killed worker's task after the takeover: %s", info.State)
+	if info.State == asynq.TaskStateActive {
+		lease := "asynq:{" + q + "}:lease"
+		expired := float64(time.Now().Add(-2 * time.Minute).Unix())
+		if err := s.rdb.ZAddXX(ctx, lease, redis.Z{Score: expired, Member: id}).Err(); err != nil {
+			s.t.Fatalf("ZADD XX %s: %v", lease, err)
+		}
+		s.startWorker()
+	}
+	s.waitFor(30*time.Second, "the killed worker's task "+id+" to end completed or deleted", func() (bool, string) {
+		info, err := insp.GetTaskInfo(q, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			return true, ""
+		case err != nil:
+			return false, err.Error()
+		case info.State == asynq.TaskStateArchived:
+			s.t.Fatalf("the killed worker's task %s was archived (%q) although job %s succeeded", id, info.LastErr, id)
+		}
+		return info.State == asynq.TaskStateCompleted, fmt.Sprintf("%s, last error %q", info.State, info.LastErr)
+	})
+	archived, err := insp.ListArchivedTasks(q)
+	if err != nil {
+		s.t.Fatalf("list archived tasks of %s: %v", q, err)
+	}
+	for _, a := range archived {
+		s.t.Errorf("archived task %s (%q)", a.ID, a.LastErr)
 	}
 }
 

@@ -158,7 +158,7 @@ func TestSubmit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("asynq task of the job: %v", err)
 	}
-	if info.Type != "double" || info.MaxRetry != 2 || info.State != asynq.TaskStatePending {
+	if info.Type != "double" || store.TaskRetries(info.Headers, -1) != 2 || info.State != asynq.TaskStatePending {
 		t.Errorf("task = %+v", info)
 	}
 }
@@ -214,7 +214,7 @@ func TestSubmitOptions(t *testing.T) {
 				t.Errorf("record queue = %q", j.Queue)
 			}
 			info, err := ins.GetTaskInfo(store.TaskQueue(j), j.ID)
-			if err != nil || info.MaxRetry != tt.want.MaxRetries || info.Retention != tt.want.Retention {
+			if err != nil || store.TaskRetries(info.Headers, -1) != tt.want.MaxRetries || info.Retention != tt.want.Retention {
 				t.Errorf("task = %+v, %v", info, err)
 			}
 		})

@@ -152,7 +152,7 @@ func (o *orphanSweeper) failTask(ctx context.Context, q string, ti *asynq.TaskIn
 		}
 		if c.Outcome == store.ClaimOK {
 			log := o.w.log.With("job_id", pl.ID)
-			r := o.w.newRun(ctx, pl, c, log)
+			r := o.w.newRun(ctx, pl, c, ti.Headers, log)
 			if c.CancelRequested {
 				err = r.finishCanceled()
 			} else {

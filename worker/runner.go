@@ -67,7 +67,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 		return nil
 	}
-	r := w.newRun(ctx, pl, c, log)
+	r := w.newRun(ctx, pl, c, t.Headers(), log)
 	err = r.execute()
 	r.writeTaskResult(t)
 	return err
@@ -84,7 +84,7 @@ type run struct {
 	claim    *store.Claim
 	opts     tasks.Options
 	retried  int // asynq's retry count of this task
-	maxRetry int // asynq's max retry of this task
+	maxRetry int // the job's retries left when this task was enqueued (store.TaskRetries)
 	timeout  time.Duration
 	keeper   *leaseKeeper
 	metrics  *typeMetrics // the job type's label children
@@ -116,12 +116,14 @@ type run struct {
 	timer     *time.Timer // the scheduled flush
 }
 
-func (w *Worker) newRun(ctx context.Context, pl store.Payload, c *store.Claim, log *slog.Logger) *run {
+// newRun makes the run of claim c by the task of payload pl and headers.
+func (w *Worker) newRun(ctx context.Context, pl store.Payload, c *store.Claim, headers map[string]string, log *slog.Logger) *run {
 	r := &run{w: w, log: log, id: pl.ID, token: c.Token, claim: c, opts: c.Options, job: c.Job, stage: -1, lastWrite: time.Now()}
 	r.p = w.cfg.Registry.Get(c.Job.Type)
 	r.metrics = w.metrics.forType(c.Job.Type)
 	r.retried, _ = asynq.GetRetryCount(ctx)
 	r.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	r.maxRetry = store.TaskRetries(headers, r.maxRetry)
 	r.timeout = jobTimeout(c.Options, r.p)
 	cctx, stop := context.WithCancelCause(ctx)
 	r.ctx, r.cancel = context.WithTimeoutCause(cctx, r.timeout, errJobTimeout)

@@ -312,8 +312,8 @@ func New(cfg Config) (*Worker, error) {
 		TaskCheckInterval: asynqCheckInterval,
 		// asynq moves due retries to their queue on this beat.
 		DelayedTaskCheckInterval: min(max(cfg.RetryBase, 50*time.Millisecond), time.Second),
-		RetryDelayFunc:           func(n int, _ error, _ *asynq.Task) time.Duration { return w.backoff(n) },
-		IsFailure:                func(err error) bool { return !isInfra(err) },
+		RetryDelayFunc:           w.retryDelay,
+		IsFailure:                isFailure,
 		// Run drains the running jobs itself within ShutdownGrace before it
 		// shuts asynq down; asynq must not abort them first.
 		ShutdownTimeout: cfg.ShutdownGrace + abandonAfter + 5*time.Second,
@@ -445,6 +445,24 @@ func (w *Worker) backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, w.cfg.RetryMax)
+}
+
+// retryDelay is asynq's RetryDelayFunc: the backoff after failed attempt
+// n, and none for the task of a worker that died (its asynq lease
+// expired): that task only completes, its job taken over meanwhile, or
+// resumes the job at once.
+func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		return 0
+	}
+	return w.backoff(n)
+}
+
+// isFailure is asynq's IsFailure: whether a task's error counts as a
+// failed attempt, one of the job's retries. Redis trouble does not, nor a
+// worker that died (the reconciler takes its job over without a retry).
+func isFailure(err error) bool {
+	return !isInfra(err) && !errors.Is(err, asynq.ErrLeaseExpired)
 }
 
 func (w *Worker) now() time.Time { return w.cfg.Now().UTC() }

@@ -19,8 +19,8 @@ type ClaimOutcome string
 const (
 	ClaimOK         ClaimOutcome = "ok"         // the caller owns the job now
 	ClaimMissing    ClaimOutcome = "missing"    // no record (expired or never created)
-	ClaimDone       ClaimOutcome = "done"       // already finished
-	ClaimSuperseded ClaimOutcome = "superseded" // a newer task generation owns the job
+	ClaimDone       ClaimOutcome = "done"       // finished by this task generation
+	ClaimSuperseded ClaimOutcome = "superseded" // a newer task generation owns (or finished) the job
 	ClaimBusy       ClaimOutcome = "busy"       // another worker holds a live lease
 )
 

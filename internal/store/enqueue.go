@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/staged-dev/staged/internal/catalog"
@@ -38,17 +39,34 @@ func DecodePayload(b []byte) (Payload, error) {
 	return p, err
 }
 
+// retriesHeader is the task header that holds the job's retries left when
+// the task was enqueued (TaskRetries).
+const retriesHeader = "retries"
+
+// spareRetries is how many more retries asynq's MaxRetry gives a task than
+// the job has left. asynq's recoverer archives a task whose worker died
+// (its asynq lease expired) once the task's retry count reaches MaxRetry,
+// and retries it otherwise; with the spare it always retries it, and that
+// attempt finds the job taken over (superseded) or finished and completes,
+// or resumes the job itself. The runner, not asynq, ends a job's retries:
+// it fails the job for good, and asynq archives the task, after the last
+// of the job's retries (TaskRetries); a worker that died or Redis trouble
+// counts no retry.
+const spareRetries = 1
+
 // Enqueue puts generation gen of job j's task on its queue. maxRetry is the
-// number of asynq retries left; timeout is the per-attempt job timeout.
-// A task of that generation that exists already is not an error.
+// number of retries the job has left; timeout is the per-attempt job
+// timeout. A task of that generation that exists already is not an error.
 func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
 	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
 	q := TaskQueue(j)
 	if timeout <= 0 {
 		timeout = tasks.DefaultJobTimeout
 	}
-	_, err := c.EnqueueContext(ctx, asynq.NewTask(j.Type, b),
-		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(q), asynq.MaxRetry(max(maxRetry, 0)),
+	maxRetry = max(maxRetry, 0)
+	t := asynq.NewTaskWithHeaders(j.Type, b, map[string]string{retriesHeader: strconv.Itoa(maxRetry)})
+	_, err := c.EnqueueContext(ctx, t,
+		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(q), asynq.MaxRetry(maxRetry+spareRetries),
 		// The runner enforces the timeout itself, naming the stage; asynq's
 		// deadline is only the backstop.
 		asynq.Timeout(timeout+time.Minute), asynq.Retention(RetentionOr(retention)))
@@ -56,6 +74,16 @@ func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxR
 		return nil
 	}
 	return redisErr("tasks.Enqueue "+j.ID, err)
+}
+
+// TaskRetries returns the retries a task's job had left when Enqueue put
+// the task on its queue: its header, or asynq's MaxRetry (maxRetry) for a
+// task enqueued without it.
+func TaskRetries(headers map[string]string, maxRetry int) int {
+	if n, err := strconv.Atoi(headers[retriesHeader]); err == nil && n >= 0 {
+		return n
+	}
+	return maxRetry
 }
 
 // decodePayloadFast parses exactly {"id":"<36-char id>","gen":<digits>}.

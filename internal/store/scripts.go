@@ -58,8 +58,8 @@ return {eid, h[2] or ''}
 var claimScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'gen')
 if not h[1] then return {'missing'} end
-if h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'canceled' then return {'done'} end
 if h[2] ~= ARGV[1] then return {'superseded'} end
+if h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'canceled' then return {'done'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy'} end
 local t = redis.call('HINCRBY', KEYS[1], 'token', 1)
 redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
