@@ -189,6 +189,7 @@ type serveConn struct {
 	embedded *embeddedRedis
 	shown    string // the URL for logs, password redacted
 	replicas int    // replicas of the primary seen at start
+	conn     *redisurl.Conn
 }
 
 func (c *serveConn) close() {
@@ -226,7 +227,7 @@ func (o *serveOpts) connect(ctx context.Context, log *slog.Logger, stderr io.Wri
 	}
 	c.rdb = conn.NewClient()
 	c.connOpt = conn.AsynqOpt()
-	c.shown = conn.Shown
+	c.shown, c.conn = conn.Shown, conn
 	if c.embedded != nil {
 		c.shown = "embedded " + c.shown
 	}
@@ -266,6 +267,16 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 		Keys: o.keys, RateLimit: cfg.RateLimit, MonitoringWrite: cfg.MonitoringWrite, Metrics: promReg,
 		Queues: queueNames(cfg.Queues), TenantMaxLive: cfg.TenantMaxLive,
 		MaxStreamsPerKey: cfg.MaxStreamsPerKey, MaxWaitsPerKey: cfg.MaxWaitsPerKey, KeepAllEvents: cfg.KeepAllEvents,
+		CheckRedis: func(ctx context.Context) error {
+			// The node may have become a replica since the start (a failover
+			// behind a plain URL): /readyz says so, with the URL to use.
+			_, err := redisurl.Check(ctx, c.conn, c.rdb)
+			var misuse *redisurl.MisuseError
+			if errors.As(err, &misuse) {
+				return misuse
+			}
+			return nil
+		},
 	})
 }
 

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/staged-dev/staged/internal/redistest"
 )
@@ -40,6 +44,59 @@ func TestRefusesWrongRedisNode(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// A plain URL naming the primary keeps naming that node after a failover
+// turns it into a replica: /readyz turns 503 and says to use a Sentinel
+// URL, and submits answer 503, never 500.
+func TestReadyzPrimaryTurnsReplica(t *testing.T) {
+	binary(t)
+	primary := redistest.Start(t)
+	if primary.Embedded {
+		t.Skip("needs redis-server")
+	}
+	replica := redistest.StartReplica(t, primary)
+	prdb := primary.Client()
+	s := &stack{t: t, redis: primary, rdb: prdb, http: &http.Client{Timeout: 15 * time.Second}}
+	s.startAPI()
+	submit := []byte(`{"type":"sleep","input":{"stages":1,"ms":0}}`)
+	if r, err := s.do(http.MethodPost, "/v1/jobs", "application/json", submit); err != nil || r.status != http.StatusAccepted {
+		t.Fatalf("submit before the failover: %v %v", r, err)
+	}
+
+	// The failover, by hand: the replica is promoted, the old primary
+	// follows it.
+	ctx := context.Background()
+	if err := replica.Client().ReplicaOf(ctx, "no", "one").Err(); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(replica.Addr, ":")
+	if err := prdb.ReplicaOf(ctx, host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	s.waitFor(20*time.Second, "/readyz to answer 503 naming the replica", func() (bool, string) {
+		r, err := s.do(http.MethodGet, "/readyz", "", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		body = string(r.body)
+		return r.status == http.StatusServiceUnavailable && strings.Contains(body, "read-only replica"), fmt.Sprint(r.status, " ", body)
+	})
+	for _, w := range []string{"is a read-only replica (of " + replica.Addr + ")", "redis-sentinel://"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/readyz does not say %q: %s", w, body)
+		}
+	}
+	for i := range 5 {
+		r, err := s.do(http.MethodPost, "/v1/jobs", "application/json", submit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "replica") {
+			t.Errorf("submit %d on the replica: %d %s, want 503 naming the replica", i, r.status, r.body)
 		}
 	}
 }

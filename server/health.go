@@ -40,13 +40,19 @@ type readiness struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// readyz is GET /readyz: 200 when Redis answers a PING within a second,
-// 503 otherwise. It warns when Redis may evict job keys.
+// readyz is GET /readyz: 200 when Redis answers a PING within a second
+// and is the right kind of node (Config.CheckRedis), 503 otherwise. It
+// warns when Redis may evict job keys.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
 	defer cancel()
 	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
 		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "Redis is not answering, so jobs can be neither submitted nor read", Err: err}
+	}
+	if s.cfg.CheckRedis != nil {
+		if err := s.cfg.CheckRedis(ctx); err != nil {
+			return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "jobs cannot be submitted: " + err.Error()}
+		}
 	}
 	r := readiness{Status: "ready", Redis: "ok"}
 	if p := s.evictionPolicy(ctx); p != "" && p != "noeviction" {

@@ -148,6 +148,11 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Logger receives the request log and errors; nil means slog.Default().
 	Logger *slog.Logger
+	// CheckRedis, when set, is asked by every /readyz after Redis answers
+	// a PING: an error means the URL now reaches the wrong kind of node (a
+	// replica, after a failover behind a plain URL), and /readyz answers
+	// 503 with the error's message. staged api checks the node's role.
+	CheckRedis func(ctx context.Context) error
 }
 
 func (c *Config) validate() error {

@@ -119,11 +119,21 @@ func redisErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if msg := err.Error(); strings.HasPrefix(msg, "READONLY") || strings.Contains(msg, ": READONLY") {
+		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: readOnlyMessage, Err: fmt.Errorf("%s: %w", op, err)}
+	}
 	if Unavailable(err) {
 		return &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "the job store (Redis) is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
 	}
 	return &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
 }
+
+// readOnlyMessage answers a write that reached a read-only replica: during
+// a Sentinel failover for a moment, for good behind a plain URL whose node
+// a failover turned into a replica.
+const readOnlyMessage = "the job store (Redis) is a read-only replica: during a failover, try again shortly; " +
+	"if it lasts, STAGED_REDIS_URL names a node that is no longer the primary: point it at the primary, " +
+	"or use redis-sentinel://SENTINEL:26379,.../0?master=NAME so that staged follows failovers"
 
 // RedisError is redisErr for the callers of Redis outside the store (the
 // asynq inspector, the rate limiter): err as a tasks.Error naming op.
