@@ -112,13 +112,7 @@ func withWarnings(rec []byte, warnings []string) []byte {
 // enqueues it (see store.Store.Create).
 func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, sub *submission) ([]byte, error) {
 	s.testHook("create")
-	err := s.store.Admit(ctx, tenant, j.ID)
-	var rec []byte
-	if err == nil {
-		if rec, err = s.store.Create(ctx, j, tenant, sub.input, sub.opts); err != nil {
-			s.cleanup(func(ctx context.Context) { s.store.Unadmit(ctx, tenant, j.ID) })
-		}
-	}
+	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
 	if err != nil {
 		if key != "" {
 			s.cleanup(func(ctx context.Context) { s.store.ForgetIdempotent(ctx, tenant, key) })

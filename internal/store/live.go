@@ -33,7 +33,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return n
 `)
 
-// Admit counts job id among tenant's live jobs, or answers
+// Admit counts job id among tenant's live jobs (Create does it itself), or answers
 // tasks.ERATELIMITED (429) when tenant has TenantMaxLive of them already.
 // With no limit it does nothing.
 func (s *Store) Admit(ctx context.Context, tenant, id string) error {
@@ -49,13 +49,18 @@ func (s *Store) Admit(ctx context.Context, tenant, id string) error {
 		return redisErr("store.Admit", err)
 	}
 	if c, _ := n.Int64(); c >= int64(limit) {
-		who := "this API key"
-		if tenant != "" {
-			who = "tenant " + strconv.Quote(tenant)
-		}
-		return tasks.Errorf(tasks.ERATELIMITED, "%s has %d live jobs (queued or running), the most allowed (STAGED_TENANT_MAX_LIVE=%d): wait for some to finish, or cancel some", who, c, limit)
+		return s.overLimit(tenant, c)
 	}
 	return nil
+}
+
+// overLimit is the answer to a submit of tenant, which has n live jobs.
+func (s *Store) overLimit(tenant string, n int64) error {
+	who := "this API key"
+	if tenant != "" {
+		who = "tenant " + strconv.Quote(tenant)
+	}
+	return tasks.Errorf(tasks.ERATELIMITED, "%s has %d live jobs (queued or running), the most allowed (STAGED_TENANT_MAX_LIVE=%d): wait for some to finish, or cancel some", who, n, s.TenantMaxLive)
 }
 
 // Unadmit removes job id from tenant's live jobs: it finished, or was never

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -175,61 +174,6 @@ func Unavailable(err error) bool {
 		}
 	}
 	return false
-}
-
-// Create writes the record of a new queued job, with its normalised input
-// and options, in one round trip (MULTI: HSET + PEXPIRE), and returns the
-// record as written. In the same round trip the job enters the lease index
-// with a deadline OrphanAfter away, as if a lease had been taken: the
-// claim of its task replaces that deadline, and should the task never be
-// enqueued (an outage between Create and Enqueue), the reconciler finds
-// the job lapsed, queued and unowned, and enqueues it (Handoff answers
-// HandoffEnqueue). A submit is thus never left half-done for good.
-//
-// The job's generation is 1, token 0. The event stream
-// starts with the first worker write: a watcher of a queued job is sent the
-// record itself (see LatestEvent).
-func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input json.RawMessage, opts tasks.Options) ([]byte, error) {
-	ttl := s.liveTTL()
-	j.ExpiresAt = j.UpdatedAt.Add(ttl)
-	rec, err := tasks.Marshal(j)
-	if err != nil {
-		return nil, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
-	}
-	ob, _ := json.Marshal(opts)
-	key := JobKey(j.ID)
-	write := func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "rec", rec, "state", string(j.State), "tenant", tenant,
-			"token", 0, "gen", 1, "input", []byte(input), "opts", ob,
-			"type", j.Type, "queue", j.Queue)
-		if s.TenantMaxLive > 0 {
-			p.HSet(ctx, key, "live", "1") // counted by Admit; Save uncounts it
-		}
-		p.PExpire(ctx, key, ttl)
-		return nil
-	}
-	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
-		// The index is in another slot: its own round trip, first, so no
-		// job exists that the listing cannot find (an index entry whose
-		// job was never written is dropped by the next listing).
-		if _, err = s.rdb.TxPipelined(ctx, s.indexJob(ctx, j, tenant)); err == nil {
-			_, err = s.rdb.Pipelined(ctx, s.indexOrphan(ctx, j.ID))
-		}
-		if err == nil {
-			_, err = s.rdb.TxPipelined(ctx, write)
-		}
-	} else {
-		// One node: the record and its index entry in one MULTI.
-		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			_ = s.indexJob(ctx, j, tenant)(p)
-			s.indexOrphan(ctx, j.ID)(p)
-			return write(p)
-		})
-	}
-	if err != nil {
-		return nil, redisErr("store.Create "+j.ID, err)
-	}
-	return rec, nil
 }
 
 // Delete removes a job's keys; used when a submit could not be enqueued.

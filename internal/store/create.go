@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/tasks"
+)
+
+// createScript is Create on one node: the tenant's admission (admitScript's
+// check, when ARGV[2] > 0), the listing index entry (indexJob), the lease
+// index entry (indexOrphan) and the record, in one round trip.
+// KEYS: job, tenant index, lease index shard, tenant's live set.
+// ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live ttl_ms,
+// index member, index trim bound ("(ms"), index ttl_ms, orphan deadline_ms,
+// job ttl_ms, then the record's field/value pairs.
+// Returns {1} when created, or {0, n} when the tenant has n ≥ limit live jobs
+// (nothing written).
+var createScript = redis.NewScript(`
+if tonumber(ARGV[2]) > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+  local n = redis.call('ZCARD', KEYS[4])
+  if n >= tonumber(ARGV[2]) then return {0, n} end
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[6])
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+return {1}
+`)
+
+// Create admits a new queued job among its tenant's live jobs
+// (TenantMaxLive, see Admit: tasks.ERATELIMITED, and nothing written, when
+// the tenant is at its limit), writes its record with its normalised input
+// and options, and returns the record as written. With the record, the job
+// enters the tenant's listing index and the lease index, with a deadline
+// OrphanAfter away, as if a lease had been taken: the claim of its task
+// replaces that deadline, and should the task never be enqueued (an outage
+// between Create and Enqueue), the reconciler finds the job lapsed, queued
+// and unowned, and enqueues it (Handoff answers HandoffEnqueue). A submit
+// is thus never left half-done for good.
+//
+// On one node all of it is one script, one round trip, atomic. On a
+// Cluster the keys are in different slots: admission, then the listing
+// index, then the lease index, then the record (MULTI: HSET + PEXPIRE), so
+// that no job exists that the listing cannot find (an index entry whose
+// job was never written is dropped by the next listing).
+//
+// The job's generation is 1, token 0. The event stream starts with the
+// first worker write: a watcher of a queued job is sent the record itself
+// (see LatestEvent). A failed Create leaves no admission behind: the
+// script either ran whole or not at all (when its reply was lost, the job
+// exists and is live, and the reconciler enqueues it), and on a Cluster a
+// failed write undoes the admission.
+func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input json.RawMessage, opts tasks.Options) ([]byte, error) {
+	ttl := s.liveTTL()
+	j.ExpiresAt = j.UpdatedAt.Add(ttl)
+	rec, err := tasks.Marshal(j)
+	if err != nil {
+		return nil, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
+	}
+	ob, _ := json.Marshal(opts)
+	fields := []any{"rec", rec, "state", string(j.State), "tenant", tenant,
+		"token", 0, "gen", 1, "input", []byte(input), "opts", ob,
+		"type", j.Type, "queue", j.Queue}
+	if s.TenantMaxLive > 0 {
+		fields = append(fields, "live", "1") // counted by the admission; Save uncounts it
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		err = s.createSlots(ctx, j, tenant, ttl, fields)
+	} else {
+		err = s.createOne(ctx, j, tenant, ttl, fields)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// createOne is Create's createScript.
+func (s *Store) createOne(ctx context.Context, j *tasks.Job, tenant string, ttl time.Duration, fields []any) error {
+	now := s.now()
+	after := s.OrphanAfter
+	if after <= 0 {
+		after = OrphanAfterDefault
+	}
+	args := append(make([]any, 0, 10+len(fields)),
+		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, ttl.Milliseconds(),
+		indexMember(j.CreatedAt, j.ID), fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli()),
+		IndexHorizon.Milliseconds(), now.Add(after).UnixMilli(), ttl.Milliseconds())
+	args = append(args, fields...)
+	cmd, err := s.evalDirect(ctx, createScript,
+		[]string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}, args, nil)
+	if err != nil {
+		return redisErr("store.Create "+j.ID, err)
+	}
+	res, _ := cmd.Int64Slice()
+	if len(res) == 2 && res[0] == 0 {
+		return s.overLimit(tenant, res[1])
+	}
+	return nil
+}
+
+// unadmitTimeout bounds createSlots' undoing of an admission.
+const unadmitTimeout = 2 * time.Second
+
+// createSlots is Create on a Cluster: one round trip per slot. When a
+// write after the admission fails, the admission is undone, with a context
+// of its own (ctx may be spent).
+func (s *Store) createSlots(ctx context.Context, j *tasks.Job, tenant string, ttl time.Duration, fields []any) (err error) {
+	if err := s.Admit(ctx, tenant, j.ID); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unadmitTimeout)
+			defer cancel()
+			_ = s.Unadmit(uctx, tenant, j.ID)
+		}
+	}()
+	key := JobKey(j.ID)
+	_, err = s.rdb.TxPipelined(ctx, s.indexJob(ctx, j, tenant))
+	if err == nil {
+		_, err = s.rdb.Pipelined(ctx, s.indexOrphan(ctx, j.ID))
+	}
+	if err == nil {
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, key, fields...)
+			p.PExpire(ctx, key, ttl)
+			return nil
+		})
+	}
+	return redisErr("store.Create "+j.ID, err)
+}
