@@ -1,0 +1,55 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/staged-dev/staged/internal/redistest"
+	"github.com/staged-dev/staged/internal/store"
+	"github.com/staged-dev/staged/tasks"
+)
+
+// Create admits the job among its tenant's live jobs and writes the
+// record, the listing index and the lease index, each key with a TTL; at
+// the tenant's limit it writes nothing and answers ERATELIMITED.
+func TestCreateAdmits(t *testing.T) {
+	ctx := context.Background()
+	r := redistest.Start(t)
+	rdb := r.Client()
+	s := store.NewStore(rdb)
+	s.TenantMaxLive = 1
+	first := newJob(t, s, "acme")
+	for _, k := range []string{store.JobKey(first.ID), store.TenantJobsKey("acme"), store.LeasesKey(first.ID), store.LiveKey("acme")} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("%s: TTL %v", k, ttl)
+		}
+	}
+	if live := rdb.ZRange(ctx, store.LiveKey("acme"), 0, -1).Val(); len(live) != 1 || live[0] != first.ID {
+		t.Errorf("live set %v, want [%s]", live, first.ID)
+	}
+	if _, err := rdb.ZScore(ctx, store.LeasesKey(first.ID), first.ID).Result(); err != nil {
+		t.Errorf("not in the lease index: %v", err)
+	}
+	if f, _ := rdb.HGet(ctx, store.JobKey(first.ID), "live").Result(); f != "1" {
+		t.Errorf("live field %q, want 1", f)
+	}
+
+	second := tasks.NewJob(testPipeline(), "", time.Now().UTC())
+	_, err := s.Create(ctx, second, "acme", json.RawMessage(`{}`), tasks.Options{})
+	if tasks.ErrorCode(err) != tasks.ERATELIMITED {
+		t.Fatalf("over the limit: %v, want %s", err, tasks.ERATELIMITED)
+	}
+	if n := rdb.Exists(ctx, store.JobKey(second.ID)).Val(); n != 0 {
+		t.Errorf("a refused job was written")
+	}
+	if n := rdb.ZCard(ctx, store.TenantJobsKey("acme")).Val(); n != 1 {
+		t.Errorf("listing index has %d entries, want 1", n)
+	}
+	if _, err := rdb.ZScore(ctx, store.LeasesKey(second.ID), second.ID).Result(); err == nil {
+		t.Errorf("a refused job is in the lease index")
+	}
+	// Another tenant is not affected.
+	newJob(t, s, "globex")
+}
