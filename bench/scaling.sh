@@ -13,10 +13,11 @@ if [ $topo = single ]; then
 else
   addrs=()
   for i in 1 2 3; do p=$(port); mkdir n$i; (cd n$i; redis-server --port $p --cluster-enabled yes --save "" --appendonly no --dir $D/n$i >/dev/null) & pids+=($!); addrs+=(127.0.0.1:$p); done
-  sleep 0.5
+  for a in ${addrs[@]}; do until redis-cli -h 127.0.0.1 -p ${a#*:} ping 2>/dev/null | grep -q PONG; do sleep 0.1; done; done
   redis-cli --cluster create ${addrs[@]} --cluster-replicas 0 --cluster-yes >/dev/null
   URL=redis+cluster://$(IFS=,; echo "${addrs[*]}")
-  for a in ${addrs[@]}; do until redis-cli -h 127.0.0.1 -p ${a#*:} cluster info | grep -q cluster_state:ok; do sleep 0.1; done; done
+  # every node: ok, all slots served, all three masters known
+  for a in ${addrs[@]}; do until redis-cli -h 127.0.0.1 -p ${a#*:} cluster info | tr -d '\r' | grep -c -x -e cluster_state:ok -e cluster_slots_ok:16384 -e cluster_known_nodes:3 | grep -q 3; do sleep 0.1; done; done
 fi
 sleep 0.3
 ap=$(port)

@@ -46,14 +46,17 @@ type Cluster struct {
 }
 
 // StartCluster starts n redis-server processes with cluster-enabled and
-// joins them into one Cluster (redis-cli --cluster create), waiting until
-// every node reports cluster_state:ok. They are stopped at cleanup.
+// joins them into one Cluster (redis-cli --cluster create). It returns once
+// every node says the Cluster is ok, knows all n nodes, has every slot
+// assigned and served, and maps the slots to the same n masters: the state
+// a client's first CLUSTER SLOTS must see. On a loaded machine the join
+// takes longer; nothing here waits a fixed time. They are stopped at cleanup.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	c := &Cluster{}
 	var addrs []string
 	for range n {
-		s := startArgs(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		s := startArgs(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr)
 	}
@@ -69,13 +72,57 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	ctx := context.Background()
 	for _, s := range c.Nodes {
 		rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
-		Eventually(tb, 20*time.Second, s.Addr+" to report cluster_state:ok", func() bool {
-			info, err := rdb.ClusterInfo(ctx).Result()
-			return err == nil && strings.Contains(info, "cluster_state:ok")
-		})
+		var last string
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ok, why := clusterReady(ctx, rdb, n)
+			if ok {
+				break
+			}
+			if why != last {
+				tb.Logf("redistest: cluster node %s not ready yet: %s", s.Addr, why)
+				last = why
+			}
+			if time.Now().After(deadline) {
+				rdb.Close()
+				tb.Fatalf("redistest: cluster node %s not ready after 60s: %s", s.Addr, why)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		rdb.Close()
 	}
 	return c
+}
+
+// clusterReady says whether the node rdb sees a whole Cluster of n
+// masters, and if not, why.
+func clusterReady(ctx context.Context, rdb *redis.Client, n int) (bool, string) {
+	info, err := rdb.ClusterInfo(ctx).Result()
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, want := range []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_slots_ok:16384",
+		"cluster_known_nodes:" + strconv.Itoa(n), "cluster_size:" + strconv.Itoa(n)} {
+		if !strings.Contains(info, want+"\r\n") && !strings.HasSuffix(strings.TrimSpace(info), want) {
+			return false, "CLUSTER INFO lacks " + want
+		}
+	}
+	slots, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		return false, err.Error()
+	}
+	covered, masters := 0, map[string]bool{}
+	for _, r := range slots {
+		if len(r.Nodes) == 0 || r.Nodes[0].Addr == "" {
+			return false, "CLUSTER SLOTS has a range without a master"
+		}
+		covered += r.End - r.Start + 1
+		masters[r.Nodes[0].Addr] = true
+	}
+	if covered != 16384 || len(masters) != n {
+		return false, fmt.Sprintf("CLUSTER SLOTS covers %d slots on %d masters", covered, len(masters))
+	}
+	return true, ""
 }
 
 // URL is the redis+cluster:// URL naming every node.
