@@ -25,27 +25,63 @@ import (
 // for the next. Should a push be lost (the subscription reconnecting, a
 // retry moved to its queue by asynq's forwarder), the job waits at most one
 // TaskCheckInterval.
+//
+// A busy worker skips the queues it knows to be empty. asynq's dequeue
+// tries the worker's queues one after the other (one per pipeline
+// definition), a round trip each, so a worker draining one queue while its
+// others are empty would spend a round trip per empty queue per job. A
+// dequeue that found queue Q empty marks Q empty for TaskCheckInterval: the
+// hook answers the next dequeues of Q itself (empty, no round trip), until
+// a wake-up names Q or the interval has passed. A task whose push is lost
+// thus waits at most TaskCheckInterval, busy worker or idle, as above.
 type waker struct {
-	queues  map[string]bool
+	queues  map[string]*atomic.Int64 // a queue's "empty until", ns since t0; 0: not known empty
+	t0      time.Time
 	wait    time.Duration
 	wake    chan string // buffered 1: the queue of the latest unconsumed push
 	quit    chan struct{}
 	empties atomic.Int32 // consecutive empty dequeues
+	skipped atomic.Int64 // dequeues answered without a round trip (tests)
 }
 
 func newWaker(queues map[string]int, wait time.Duration) *waker {
-	wk := &waker{queues: map[string]bool{}, wait: wait, wake: make(chan string, 1), quit: make(chan struct{})}
+	wk := &waker{queues: map[string]*atomic.Int64{}, t0: time.Now(), wait: wait, wake: make(chan string, 1), quit: make(chan struct{})}
 	for q := range queues {
-		wk.queues[q] = true
+		wk.queues[q] = new(atomic.Int64)
 	}
 	return wk
 }
 
-// wakeUp is a push for queue q; pushes for other workers' queues are ignored.
-func (wk *waker) wakeUp(q string) {
-	if !wk.queues[q] {
+// since is the monotonic time since t0, never 0.
+func (wk *waker) since() int64 { return int64(time.Since(wk.t0)) + 1 }
+
+// knownEmpty reports whether a dequeue found q empty less than wait ago,
+// with no wake-up for q since.
+func (wk *waker) knownEmpty(q string) bool {
+	e := wk.queues[q]
+	return e != nil && e.Load() > wk.since()
+}
+
+// found records what a dequeue of q found: a task, or none.
+func (wk *waker) found(q string, task bool) {
+	e := wk.queues[q]
+	if e == nil {
 		return
 	}
+	if task {
+		e.Store(0)
+	} else {
+		e.Store(wk.since() + int64(wk.wait))
+	}
+}
+
+// wakeUp is a push for queue q; pushes for other workers' queues are ignored.
+func (wk *waker) wakeUp(q string) {
+	e := wk.queues[q]
+	if e == nil {
+		return
+	}
+	e.Store(0) // dequeue q for real again
 	select {
 	case wk.wake <- q:
 	default: // one is pending already
@@ -73,10 +109,20 @@ func (wk *waker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 // makes an empty dequeue wait for a wake-up (see waker).
 func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
 		q, ok := dequeueQueue(cmd)
 		if !ok {
-			return err
+			return next(ctx, cmd)
+		}
+		var err error
+		if wk.knownEmpty(q) {
+			err = redis.Nil
+			cmd.SetErr(err)
+			wk.skipped.Add(1)
+		} else {
+			err = next(ctx, cmd)
+			if err == nil || err == redis.Nil {
+				wk.found(q, err == nil)
+			}
 		}
 		if err != redis.Nil {
 			wk.empties.Store(0)
@@ -99,8 +145,14 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		case <-ctx.Done():
 			return err
 		}
+		if to == "" {
+			to = q
+		}
 		again := redis.NewCmd(ctx, retarget(cmd.Args(), q, to)...)
 		err = next(ctx, again)
+		if err == nil || err == redis.Nil {
+			wk.found(to, err == nil)
+		}
 		c, ok := cmd.(*redis.Cmd)
 		if !ok {
 			return err

@@ -79,3 +79,60 @@ func TestRetarget(t *testing.T) {
 }
 
 func fakeCmd(args []any) *redis.Cmd { return redis.NewCmd(context.Background(), args...) }
+
+// A busy worker does not send the dequeues of a queue found empty less
+// than TaskCheckInterval ago, unless a wake-up names it.
+func TestWakerSkipsEmptyQueue(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	wk := newWaker(map[string]int{"a": 1, "b": 1}, wait)
+	sent := map[string]int{}
+	hook := wk.ProcessHook(func(_ context.Context, cmd redis.Cmder) error {
+		q, _ := dequeueQueue(cmd)
+		sent[q]++
+		if q == "a" { // always empty
+			cmd.SetErr(redis.Nil)
+			return redis.Nil
+		}
+		cmd.(*redis.Cmd).SetVal("task") // b always has a task
+		return nil
+	})
+	dequeue := func(q string) error {
+		args := []any{"evalsha", "sha", 4, "asynq:{" + q + "}:pending", "asynq:{" + q + "}:paused", "asynq:{" + q + "}:active", "asynq:{" + q + "}:lease", int64(1), "asynq:{" + q + "}:t:"}
+		cmd := redis.NewCmd(context.Background(), args...)
+		err := hook(context.Background(), cmd)
+		if err != cmd.Err() {
+			t.Fatalf("hook returned %v, the command has %v", err, cmd.Err())
+		}
+		return err
+	}
+	start := time.Now()
+	for range 5 {
+		if err := dequeue("a"); err != redis.Nil {
+			t.Fatalf("dequeue a: %v", err)
+		}
+		if err := dequeue("b"); err != nil {
+			t.Fatalf("dequeue b: %v", err)
+		}
+	}
+	if time.Since(start) < wait && (sent["a"] != 1 || sent["b"] != 5) {
+		t.Fatalf("sent %v, want a once and b 5 times", sent)
+	}
+	wk.wakeUp("a") // a job on a: dequeue it for real
+	<-wk.wake      // (a waiting dequeue would take it)
+	_ = dequeue("a")
+	if sent["a"] != 2 {
+		t.Fatalf("after a wake-up, a sent %d times, want 2", sent["a"])
+	}
+	_ = dequeue("b")
+	_ = dequeue("a")
+	if time.Since(start) < wait && sent["a"] != 2 {
+		t.Fatalf("a sent %d times, want 2", sent["a"])
+	}
+	n := sent["a"]
+	time.Sleep(wait) // its mark runs out: a is dequeued for real again
+	_ = dequeue("b")
+	_ = dequeue("a")
+	if sent["a"] != n+1 {
+		t.Fatalf("after TaskCheckInterval, a sent %d times, want %d", sent["a"], n+1)
+	}
+}
