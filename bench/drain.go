@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -21,24 +22,24 @@ const submitters = 50
 // sleepJob returns what the API would make of {"type": "sleep", "input":
 // {"stages": stages, "ms": 0}}: the normalised input, the stage list and
 // the options with the defaults resolved, on the bench queue.
-func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, tasks.Options, error) {
+func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, api.Options, error) {
 	p := e.reg.Get("sleep")
 	if p == nil {
-		return nil, nil, tasks.Options{}, fmt.Errorf("no sleep pipeline registered")
+		return nil, nil, api.Options{}, fmt.Errorf("no sleep pipeline registered")
 	}
 	input, err := p.Input.Normalize(json.RawMessage(fmt.Sprintf(`{"stages":%d,"ms":0}`, stages)))
 	if err != nil {
-		return nil, nil, tasks.Options{}, err
+		return nil, nil, api.Options{}, err
 	}
 	st, err := p.StagesFor(input)
 	if err != nil {
-		return nil, nil, tasks.Options{}, err
+		return nil, nil, api.Options{}, err
 	}
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = tasks.DefaultJobTimeout
 	}
-	return input, st, tasks.Options{Retention: retention, Timeout: timeout, MaxRetries: p.MaxRetries, Queue: benchQueue}, nil
+	return input, st, api.Options{Retention: retention, Timeout: timeout, MaxRetries: p.MaxRetries, Queue: benchQueue}, nil
 }
 
 // presubmit creates n sleep jobs the way the API's submit does
@@ -64,7 +65,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				j := tasks.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
+				j := store.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
 				j.Digest = digest
 				if err := js.Admit(ctx, "", j.ID); err != nil {
 					errc <- err
@@ -174,10 +175,10 @@ func drain(ctx context.Context, e *env) (*result, error) {
 	// What Redis keeps per finished job (record, checkpoints, events,
 	// asynq's completed task) until the retention expires.
 	r.set("redis_bytes_per_job", float64(m2.memory-m0.memory)/per)
-	r.set("succeeded", states[tasks.StateSucceeded])
-	if states[tasks.StateSucceeded] != n {
+	r.set("succeeded", states[api.StateSucceeded])
+	if states[api.StateSucceeded] != n {
 		r.set("states", fmt.Sprint(states))
-		return r, fmt.Errorf("drain: only %d of %d jobs succeeded: %v", states[tasks.StateSucceeded], n, states)
+		return r, fmt.Errorf("drain: only %d of %d jobs succeeded: %v", states[api.StateSucceeded], n, states)
 	}
 	return r, nil
 }

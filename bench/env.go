@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -105,8 +106,8 @@ func (e *env) connOpt() asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: e.addr, PoolSize: e.o.pool}
 }
 
-// api is an API server running in this process on a real listener.
-type api struct {
+// apiServer is an API server running in this process on a real listener.
+type apiServer struct {
 	url  string
 	srv  *server.Server
 	rdb  *redis.Client
@@ -115,7 +116,7 @@ type api struct {
 
 // startAPI starts the API on a free port of 127.0.0.1, its logger at warn
 // level, and waits until /healthz answers.
-func (e *env) startAPI(ctx context.Context) (*api, error) {
+func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
 	rdb := e.productClient()
 	srv, err := server.New(server.Config{Redis: rdb, RedisConnOpt: e.connOpt(), Registry: e.reg,
 		Retention: retention, Queues: []string{benchQueue}, Logger: e.log, RateLimit: e.o.rateLimit,
@@ -135,7 +136,7 @@ func (e *env) startAPI(ctx context.Context) (*api, error) {
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(rctx, addr) }()
-	a := &api{url: "http://" + addr, srv: srv, rdb: rdb}
+	a := &apiServer{url: "http://" + addr, srv: srv, rdb: rdb}
 	a.stop = func() error {
 		cancel()
 		err := <-done
@@ -256,8 +257,8 @@ func (e *env) waitProcessed(ctx context.Context, target int64, limit time.Durati
 
 // countStates reads the state of each job with pipelined HGETs, after the
 // measurement, and counts them.
-func (e *env) countStates(ctx context.Context, ids []string) (map[tasks.State]int, error) {
-	counts := map[tasks.State]int{}
+func (e *env) countStates(ctx context.Context, ids []string) (map[api.State]int, error) {
+	counts := map[api.State]int{}
 	for i := 0; i < len(ids); i += 1000 {
 		chunk := ids[i:min(i+1000, len(ids))]
 		cmds, err := e.ctl.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -270,7 +271,7 @@ func (e *env) countStates(ctx context.Context, ids []string) (map[tasks.State]in
 			return nil, err
 		}
 		for _, c := range cmds {
-			counts[tasks.State(c.(*redis.StringCmd).Val())]++
+			counts[api.State(c.(*redis.StringCmd).Val())]++
 		}
 	}
 	return counts, nil

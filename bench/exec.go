@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/execstage"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -127,10 +128,10 @@ func (e *env) drainNoop(ctx context.Context, name string, fn tasks.StageFunc, n 
 	rdb := redis.NewClient(&redis.Options{Addr: e.addr})
 	defer rdb.Close()
 	js := store.NewStore(rdb)
-	opts := tasks.Options{Retention: retention, Timeout: tasks.DefaultJobTimeout, Queue: benchQueue}
+	opts := api.Options{Retention: retention, Timeout: tasks.DefaultJobTimeout, Queue: benchQueue}
 	ids := make([]string, 0, n)
 	for range n {
-		j := tasks.NewJob(p, benchQueue, time.Now().UTC()) // with p's digest: routed to its workers
+		j := store.NewJob(p, benchQueue, time.Now().UTC()) // with p's digest: routed to its workers
 		if _, err := js.Create(ctx, j, "", json.RawMessage(`{}`), opts); err != nil {
 			return 0, err
 		}
@@ -162,7 +163,7 @@ func (e *env) drainNoop(ctx context.Context, name string, fn tasks.StageFunc, n 
 		if err != nil {
 			return 0, err
 		}
-		if j.State != tasks.StateSucceeded || j.StartedAt == nil || j.FinishedAt == nil {
+		if j.State != api.StateSucceeded || j.StartedAt == nil || j.FinishedAt == nil {
 			return 0, fmt.Errorf("job %s: %s", id, j.State)
 		}
 		total += j.FinishedAt.Sub(*j.StartedAt)

@@ -38,14 +38,14 @@ func setLoad(r *result, l *loadResult) {
 
 // submit drives POST /v1/jobs with no worker running.
 func submit(ctx context.Context, e *env) (*result, error) {
-	return loadAPI(ctx, e, "submit", func(a *api) (loadSpec, error) {
+	return loadAPI(ctx, e, "submit", func(a *apiServer) (loadSpec, error) {
 		return e.loadSpec("POST", a.url+"/v1/jobs", e.submitBody()), nil
 	})
 }
 
 // poll drives GET /v1/jobs/{id} of a queued job.
 func poll(ctx context.Context, e *env) (*result, error) {
-	return loadAPI(ctx, e, "poll", func(a *api) (loadSpec, error) {
+	return loadAPI(ctx, e, "poll", func(a *apiServer) (loadSpec, error) {
 		id, _, err := postJob(ctx, a.url+"/v1/jobs", e.submitBody())
 		return e.loadSpec("GET", a.url+"/v1/jobs/"+id, ""), err
 	})
@@ -54,7 +54,7 @@ func poll(ctx context.Context, e *env) (*result, error) {
 // loadAPI starts an API, drives it with the load generator as spec says,
 // and measures what each request cost the API process (CPU, profiled into
 // name-api.pprof) and Redis (commands, CPU).
-func loadAPI(ctx context.Context, e *env, name string, spec func(*api) (loadSpec, error)) (*result, error) {
+func loadAPI(ctx context.Context, e *env, name string, spec func(*apiServer) (loadSpec, error)) (*result, error) {
 	a, err := e.startAPI(ctx)
 	if err != nil {
 		return nil, err

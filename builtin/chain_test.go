@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // chainData decodes a chain result and returns its data.
@@ -48,14 +48,14 @@ func TestChainResult(t *testing.T) {
 // json.Marshal escapes '>' (as \u003e, for HTML safety), so the result reads
 // "x -> …" only where the encoder has SetEscapeHTML(false).
 // TestChainResultEncoding checks the result keeps "->" readable when staged
-// encodes it (tasks.Marshal does not HTML-escape).
+// encodes it (api.Marshal does not HTML-escape).
 func TestChainResultEncoding(t *testing.T) {
-	b, err := tasks.Marshal(ChainOutput{Data: "x -> processed by stage 1"})
+	b, err := api.Marshal(ChainOutput{Data: "x -> processed by stage 1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := `{"data":"x -> processed by stage 1"}`; string(b) != want {
-		t.Errorf("tasks.Marshal: %s, want %s", b, want)
+		t.Errorf("api.Marshal: %s, want %s", b, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -36,11 +37,11 @@ func TestSchemasSayWhatChecksSay(t *testing.T) {
 				t.Fatalf("the check accepts %s", tt.input)
 			}
 			d := tt.p.Definition()
-			api, err := d.Pipeline()
+			ap, err := catalog.PipelineOf(&d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = api.Input.Normalize(json.RawMessage(tt.input))
+			_, err = ap.Input.Normalize(json.RawMessage(tt.input))
 			var e *tasks.Error
 			if !asError(err, &e) || e.Field != tt.field || e.Code != tasks.EUNPROCESSABLE {
 				t.Errorf("schema validation of %s = %v, want a 422 naming %s", tt.input, err, tt.field)
@@ -48,11 +49,12 @@ func TestSchemasSayWhatChecksSay(t *testing.T) {
 		})
 	}
 	for _, p := range Pipelines() {
-		api, err := func() (*tasks.Pipeline, error) { d := p.Definition(); return d.Pipeline() }()
+		d := p.Definition()
+		ap, err := catalog.PipelineOf(&d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := api.Input.Normalize(nil)
+		got, err := ap.Input.Normalize(nil)
 		want, _ := p.Input.Normalize(nil)
 		var g, w map[string]any
 		json.Unmarshal(got, &g)

@@ -13,17 +13,16 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/staged-dev/staged/api"
 	"golang.org/x/term"
-
-	"github.com/staged-dev/staged/tasks"
 )
 
 // display shows a followed job's progress.
 type display interface {
 	// update shows a new record.
-	update(j *tasks.Job)
+	update(j *api.Job)
 	// finish shows the final record and ends the display.
-	finish(j *tasks.Job)
+	finish(j *api.Job)
 	// stop ends the display early (the watch failed).
 	stop()
 }
@@ -39,9 +38,9 @@ func newDisplay(w io.Writer) display {
 
 type nopDisplay struct{}
 
-func (nopDisplay) update(*tasks.Job) {}
-func (nopDisplay) finish(*tasks.Job) {}
-func (nopDisplay) stop()             {}
+func (nopDisplay) update(*api.Job) {}
+func (nopDisplay) finish(*api.Job) {}
+func (nopDisplay) stop()           {}
 
 // lineDisplay prints "2026-11-25T10:00:01Z running stage 2/4 preprocess 41%"
 // whenever that line (without the time) changes.
@@ -50,7 +49,7 @@ type lineDisplay struct {
 	last string
 }
 
-func (d *lineDisplay) update(j *tasks.Job) {
+func (d *lineDisplay) update(j *api.Job) {
 	// A line per change of state, stage or whole percent (not per partial
 	// result), with the partial result of that moment.
 	line := describe(j)
@@ -68,12 +67,12 @@ func (d *lineDisplay) update(j *tasks.Job) {
 	fmt.Fprintf(d.w, "%s %s\n", ts.UTC().Format(time.RFC3339), line)
 }
 
-func (d *lineDisplay) finish(j *tasks.Job) { d.update(j) }
-func (d *lineDisplay) stop()               {}
+func (d *lineDisplay) finish(j *api.Job) { d.update(j) }
+func (d *lineDisplay) stop()             {}
 
 // describe is the one-line state of j: "queued", "running stage 2/4
 // preprocess 41%", "failed stage 3/4 train 60%: message".
-func describe(j *tasks.Job) string {
+func describe(j *api.Job) string {
 	state := string(j.State)
 	if j.CancelRequested && !j.State.Terminal() {
 		state = "canceling"
@@ -82,10 +81,10 @@ func describe(j *tasks.Job) string {
 		return state
 	}
 	s := fmt.Sprintf("%s stage %d/%d %s %d%%", state, j.Stage.Index, j.Stage.Total, j.Stage.Name, percent(j.Progress))
-	if j.State == tasks.StateRetrying && j.Attempt > 0 {
+	if j.State == api.StateRetrying && j.Attempt > 0 {
 		s += fmt.Sprintf(" (attempt %d)", j.Attempt+1)
 	}
-	if j.State == tasks.StateFailed && j.Error != nil {
+	if j.State == api.StateFailed && j.Error != nil {
 		s += ": " + j.Error.Message
 	}
 	return s
@@ -118,7 +117,7 @@ type barDisplay struct {
 	wg   sync.WaitGroup
 
 	mu   sync.Mutex
-	job  *tasks.Job
+	job  *api.Job
 	seen time.Time // local time job arrived
 	once sync.Once
 }
@@ -159,7 +158,7 @@ func (d *barDisplay) tick(every time.Duration) {
 	}
 }
 
-func (d *barDisplay) update(j *tasks.Job) {
+func (d *barDisplay) update(j *api.Job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.job, d.seen = j, d.now()
@@ -167,13 +166,13 @@ func (d *barDisplay) update(j *tasks.Job) {
 	d.bar.Set(min(int(j.Progress*barMax), barMax-1)) // full only in finish
 }
 
-func (d *barDisplay) finish(j *tasks.Job) {
+func (d *barDisplay) finish(j *api.Job) {
 	d.stopTicker()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.job, d.seen = j, d.now()
 	d.bar.Describe(barText(j, 0))
-	if j.State == tasks.StateSucceeded {
+	if j.State == api.StateSucceeded {
 		d.bar.Finish()
 	} else {
 		d.bar.Set(min(int(j.Progress*barMax), barMax-1))
@@ -198,10 +197,10 @@ func (d *barDisplay) stopTicker() {
 // barText is the text before the bar: where the job is, how long it has
 // run and, while it runs, the estimated time left. since is the time since
 // the record arrived, to keep the clock moving between records.
-func barText(j *tasks.Job, since time.Duration) string {
+func barText(j *api.Job, since time.Duration) string {
 	elapsed := jobElapsed(j, since)
 	switch {
-	case j.State == tasks.StateQueued || j.Stage.Index == 0 && !j.State.Terminal():
+	case j.State == api.StateQueued || j.Stage.Index == 0 && !j.State.Terminal():
 		return "queued · " + fmtDur(elapsed)
 	case j.State.Terminal():
 		return fmt.Sprintf("%s · stage %d/%d %s · %s", j.State, j.Stage.Index, j.Stage.Total, j.Stage.Name, fmtDur(elapsed))
@@ -210,7 +209,7 @@ func barText(j *tasks.Job, since time.Duration) string {
 	switch {
 	case j.CancelRequested:
 		state = "canceling · stage"
-	case j.State == tasks.StateRetrying:
+	case j.State == api.StateRetrying:
 		state = "retrying · stage"
 	}
 	s := fmt.Sprintf("%s %d/%d %s · %s · ETA %s", state, j.Stage.Index, j.Stage.Total, j.Stage.Name,
@@ -282,7 +281,7 @@ func shortNumber(n json.Number) string {
 // jobElapsed is how long j has been running (queued, if it has not
 // started): measured on the server's clock up to the record's update, plus
 // since, so that the client's clock skew does not matter.
-func jobElapsed(j *tasks.Job, since time.Duration) time.Duration {
+func jobElapsed(j *api.Job, since time.Duration) time.Duration {
 	start := j.CreatedAt
 	if j.StartedAt != nil {
 		start = *j.StartedAt
@@ -299,7 +298,7 @@ func jobElapsed(j *tasks.Job, since time.Duration) time.Duration {
 
 // eta extrapolates the job's rate so far: the time left at its last update,
 // less the time since.
-func eta(j *tasks.Job, since time.Duration) string {
+func eta(j *api.Job, since time.Duration) string {
 	p := j.Progress
 	if p < 0.01 || p >= 1 || j.StartedAt == nil {
 		return "–"

@@ -8,26 +8,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 func TestDescribe(t *testing.T) {
-	retrying := rec(tasks.StateRetrying, 2, 0.5, time.Second)
+	retrying := rec(api.StateRetrying, 2, 0.5, time.Second)
 	retrying.Attempt = 1
-	canceling := rec(tasks.StateRunning, 1, 0.25, time.Second)
+	canceling := rec(api.StateRunning, 1, 0.25, time.Second)
 	canceling.CancelRequested = true
 	tests := []struct {
 		name string
-		job  *tasks.Job
+		job  *api.Job
 		want string
 	}{
-		{name: "queued", job: rec(tasks.StateQueued, 0, 0, 0), want: "queued"},
-		{name: "running", job: rec(tasks.StateRunning, 2, 0.41, 0), want: "running stage 2/2 stage2 41%"},
-		{name: "rounds down", job: rec(tasks.StateRunning, 2, 0.999, 0), want: "running stage 2/2 stage2 99%"},
+		{name: "queued", job: rec(api.StateQueued, 0, 0, 0), want: "queued"},
+		{name: "running", job: rec(api.StateRunning, 2, 0.41, 0), want: "running stage 2/2 stage2 41%"},
+		{name: "rounds down", job: rec(api.StateRunning, 2, 0.999, 0), want: "running stage 2/2 stage2 99%"},
 		{name: "retrying", job: retrying, want: "retrying stage 2/2 stage2 50% (attempt 2)"},
 		{name: "canceling", job: canceling, want: "canceling stage 1/2 stage1 25%"},
-		{name: "failed", job: withError(rec(tasks.StateFailed, 2, 0.5, 0), "stage2", "boom"), want: "failed stage 2/2 stage2 50%: boom"},
-		{name: "succeeded", job: rec(tasks.StateSucceeded, 2, 1, 0), want: "succeeded stage 2/2 stage2 100%"},
+		{name: "failed", job: withError(rec(api.StateFailed, 2, 0.5, 0), "stage2", "boom"), want: "failed stage 2/2 stage2 50%: boom"},
+		{name: "succeeded", job: rec(api.StateSucceeded, 2, 1, 0), want: "succeeded stage 2/2 stage2 100%"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,19 +58,19 @@ func TestFmtDur(t *testing.T) {
 
 func TestBarText(t *testing.T) {
 	// Started at t0+1s, updated at t0+11s at 25%: 10s elapsed, 30s left.
-	j := rec(tasks.StateRunning, 1, 0.25, 11*time.Second)
+	j := rec(api.StateRunning, 1, 0.25, 11*time.Second)
 	tests := []struct {
 		name  string
-		job   *tasks.Job
+		job   *api.Job
 		since time.Duration
 		want  string
 	}{
 		{name: "at the update", job: j, want: "stage 1/2 stage1 · 10s · ETA 30s"},
 		{name: "the clock moves on", job: j, since: 5 * time.Second, want: "stage 1/2 stage1 · 15s · ETA 25s"},
 		{name: "ETA not below zero", job: j, since: time.Minute, want: "stage 1/2 stage1 · 1m10s · ETA 0ms"},
-		{name: "no ETA at 0%", job: rec(tasks.StateRunning, 1, 0, 2*time.Second), want: "stage 1/2 stage1 · 1.0s · ETA –"},
-		{name: "queued", job: rec(tasks.StateQueued, 0, 0, 3*time.Second), want: "queued · 3.0s"},
-		{name: "finished: frozen clock", job: rec(tasks.StateSucceeded, 2, 1, 21*time.Second), since: time.Hour,
+		{name: "no ETA at 0%", job: rec(api.StateRunning, 1, 0, 2*time.Second), want: "stage 1/2 stage1 · 1.0s · ETA –"},
+		{name: "queued", job: rec(api.StateQueued, 0, 0, 3*time.Second), want: "queued · 3.0s"},
+		{name: "finished: frozen clock", job: rec(api.StateSucceeded, 2, 1, 21*time.Second), since: time.Hour,
 			want: "succeeded · stage 2/2 stage2 · 20s"},
 	}
 	for _, tt := range tests {
@@ -86,8 +86,8 @@ func TestBarDisplay(t *testing.T) {
 	var buf bytes.Buffer
 	now := t0
 	d := newBarDisplay(&buf, func() time.Time { return now }, 0)
-	d.update(rec(tasks.StateQueued, 0, 0, 0))
-	d.update(rec(tasks.StateRunning, 2, 0.41, 11*time.Second))
+	d.update(rec(api.StateQueued, 0, 0, 0))
+	d.update(rec(api.StateRunning, 2, 0.41, 11*time.Second))
 	out := buf.String()
 	for _, want := range []string{"stage 2/2 stage2 · 10s · ETA 14s", "41%", "█"} {
 		if !strings.Contains(out, want) {
@@ -95,7 +95,7 @@ func TestBarDisplay(t *testing.T) {
 		}
 	}
 	buf.Reset()
-	d.finish(withResult(rec(tasks.StateSucceeded, 2, 1, 21*time.Second), `{}`))
+	d.finish(withResult(rec(api.StateSucceeded, 2, 1, 21*time.Second), `{}`))
 	out = buf.String()
 	if !strings.Contains(out, "100%") || !strings.Contains(out, "succeeded · stage 2/2 stage2 · 20s") || !strings.HasSuffix(out, "\n") {
 		t.Errorf("final bar: %q", out)
@@ -107,7 +107,7 @@ func TestBarDisplayTicks(t *testing.T) {
 	buf := &syncBuffer{wrote: make(chan struct{}, 1)}
 	d := newBarDisplay(buf, time.Now, time.Millisecond)
 	defer d.stop()
-	d.update(rec(tasks.StateRunning, 1, 0.5, 11*time.Second))
+	d.update(rec(api.StateRunning, 1, 0.5, 11*time.Second))
 	timeout := time.After(5 * time.Second)
 	for strings.Count(buf.String(), "stage 1/2") < 3 {
 		select {

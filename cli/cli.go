@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/client"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // cliFlags defines --server on fs.
@@ -44,7 +44,7 @@ func oneID(fs *flag.FlagSet, pos []string, stderr io.Writer) (string, bool) {
 		printErr(stderr, "%s needs exactly one job ID (see %s -h)", strings.TrimPrefix(fs.Name(), "staged "), fs.Name())
 		return "", false
 	}
-	if !tasks.ValidID(pos[0]) {
+	if !api.ValidID(pos[0]) {
 		printErr(stderr, "%q is not a job ID: job IDs are UUIDs such as 0b6c6f8e-1f1a-4c1e-9a55-3f0f1b7d2a10", pos[0])
 		return "", false
 	}
@@ -218,7 +218,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	if !ok {
 		return code
 	}
-	return follow(ctx, c, &tasks.Job{ID: id}, asJSON, stdout, stderr)
+	return follow(ctx, c, &api.Job{ID: id}, asJSON, stdout, stderr)
 }
 
 // cancelWait bounds how long staged cancel waits for a running job to stop.
@@ -253,7 +253,7 @@ func runCancel(ctx context.Context, args []string, getenv func(string) string, s
 // follow watches job j until it finishes, showing its progress (unless
 // asJSON), and prints the outcome: the result, or the final record with
 // asJSON. It returns 0 succeeded, 1 failed, 2 canceled.
-func follow(ctx context.Context, c *client.Client, j *tasks.Job, asJSON bool, stdout, stderr io.Writer) int {
+func follow(ctx context.Context, c *client.Client, j *api.Job, asJSON bool, stdout, stderr io.Writer) int {
 	// Progress goes to stderr (a bar when it is a terminal), so that stdout
 	// holds only the result: staged submit ... --wait > out.json.
 	var d display = nopDisplay{}
@@ -282,9 +282,9 @@ func follow(ctx context.Context, c *client.Client, j *tasks.Job, asJSON bool, st
 		printOutcome(stdout, stderr, last)
 	}
 	switch last.State {
-	case tasks.StateSucceeded:
+	case api.StateSucceeded:
 		return exitOK
-	case tasks.StateCanceled:
+	case api.StateCanceled:
 		return exitCanceled
 	default:
 		return exitFailed
@@ -293,11 +293,11 @@ func follow(ctx context.Context, c *client.Client, j *tasks.Job, asJSON bool, st
 
 // printOutcome prints a finished job's result on stdout, or why it did not
 // succeed on stderr.
-func printOutcome(stdout, stderr io.Writer, j *tasks.Job) {
+func printOutcome(stdout, stderr io.Writer, j *api.Job) {
 	switch j.State {
-	case tasks.StateSucceeded:
+	case api.StateSucceeded:
 		writeJSONValue(stdout, j.Result)
-	case tasks.StateCanceled:
+	case api.StateCanceled:
 		printErr(stderr, "job %s was canceled", j.ID)
 	default:
 		if j.Error != nil {

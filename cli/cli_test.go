@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 const testID = "0b6c6f8e-1f1a-4c1e-9a55-3f0f1b7d2a10"
@@ -21,12 +21,12 @@ const testID = "0b6c6f8e-1f1a-4c1e-9a55-3f0f1b7d2a10"
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 // rec returns a record of the 2-stage test job.
-func rec(state tasks.State, stage int, progress float64, at time.Duration) *tasks.Job {
-	j := &tasks.Job{
+func rec(state api.State, stage int, progress float64, at time.Duration) *api.Job {
+	j := &api.Job{
 		ID: testID, Type: "chain", State: state, Progress: progress, Attempt: 1,
-		Stage:     tasks.StageRef{Index: stage, Total: 2},
-		Stages:    []tasks.StageStatus{{Name: "stage1", State: tasks.StatePending}, {Name: "stage2", State: tasks.StatePending}},
-		CreatedAt: t0, UpdatedAt: t0.Add(at), ExpiresAt: t0.Add(24 * time.Hour), Links: tasks.LinksFor(testID),
+		Stage:     api.StageRef{Index: stage, Total: 2},
+		Stages:    []api.StageStatus{{Name: "stage1", State: api.StatePending}, {Name: "stage2", State: api.StatePending}},
+		CreatedAt: t0, UpdatedAt: t0.Add(at), ExpiresAt: t0.Add(24 * time.Hour), Links: api.LinksFor(testID),
 	}
 	if stage > 0 {
 		j.Stage.Name = j.Stages[stage-1].Name
@@ -46,12 +46,12 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	submits []map[string]any
 	headers []http.Header
-	events  []*tasks.Job  // the event stream of testID
+	events  []*api.Job    // the event stream of testID
 	hold    chan struct{} // if set, the stream waits on it after the events
 	cancel  int           // status of cancel: 202 or 409
 }
 
-func newFakeAPI(t *testing.T, events ...*tasks.Job) *fakeAPI {
+func newFakeAPI(t *testing.T, events ...*api.Job) *fakeAPI {
 	t.Helper()
 	f := &fakeAPI{events: events, cancel: 202}
 	mux := http.NewServeMux()
@@ -66,7 +66,7 @@ func newFakeAPI(t *testing.T, events ...*tasks.Job) *fakeAPI {
 			problem(w, 422, "Unknown job type", `no pipeline "nope"; registered: chain, sleep, train`)
 			return
 		}
-		reply(w, 202, rec(tasks.StateQueued, 0, 0, 0))
+		reply(w, 202, rec(api.StateQueued, 0, 0, 0))
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("id") != testID {
@@ -94,7 +94,7 @@ func newFakeAPI(t *testing.T, events ...*tasks.Job) *fakeAPI {
 			problem(w, 409, "Job already finished", "job "+testID+" already succeeded; there is nothing to cancel")
 			return
 		}
-		reply(w, 202, rec(tasks.StateCanceled, 0, 0, time.Second))
+		reply(w, 202, rec(api.StateCanceled, 0, 0, time.Second))
 	})
 	f.Server = httptest.NewServer(mux)
 	t.Cleanup(f.Close)
@@ -115,18 +115,18 @@ func problem(w http.ResponseWriter, status int, title, detail string) {
 
 func (f *fakeAPI) env() map[string]string { return map[string]string{"STAGED_SERVER": f.URL} }
 
-func withResult(j *tasks.Job, result string) *tasks.Job {
+func withResult(j *api.Job, result string) *api.Job {
 	j.Result = json.RawMessage(result)
 	return j
 }
 
-func withError(j *tasks.Job, stage, msg string) *tasks.Job {
-	j.Error = &tasks.JobError{Stage: stage, Message: msg}
+func withError(j *api.Job, stage, msg string) *api.Job {
+	j.Error = &api.JobError{Stage: stage, Message: msg}
 	return j
 }
 
 func TestSubmitPrintsID(t *testing.T) {
-	f := newFakeAPI(t, rec(tasks.StateQueued, 0, 0, 0))
+	f := newFakeAPI(t, rec(api.StateQueued, 0, 0, 0))
 	code, out, errOut := runT(t, context.Background(), map[string]string{"STAGED_SERVER": f.URL, "STAGED_API_KEY": "k-secret"},
 		"submit", "chain", "--input", `{"data":"x","stages":2}`, "--retention", "1h", "--timeout", "7d",
 		"--max-retries", "0", "--queue", "critical", "--idempotency-key", "abc")
@@ -146,7 +146,7 @@ func TestSubmitPrintsID(t *testing.T) {
 }
 
 func TestSubmitInputFile(t *testing.T) {
-	f := newFakeAPI(t, rec(tasks.StateQueued, 0, 0, 0))
+	f := newFakeAPI(t, rec(api.StateQueued, 0, 0, 0))
 	path := t.TempDir() + "/in.json"
 	if err := os.WriteFile(path, []byte(`{"data": "from file"}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,11 +162,11 @@ func TestSubmitInputFile(t *testing.T) {
 }
 
 func TestFollow(t *testing.T) {
-	running := rec(tasks.StateRunning, 1, 0.5, 2*time.Second)
+	running := rec(api.StateRunning, 1, 0.5, 2*time.Second)
 	tests := []struct {
 		name    string
 		args    []string
-		events  []*tasks.Job
+		events  []*api.Job
 		want    int
 		wantOut string
 		wantErr string
@@ -174,10 +174,10 @@ func TestFollow(t *testing.T) {
 		{
 			name: "submit --wait succeeded",
 			args: []string{"submit", "chain", "--wait"},
-			events: []*tasks.Job{
-				rec(tasks.StateQueued, 0, 0, 0), running, running, // a repeat prints nothing
-				rec(tasks.StateRunning, 2, 0.5, 3*time.Second),
-				withResult(rec(tasks.StateSucceeded, 2, 1, 4*time.Second), `{"data":"x -> processed by stage 1 -> processed by stage 2"}`),
+			events: []*api.Job{
+				rec(api.StateQueued, 0, 0, 0), running, running, // a repeat prints nothing
+				rec(api.StateRunning, 2, 0.5, 3*time.Second),
+				withResult(rec(api.StateSucceeded, 2, 1, 4*time.Second), `{"data":"x -> processed by stage 1 -> processed by stage 2"}`),
 			},
 			want: exitOK,
 			// stdout holds only the result; the progress is on stderr.
@@ -190,7 +190,7 @@ func TestFollow(t *testing.T) {
 		{
 			name:   "watch failed",
 			args:   []string{"watch", testID},
-			events: []*tasks.Job{running, withError(rec(tasks.StateFailed, 2, 0.5, 3*time.Second), "stage2", "boom")},
+			events: []*api.Job{running, withError(rec(api.StateFailed, 2, 0.5, 3*time.Second), "stage2", "boom")},
 			want:   exitFailed,
 			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z failed stage 2/2 stage2 50%: boom\n" +
 				"staged: job " + testID + " failed in stage stage2: boom\n",
@@ -198,7 +198,7 @@ func TestFollow(t *testing.T) {
 		{
 			name:   "watch canceled",
 			args:   []string{"watch", testID},
-			events: []*tasks.Job{running, rec(tasks.StateCanceled, 1, 0.5, 3*time.Second)},
+			events: []*api.Job{running, rec(api.StateCanceled, 1, 0.5, 3*time.Second)},
 			want:   exitCanceled,
 			wantErr: "2026-11-25T10:00:02Z running stage 1/2 stage1 50%\n2026-11-25T10:00:03Z canceled stage 1/2 stage1 50%\n" +
 				"staged: job " + testID + " was canceled",
@@ -206,10 +206,10 @@ func TestFollow(t *testing.T) {
 		{
 			name:   "submit --wait --json prints only the final record",
 			args:   []string{"submit", "chain", "--wait", "--json"},
-			events: []*tasks.Job{running, withResult(rec(tasks.StateSucceeded, 2, 1, 4*time.Second), `{"n":1}`)},
+			events: []*api.Job{running, withResult(rec(api.StateSucceeded, 2, 1, 4*time.Second), `{"n":1}`)},
 			want:   exitOK,
 			wantOut: func() string {
-				b, _ := json.MarshalIndent(withResult(rec(tasks.StateSucceeded, 2, 1, 4*time.Second), `{"n":1}`), "", "  ")
+				b, _ := json.MarshalIndent(withResult(rec(api.StateSucceeded, 2, 1, 4*time.Second), `{"n":1}`), "", "  ")
 				return string(b) + "\n"
 			}(),
 		},
@@ -232,7 +232,7 @@ func TestFollow(t *testing.T) {
 }
 
 func TestFollowInterrupted(t *testing.T) {
-	f := newFakeAPI(t, rec(tasks.StateRunning, 1, 0.5, time.Second))
+	f := newFakeAPI(t, rec(api.StateRunning, 1, 0.5, time.Second))
 	f.hold = make(chan struct{})
 	defer close(f.hold)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -255,10 +255,10 @@ func TestFollowInterrupted(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	j := rec(tasks.StateRunning, 2, 0.75, 3*time.Second)
+	j := rec(api.StateRunning, 2, 0.75, 3*time.Second)
 	s1, f1, s2 := t0.Add(time.Second), t0.Add(2*time.Second), t0.Add(2*time.Second)
-	j.Stages[0] = tasks.StageStatus{Name: "stage1", State: tasks.StateSucceeded, Attempts: 1, StartedAt: &s1, FinishedAt: &f1}
-	j.Stages[1] = tasks.StageStatus{Name: "stage2", State: tasks.StateRunning, Attempts: 2, StartedAt: &s2}
+	j.Stages[0] = api.StageStatus{Name: "stage1", State: api.StateSucceeded, Attempts: 1, StartedAt: &s1, FinishedAt: &f1}
+	j.Stages[1] = api.StageStatus{Name: "stage2", State: api.StateRunning, Attempts: 2, StartedAt: &s2}
 	j.Partial = json.RawMessage(`{"loss":0.25}`)
 	f := newFakeAPI(t, j)
 
@@ -277,7 +277,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	code, out, _ = runT(t, context.Background(), f.env(), "status", "--json", testID)
-	var got tasks.Job
+	var got api.Job
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.ID != testID || got.Progress != 0.75 {
 		t.Errorf("--json: exit %d, %v, %s", code, err, out)
 	}
@@ -290,7 +290,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	f := newFakeAPI(t, rec(tasks.StateRunning, 1, 0.5, time.Second))
+	f := newFakeAPI(t, rec(api.StateRunning, 1, 0.5, time.Second))
 	code, out, _ := runT(t, context.Background(), f.env(), "cancel", testID)
 	if code != exitOK || out != "canceled\n" {
 		t.Errorf("exit %d, stdout %q", code, out)
@@ -304,7 +304,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestAPIProblemAndConnectionErrors(t *testing.T) {
-	f := newFakeAPI(t, rec(tasks.StateQueued, 0, 0, 0))
+	f := newFakeAPI(t, rec(api.StateQueued, 0, 0, 0))
 	code, _, errOut := runT(t, context.Background(), f.env(), "submit", "nope")
 	if code != exitUsage || errOut != "staged: Unknown job type: no pipeline \"nope\"; registered: chain, sleep, train\n" {
 		t.Errorf("problem: exit %d, stderr %q", code, errOut)

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/client"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // lockedBuffer collects a running command's output.
@@ -61,14 +61,14 @@ func TestDevEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit: %v\n%s", err, stderr.String())
 	}
-	var last *tasks.Job
+	var last *api.Job
 	for rec, err := range c.Watch(wctx, j.ID) {
 		if err != nil {
 			t.Fatalf("watch: %v\n%s", err, stderr.String())
 		}
 		last = rec
 	}
-	if last == nil || last.State != tasks.StateSucceeded {
+	if last == nil || last.State != api.StateSucceeded {
 		t.Fatalf("final record %+v", last)
 	}
 	var res struct{ Data string }
@@ -84,7 +84,7 @@ func TestDevEmbedded(t *testing.T) {
 	}
 
 	// Wait and the CLI agree.
-	if got, err := c.Wait(wctx, j.ID, time.Second); err != nil || got.State != tasks.StateSucceeded {
+	if got, err := c.Wait(wctx, j.ID, time.Second); err != nil || got.State != api.StateSucceeded {
 		t.Errorf("Wait: %v %v", got, err)
 	}
 	code, out, errOut := runT(t, wctx, map[string]string{"STAGED_SERVER": base}, "status", j.ID)

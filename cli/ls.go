@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/client"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // runLs is `staged ls`: the caller's jobs, newest first, as a table (or
@@ -37,7 +37,7 @@ func runLs(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	o := &client.ListOptions{Types: split(*typ), Queues: split(*queue), Limit: *limit, Cursor: *cursor}
 	for _, s := range split(*state) {
-		o.States = append(o.States, tasks.State(s))
+		o.States = append(o.States, api.State(s))
 	}
 	var err error
 	if o.CreatedAfter, err = timeFlag("--created-after", *after); err != nil {
@@ -94,7 +94,7 @@ func runLs(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // printJobTable prints one line per job: id, type, state, stage k/N,
 // progress, age.
-func printJobTable(w io.Writer, jobs []*tasks.Job, now time.Time) {
+func printJobTable(w io.Writer, jobs []*api.Job, now time.Time) {
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "no jobs")
 		return
@@ -107,7 +107,7 @@ func printJobTable(w io.Writer, jobs []*tasks.Job, now time.Time) {
 			stage += " " + j.Stage.Name
 		}
 		state := string(j.State)
-		if j.State == tasks.StateFailed && j.Error != nil && j.Error.Stage != "" {
+		if j.State == api.StateFailed && j.Error != nil && j.Error.Stage != "" {
 			state += " in " + j.Error.Stage
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\n", j.ID, j.Type, state, stage, percent(j.Progress), age(now.Sub(j.CreatedAt)))
@@ -116,10 +116,10 @@ func printJobTable(w io.Writer, jobs []*tasks.Job, now time.Time) {
 }
 
 // countsLine is "3 queued, 1 running, ..." for the states that have jobs.
-func countsLine(counts map[tasks.State]int) string {
+func countsLine(counts map[api.State]int) string {
 	var parts []string
 	total := 0
-	for _, st := range []tasks.State{tasks.StateQueued, tasks.StateRunning, tasks.StateRetrying, tasks.StateSucceeded, tasks.StateFailed, tasks.StateCanceled} {
+	for _, st := range []api.State{api.StateQueued, api.StateRunning, api.StateRetrying, api.StateSucceeded, api.StateFailed, api.StateCanceled} {
 		if n := counts[st]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 			total += n

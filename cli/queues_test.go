@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/client"
-	"github.com/staged-dev/staged/tasks"
 )
 
 func TestParseQueues(t *testing.T) {
@@ -168,7 +168,7 @@ func TestDevQueues(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit on critical: %v\n%s", err, stderr.String())
 	}
-	if got, err := c.Wait(wctx, j.ID, 20*time.Second); err != nil || got.State != tasks.StateSucceeded || got.Queue != "critical" {
+	if got, err := c.Wait(wctx, j.ID, 20*time.Second); err != nil || got.State != api.StateSucceeded || got.Queue != "critical" {
 		t.Errorf("job on critical: %+v, %v\n%s", got, err, stderr.String())
 	}
 	_, err = c.Submit(wctx, "chain", nil, &client.SubmitOptions{Queue: "low"})

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // printSummary prints the human view of a record (staged status):
@@ -20,7 +20,7 @@ import (
 //	stages    stage1  succeeded  1.2s
 //	          stage2  running    3.0s
 //	…
-func printSummary(w io.Writer, j *tasks.Job, now time.Time) {
+func printSummary(w io.Writer, j *api.Job, now time.Time) {
 	row := func(label, format string, args ...any) {
 		fmt.Fprintf(w, "%-*s%s\n", labelWidth, label, fmt.Sprintf(format, args...))
 	}
@@ -32,7 +32,7 @@ func printSummary(w io.Writer, j *tasks.Job, now time.Time) {
 	if j.Attempt > 0 {
 		state += fmt.Sprintf(", attempt %d", j.Attempt)
 	}
-	if j.State == tasks.StateRetrying && j.NextAttemptAt != nil {
+	if j.State == api.StateRetrying && j.NextAttemptAt != nil {
 		state += ", next attempt at " + stamp(*j.NextAttemptAt)
 	}
 	row("state", "%s", state)
@@ -71,7 +71,7 @@ func printSummary(w io.Writer, j *tasks.Job, now time.Time) {
 // labelWidth is the width of the summary's label column.
 const labelWidth = 10
 
-func stageState(s tasks.StageStatus) string {
+func stageState(s api.StageStatus) string {
 	if s.Attempts > 1 {
 		return fmt.Sprintf("%s (%d attempts)", s.State, s.Attempts)
 	}
@@ -79,7 +79,7 @@ func stageState(s tasks.StageStatus) string {
 }
 
 // stageDuration is how long a stage ran, or has been running.
-func stageDuration(s tasks.StageStatus, now time.Time) string {
+func stageDuration(s api.StageStatus, now time.Time) string {
 	switch {
 	case s.StartedAt == nil:
 		return ""

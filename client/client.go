@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // Defaults.
@@ -149,7 +149,7 @@ type submitRequest struct {
 // json.RawMessage or []byte already holding JSON; nil means the pipeline's
 // defaults. It returns the job record: queued (202), the earlier job of the
 // same Idempotency-Key (200), or, with o.Wait, possibly the finished job.
-func (c *Client) Submit(ctx context.Context, typ string, input any, o *SubmitOptions) (*tasks.Job, error) {
+func (c *Client) Submit(ctx context.Context, typ string, input any, o *SubmitOptions) (*api.Job, error) {
 	if o == nil {
 		o = &SubmitOptions{}
 	}
@@ -173,7 +173,7 @@ func (c *Client) Submit(ctx context.Context, typ string, input any, o *SubmitOpt
 	if o.IdempotencyKey != "" {
 		hdr.Set("Idempotency-Key", o.IdempotencyKey)
 	}
-	var j tasks.Job
+	var j api.Job
 	if err := c.do(ctx, http.MethodPost, path, hdr, body, wait, &j); err != nil {
 		return nil, fmt.Errorf("client.Submit %s: %w", typ, err)
 	}
@@ -216,7 +216,7 @@ func durationString(d time.Duration) string {
 
 // Get returns job id's record. An unknown, expired or another tenant's job
 // is a *Problem with Status 404.
-func (c *Client) Get(ctx context.Context, id string) (*tasks.Job, error) {
+func (c *Client) Get(ctx context.Context, id string) (*api.Job, error) {
 	j, err := c.get(ctx, id, 0)
 	if err != nil {
 		return nil, fmt.Errorf("client.Get %s: %w", id, err)
@@ -224,12 +224,12 @@ func (c *Client) Get(ctx context.Context, id string) (*tasks.Job, error) {
 	return j, nil
 }
 
-func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*tasks.Job, error) {
+func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*api.Job, error) {
 	path := jobPath(id)
 	if wait > 0 {
 		path += "?wait=" + wait.String()
 	}
-	var j tasks.Job
+	var j api.Job
 	if err := c.do(ctx, http.MethodGet, path, nil, nil, wait, &j); err != nil {
 		return nil, err
 	}
@@ -240,12 +240,12 @@ func (c *Client) get(ctx context.Context, id string, wait time.Duration) (*tasks
 // at most MaxWait), until the job is finished or ctx is done. It returns the
 // finished record; when ctx ends first it returns the latest record it saw
 // (possibly nil) and an error wrapping ctx.Err().
-func (c *Client) Wait(ctx context.Context, id string, d time.Duration) (*tasks.Job, error) {
+func (c *Client) Wait(ctx context.Context, id string, d time.Duration) (*api.Job, error) {
 	if d <= 0 {
 		d = WaitDefault
 	}
 	d = min(d, MaxWait)
-	var last *tasks.Job
+	var last *api.Job
 	for {
 		start := time.Now()
 		j, err := c.get(ctx, id, d)
@@ -271,8 +271,8 @@ const minPollInterval = 200 * time.Millisecond
 // Cancel asks the API to cancel job id and returns its record: canceled if
 // it was queued, still running (with CancelRequested) if a worker is
 // stopping it. A finished job is a *Problem with Status 409.
-func (c *Client) Cancel(ctx context.Context, id string) (*tasks.Job, error) {
-	var j tasks.Job
+func (c *Client) Cancel(ctx context.Context, id string) (*api.Job, error) {
+	var j api.Job
 	if err := c.do(ctx, http.MethodPost, jobPath(id)+"/cancel", nil, nil, 0, &j); err != nil {
 		return nil, fmt.Errorf("client.Cancel %s: %w", id, err)
 	}
@@ -301,7 +301,7 @@ type PipelineStage struct {
 // PipelineInput describes a pipeline's input: its fields and the input used
 // when none is given.
 type PipelineInput struct {
-	Fields   []tasks.Field   `json:"fields"`
+	Fields   []api.Field     `json:"fields"`
 	Defaults json.RawMessage `json:"defaults"`
 }
 

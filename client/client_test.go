@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 const jobID = "0b6c6f8e-1f1a-4c1e-9a55-3f0f1b7d2a10"
 
-func job(state tasks.State, progress float64) *tasks.Job {
-	return &tasks.Job{ID: jobID, Type: "chain", State: state, Progress: progress,
-		Stage: tasks.StageRef{Index: 1, Name: "stage1", Total: 2}, Links: tasks.LinksFor(jobID)}
+func job(state api.State, progress float64) *api.Job {
+	return &api.Job{ID: jobID, Type: "chain", State: state, Progress: progress,
+		Stage: api.StageRef{Index: 1, Name: "stage1", Total: 2}, Links: api.LinksFor(jobID)}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -45,7 +45,7 @@ func TestSubmit(t *testing.T) {
 		got.auth, got.idem, got.ctype = r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"), r.Header.Get("Content-Type")
 		json.NewDecoder(r.Body).Decode(&got.body)
 		w.Header().Set("Location", "/v1/jobs/"+jobID)
-		writeJSON(w, http.StatusAccepted, job(tasks.StateQueued, 0))
+		writeJSON(w, http.StatusAccepted, job(api.StateQueued, 0))
 	}))
 	defer srv.Close()
 
@@ -58,7 +58,7 @@ func TestSubmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.ID != jobID || j.State != tasks.StateQueued {
+	if j.ID != jobID || j.State != api.StateQueued {
 		t.Errorf("job = %+v", j)
 	}
 	if got.method != "POST" || got.path != "/v1/jobs" || got.query != "wait=10s" {
@@ -93,7 +93,7 @@ func TestSubmitInputForms(t *testing.T) {
 			var body map[string]json.RawMessage
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				json.NewDecoder(r.Body).Decode(&body)
-				writeJSON(w, http.StatusAccepted, job(tasks.StateQueued, 0))
+				writeJSON(w, http.StatusAccepted, job(api.StateQueued, 0))
 			}))
 			defer srv.Close()
 			_, err := New(srv.URL).Submit(context.Background(), "x", tt.input, nil)
@@ -223,7 +223,7 @@ func TestBasePathPrefix(t *testing.T) {
 	var path string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path = r.URL.Path
-		writeJSON(w, 200, job(tasks.StateRunning, 0))
+		writeJSON(w, 200, job(api.StateRunning, 0))
 	}))
 	defer srv.Close()
 	if _, err := New(srv.URL+"/staged/").Get(context.Background(), jobID); err != nil {
@@ -240,10 +240,10 @@ func TestWaitLoopsUntilFinished(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		waits = append(waits, r.URL.Query().Get("wait"))
 		if calls.Add(1) < 3 {
-			writeJSON(w, 200, job(tasks.StateRunning, 0.5))
+			writeJSON(w, 200, job(api.StateRunning, 0.5))
 			return
 		}
-		writeJSON(w, 200, job(tasks.StateSucceeded, 1))
+		writeJSON(w, 200, job(api.StateSucceeded, 1))
 	}))
 	defer srv.Close()
 	// A fake that answers at once: Wait must still get there (paced, not
@@ -252,7 +252,7 @@ func TestWaitLoopsUntilFinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.State != tasks.StateSucceeded || calls.Load() != 3 {
+	if j.State != api.StateSucceeded || calls.Load() != 3 {
 		t.Errorf("state %s after %d calls", j.State, calls.Load())
 	}
 	for _, w := range waits {
@@ -264,7 +264,7 @@ func TestWaitLoopsUntilFinished(t *testing.T) {
 
 func TestWaitContextDone(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, job(tasks.StateRunning, 0.5))
+		writeJSON(w, 200, job(api.StateRunning, 0.5))
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -273,7 +273,7 @@ func TestWaitContextDone(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
-	if j == nil || j.State != tasks.StateRunning {
+	if j == nil || j.State != api.StateRunning {
 		t.Errorf("last = %+v, want the running record", j)
 	}
 }
@@ -308,14 +308,14 @@ func TestCancel(t *testing.T) {
 					writeProblem(w, 409, "Job already finished", "job "+jobID+" already succeeded")
 					return
 				}
-				writeJSON(w, tt.status, job(tasks.StateCanceled, 0))
+				writeJSON(w, tt.status, job(api.StateCanceled, 0))
 			}))
 			defer srv.Close()
 			j, err := New(srv.URL).Cancel(context.Background(), jobID)
 			if StatusCode(err) != tt.want {
 				t.Fatalf("err = %v", err)
 			}
-			if tt.want == 0 && j.State != tasks.StateCanceled {
+			if tt.want == 0 && j.State != api.StateCanceled {
 				t.Errorf("state = %s", j.State)
 			}
 		})

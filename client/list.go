@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // ListOptions filter and page GET /v1/jobs. Zero fields do not filter.
 type ListOptions struct {
 	// States, Types and Queues: a job matches when its value is any of these.
-	States []tasks.State
+	States []api.State
 	Types  []string
 	Queues []string
 	// CreatedAfter and CreatedBefore bound the creation time (exclusive).
@@ -29,11 +29,11 @@ type ListOptions struct {
 // JobList is one page of jobs, newest first.
 type JobList struct {
 	// Jobs are records without partial and result.
-	Jobs []*tasks.Job `json:"jobs"`
+	Jobs []*api.Job `json:"jobs"`
 	// Next is the path of the next page, "" on the last.
 	Next string `json:"next"`
 	// Counts are the tenant's jobs per state (first page only).
-	Counts map[tasks.State]int `json:"counts"`
+	Counts map[api.State]int `json:"counts"`
 	// CountsComplete is false when the counts cover only the newest jobs.
 	CountsComplete bool `json:"counts_complete"`
 }
@@ -105,8 +105,8 @@ func (c *Client) List(ctx context.Context, o *ListOptions) (*JobList, error) {
 // Retry runs failed or canceled job id again from its first stage that did
 // not succeed (POST /v1/jobs/{id}/retry) and returns the queued record. A
 // queued, running or succeeded job is a 409 Problem.
-func (c *Client) Retry(ctx context.Context, id string) (*tasks.Job, error) {
-	var j tasks.Job
+func (c *Client) Retry(ctx context.Context, id string) (*api.Job, error) {
+	var j api.Job
 	if err := c.do(ctx, http.MethodPost, jobPath(id)+"/retry", nil, nil, 0, &j); err != nil {
 		return nil, fmt.Errorf("client.Retry %s: %w", id, err)
 	}

@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // Watch follows job id through its event stream (GET /v1/jobs/{id}/events,
@@ -26,8 +26,8 @@ import (
 //		if err != nil { return err }
 //		fmt.Println(j.State, j.Progress)
 //	}
-func (c *Client) Watch(ctx context.Context, id string) iter.Seq2[*tasks.Job, error] {
-	return func(yield func(*tasks.Job, error) bool) {
+func (c *Client) Watch(ctx context.Context, id string) iter.Seq2[*api.Job, error] {
+	return func(yield func(*api.Job, error) bool) {
 		w := watcher{c: c, id: id, yield: yield}
 		if err := w.run(ctx); err != nil {
 			yield(nil, fmt.Errorf("client.Watch %s: %w", id, err))
@@ -38,7 +38,7 @@ func (c *Client) Watch(ctx context.Context, id string) iter.Seq2[*tasks.Job, err
 type watcher struct {
 	c      *Client
 	id     string
-	yield  func(*tasks.Job, error) bool
+	yield  func(*api.Job, error) bool
 	lastID string        // Last-Event-ID for the next connection
 	retry  time.Duration // the server's retry: hint
 }
@@ -186,7 +186,7 @@ func (w *watcher) final(ctx context.Context) error {
 // decodeEvent returns the record an event carries, nil for events that carry
 // none (keep-alives, types this client does not know), or the Problem of an
 // "error" event.
-func decodeEvent(ev sseEvent) (*tasks.Job, error) {
+func decodeEvent(ev sseEvent) (*api.Job, error) {
 	switch ev.Type {
 	case "message", "job", "update", "state":
 	case "error", "problem":
@@ -198,7 +198,7 @@ func decodeEvent(ev sseEvent) (*tasks.Job, error) {
 	default:
 		return nil, nil
 	}
-	var j tasks.Job
+	var j api.Job
 	if err := json.Unmarshal([]byte(ev.Data), &j); err != nil {
 		return nil, fmt.Errorf("%w %s: %w", errBadEvent, ev.ID, err)
 	}

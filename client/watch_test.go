@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // sseServer fakes GET /v1/jobs/{id}/events: each connection is handed to
@@ -51,7 +51,7 @@ func (s *sseServer) LastIDs() []string {
 	return append([]string(nil), s.lastIDs...)
 }
 
-func sendJob(w http.ResponseWriter, id string, j *tasks.Job) {
+func sendJob(w http.ResponseWriter, id string, j *api.Job) {
 	b, _ := json.Marshal(j)
 	fmt.Fprintf(w, "id: %s\nevent: job\ndata: %s\n\n", id, b)
 	w.(http.Flusher).Flush()
@@ -62,9 +62,9 @@ func fastClient(url string, tries int) *Client {
 	return New(url, WithReconnect(time.Millisecond, 2*time.Millisecond, tries))
 }
 
-func collect(t *testing.T, c *Client, ctx context.Context) ([]*tasks.Job, error) {
+func collect(t *testing.T, c *Client, ctx context.Context) ([]*api.Job, error) {
 	t.Helper()
-	var got []*tasks.Job
+	var got []*api.Job
 	for j, err := range c.Watch(ctx, jobID) {
 		if err != nil {
 			return got, err
@@ -74,7 +74,7 @@ func collect(t *testing.T, c *Client, ctx context.Context) ([]*tasks.Job, error)
 	return got, nil
 }
 
-func states(js []*tasks.Job) string {
+func states(js []*api.Job) string {
 	var s []string
 	for _, j := range js {
 		s = append(s, fmt.Sprintf("%s/%.1f", j.State, j.Progress))
@@ -85,11 +85,11 @@ func states(js []*tasks.Job) string {
 func TestWatchFollowsToTheEnd(t *testing.T) {
 	srv := newSSEServer(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "retry: 1\n: keep-alive\n\n")
-		sendJob(w, "1-0", job(tasks.StateQueued, 0))
+		sendJob(w, "1-0", job(api.StateQueued, 0))
 		fmt.Fprint(w, "event: ping\ndata: {}\n\n")
-		sendJob(w, "2-0", job(tasks.StateRunning, 0.5))
+		sendJob(w, "2-0", job(api.StateRunning, 0.5))
 		fmt.Fprint(w, "data: {\"note\":\"no id: not a record\"}\n\n")
-		sendJob(w, "3-0", job(tasks.StateSucceeded, 1))
+		sendJob(w, "3-0", job(api.StateSucceeded, 1))
 	})
 	got, err := collect(t, fastClient(srv.URL, 3), context.Background())
 	if err != nil {
@@ -109,18 +109,18 @@ func TestWatchFollowsToTheEnd(t *testing.T) {
 func TestWatchReconnectsWithLastEventID(t *testing.T) {
 	srv := newSSEServer(t,
 		func(w http.ResponseWriter, r *http.Request) {
-			sendJob(w, "1-0", job(tasks.StateQueued, 0))
-			sendJob(w, "2-0", job(tasks.StateRunning, 0.25))
+			sendJob(w, "1-0", job(api.StateQueued, 0))
+			sendJob(w, "2-0", job(api.StateRunning, 0.25))
 		},
 		func(w http.ResponseWriter, r *http.Request) {
-			sendJob(w, "3-0", job(tasks.StateRunning, 0.5))
+			sendJob(w, "3-0", job(api.StateRunning, 0.5))
 			fmt.Fprint(w, "id: 4-0\ndata: {\"id\":\"half an ev")
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler) // drop the connection mid-event
 		},
 		func(w http.ResponseWriter, r *http.Request) {
-			sendJob(w, "4-0", job(tasks.StateRunning, 0.75))
-			sendJob(w, "5-0", job(tasks.StateSucceeded, 1))
+			sendJob(w, "4-0", job(api.StateRunning, 0.75))
+			sendJob(w, "5-0", job(api.StateSucceeded, 1))
 		},
 	)
 	got, err := collect(t, fastClient(srv.URL, 3), context.Background())
@@ -180,7 +180,7 @@ func TestWatchGivesUp(t *testing.T) {
 
 func TestWatchNotAnEventStream(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, job(tasks.StateRunning, 0))
+		writeJSON(w, 200, job(api.StateRunning, 0))
 	}))
 	defer srv.Close()
 	_, err := collect(t, fastClient(srv.URL, 3), context.Background())
@@ -216,12 +216,12 @@ func TestWatchErrorEvent(t *testing.T) {
 func TestWatchConsumerStops(t *testing.T) {
 	closed := make(chan struct{})
 	srv := newSSEServer(t, func(w http.ResponseWriter, r *http.Request) {
-		sendJob(w, "1-0", job(tasks.StateRunning, 0.1))
+		sendJob(w, "1-0", job(api.StateRunning, 0.1))
 		<-r.Context().Done()
 		close(closed)
 	})
 	for j, err := range fastClient(srv.URL, 3).Watch(context.Background(), jobID) {
-		if err != nil || j.State != tasks.StateRunning {
+		if err != nil || j.State != api.StateRunning {
 			t.Fatalf("got %v, %v", j, err)
 		}
 		break
@@ -237,12 +237,12 @@ func TestWatchContextCanceled(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	srv := newSSEServer(t, func(w http.ResponseWriter, r *http.Request) {
-		sendJob(w, "1-0", job(tasks.StateRunning, 0.1))
+		sendJob(w, "1-0", job(api.StateRunning, 0.1))
 		<-release
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var got []*tasks.Job
+	var got []*api.Job
 	var err error
 	for j, e := range fastClient(srv.URL, 3).Watch(ctx, jobID) {
 		if e != nil {
@@ -264,11 +264,11 @@ func TestWatchIdleTimeout(t *testing.T) {
 	defer close(release)
 	srv := newSSEServer(t,
 		func(w http.ResponseWriter, r *http.Request) {
-			sendJob(w, "1-0", job(tasks.StateRunning, 0.1))
+			sendJob(w, "1-0", job(api.StateRunning, 0.1))
 			<-release // silent: no bytes, no close
 		},
 		func(w http.ResponseWriter, r *http.Request) {
-			sendJob(w, "2-0", job(tasks.StateSucceeded, 1))
+			sendJob(w, "2-0", job(api.StateSucceeded, 1))
 		},
 	)
 	c := New(srv.URL, WithReconnect(time.Millisecond, time.Millisecond, 2), WithStreamIdleTimeout(100*time.Millisecond))
@@ -325,12 +325,12 @@ func TestWatchNoContentMeansFinished(t *testing.T) {
 			mu.Unlock()
 			if n == 1 {
 				w.Header().Set("Content-Type", "text/event-stream")
-				sendJob(w, "1-0", job(tasks.StateRunning, 0.5))
+				sendJob(w, "1-0", job(api.StateRunning, 0.5))
 				return // dropped before the final event arrived
 			}
 			w.WriteHeader(http.StatusNoContent)
 		case "/v1/jobs/" + jobID:
-			writeJSON(w, 200, job(tasks.StateSucceeded, 1))
+			writeJSON(w, 200, job(api.StateSucceeded, 1))
 		}
 	}))
 	defer srv.Close()

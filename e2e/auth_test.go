@@ -194,7 +194,7 @@ func TestAuthKeysFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	api := s.startAPI("STAGED_API_KEYS_FILE=" + file)
+	apiProc := s.startAPI("STAGED_API_KEYS_FILE=" + file)
 	if r := s.doAuth("GET", "/v1/pipelines", "", nil); r.status != 401 {
 		t.Errorf("no key: %d", r.status)
 	}
@@ -207,7 +207,7 @@ func TestAuthKeysFile(t *testing.T) {
 	if r := s.doAuth("GET", "/monitoring/", "", nil, bearer(opsKey)...); r.status != 200 {
 		t.Errorf("ops on the dashboard: %d", r.status)
 	}
-	if out := api.out.String(); strings.Contains(out, acmeKey) || strings.Contains(out, digest(acmeKey)[7:]) {
+	if out := apiProc.out.String(); strings.Contains(out, acmeKey) || strings.Contains(out, digest(acmeKey)[7:]) {
 		t.Errorf("the api logged a key or its digest:\n%s", out)
 	}
 }
@@ -271,7 +271,7 @@ func TestAuthJobPage(t *testing.T) {
 	binary(t)
 	b := startBrowser(t)
 	s := newStack(t, false)
-	api := s.startAPI(keyEnv()...)
+	apiProc := s.startAPI(keyEnv()...)
 	s.startWorker(keyEnv()...)
 	id := s.submitAs(acmeKey, `{"type":"sleep","input":{"stages":3,"ms":300}}`).ID
 
@@ -313,7 +313,7 @@ func TestAuthJobPage(t *testing.T) {
 		title, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("notfound").hidden ? "" : document.getElementById("notfound-title").textContent`))
 		return err == nil && title == "API key needed", title
 	})
-	if strings.Contains(api.out.String(), acmeKey) || strings.Contains(api.out.String(), globexKey) {
+	if strings.Contains(apiProc.out.String(), acmeKey) || strings.Contains(apiProc.out.String(), globexKey) {
 		t.Errorf("a key reached the api's output")
 	}
 }

@@ -335,7 +335,7 @@ func TestBrowserJobPageReconnect(t *testing.T) {
 	binary(t)
 	b := startBrowser(t)
 	s := newStack(t, false)
-	api := s.startAPI()
+	apiProc := s.startAPI()
 	s.startWorker()
 	addr := strings.TrimPrefix(s.baseURL, "http://")
 
@@ -348,7 +348,7 @@ func TestBrowserJobPageReconnect(t *testing.T) {
 	b.waitPage(t, ctx, 20*time.Second, "the page to show stage 2 running, live", func(p pageState) bool {
 		return p.Running != "" && p.Running != "1" && p.Conn == "live"
 	})
-	api.kill()
+	apiProc.kill()
 	p := b.waitPage(t, ctx, 10*time.Second, "the page to say it is reconnecting", func(p pageState) bool {
 		return p.Conn == "reconnecting"
 	})

@@ -14,7 +14,7 @@ import (
 )
 
 // TestSentinelFailover: a primary, a replica and three sentinels; staged
-// (1 api, 2 workers) uses the redis-sentinel:// URL. Jobs are submitted
+// (1 apiProc, 2 workers) uses the redis-sentinel:// URL. Jobs are submitted
 // continuously while SENTINEL FAILOVER runs: every job answered 202
 // finishes, none stays running, and no submit answers 500.
 func TestSentinelFailover(t *testing.T) {
@@ -23,10 +23,10 @@ func TestSentinelFailover(t *testing.T) {
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: st.Master, SentinelAddrs: sentinelAddrs(st)})
 	t.Cleanup(func() { rdb.Close() })
 	s := &stack{t: t, redis: st.Primary, rdb: rdb, url: st.URL(), http: &http.Client{Timeout: 15 * time.Second}}
-	api := s.startAPI()
+	apiProc := s.startAPI()
 	s.startWorker()
 	s.startWorker()
-	if !logSays(api, "a replica has the job") {
+	if !logSays(apiProc, "a replica has the job") {
 		t.Errorf("the api does not say it waits for a replica")
 	}
 

@@ -38,7 +38,7 @@ func TestSecretsNotLogged(t *testing.T) {
 	secrets = append(secrets, presented, wrongRedis,
 		base64.StdEncoding.EncodeToString([]byte("ops:"+opsKey)))
 
-	api := s.startAPI(keyEnv()...)
+	apiProc := s.startAPI(keyEnv()...)
 	worker := s.startWorker(keyEnv()...)
 
 	// A job from start to end, watched; a cancel; another tenant's 404.
@@ -90,12 +90,12 @@ func TestSecretsNotLogged(t *testing.T) {
 		return res.StatusCode == 503, res.Status
 	})
 	// And stops cleanly, so that everything it would log is logged.
-	for _, p := range []*proc{api, worker, bad} {
+	for _, p := range []*proc{apiProc, worker, bad} {
 		p.signal(15)
 		p.waitExit(exitLimit)
 	}
 
-	outputs := map[string]string{"api": api.out.String(), "worker": worker.out.String(), "api-wrong-password": bad.out.String()}
+	outputs := map[string]string{"api": apiProc.out.String(), "worker": worker.out.String(), "api-wrong-password": bad.out.String()}
 	for name, out := range outputs {
 		if len(out) == 0 {
 			t.Errorf("%s wrote nothing: the scan would prove nothing", name)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/client"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // TestSSEClientWatchReconnect follows a job with the Go client's Watch
@@ -22,7 +22,7 @@ import (
 func TestSSEClientWatchReconnect(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, false)
-	api := s.startAPI()
+	apiProc := s.startAPI()
 	s.startWorker()
 	addr := strings.TrimPrefix(s.baseURL, "http://")
 
@@ -32,7 +32,7 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 	defer cancel()
 
 	var mu sync.Mutex
-	var got []*tasks.Job
+	var got []*api.Job
 	var werr error
 	watchDone := make(chan struct{})
 	go func() {
@@ -47,10 +47,10 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	snapshot := func() []*tasks.Job {
+	snapshot := func() []*api.Job {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]*tasks.Job(nil), got...)
+		return append([]*api.Job(nil), got...)
 	}
 	waitFor(t, 20*time.Second, "the watch to yield a record of stage 2", func() (bool, string) {
 		g := snapshot()
@@ -60,7 +60,7 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 		last := g[len(g)-1]
 		return last.Stage.Index >= 2, fmt.Sprintf("%d records, last %s stage %d", len(g), last.State, last.Stage.Index)
 	})
-	api.kill()
+	apiProc.kill()
 	before := len(snapshot())
 	killedAt := time.Now()
 	// Stay down while the job writes a few more events: the watch must
@@ -84,7 +84,7 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 		t.Fatalf("the watch ended with an error: %v", werr)
 	}
 	g := snapshot()
-	if last := g[len(g)-1]; last.State != tasks.StateSucceeded {
+	if last := g[len(g)-1]; last.State != api.StateSucceeded {
 		t.Fatalf("the watch's last record is %s, want succeeded", last.State)
 	}
 	if len(g) == before {
@@ -105,9 +105,9 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 	// Compare with the job's event stream in Redis, from the first record
 	// the watch yielded (the latest at connect time, or the stored queued
 	// record when the stream had no entry yet).
-	var want []*tasks.Job
+	var want []*api.Job
 	for _, e := range s.xrange(id, "") {
-		j, err := tasks.DecodeJob([]byte(e.rec))
+		j, err := api.DecodeJob([]byte(e.rec))
 		if err != nil {
 			t.Fatalf("stream entry %s: %v", e.id, err)
 		}
@@ -123,7 +123,7 @@ func TestSSEClientWatchReconnect(t *testing.T) {
 	switch {
 	case start >= 0:
 		want = want[start:]
-	case g[0].State == tasks.StateQueued:
+	case g[0].State == api.StateQueued:
 		g = g[1:] // the stored record, before any entry
 	default:
 		t.Fatalf("the watch's first record (%s stage %d) is not in the job's stream", g[0].State, g[0].Stage.Index)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // Watcher benchmark settings.
@@ -54,7 +54,7 @@ func TestWatchers(t *testing.T) {
 	raiseFDLimit(t, 2*n+1024) // the API process inherits it
 
 	s := newStack(t, false)
-	api := s.startAPI()
+	apiProc := s.startAPI()
 	ctx, cancel := context.WithTimeout(context.Background(), watchersLimit)
 	defer cancel()
 
@@ -66,8 +66,8 @@ func TestWatchers(t *testing.T) {
 		s.mustGet(id)
 	}
 	redisPID := s.redisPID()
-	base := sample(t, api.pid())
-	t.Logf("api pid %d before: RSS %.1f MB", api.pid(), base.rssMB())
+	base := sample(t, apiProc.pid())
+	t.Logf("api pid %d before: RSS %.1f MB", apiProc.pid(), base.rssMB())
 
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: -1, // streams only: nothing to reuse
@@ -89,14 +89,14 @@ func TestWatchers(t *testing.T) {
 		return c == int64(n), fmt.Sprintf("%d connected", c)
 	})
 	connectTook := time.Since(start)
-	idle0 := sample(t, api.pid())
+	idle0 := sample(t, apiProc.pid())
 	r0 := sample(t, redisPID)
 	time.Sleep(watchersIdle) // a measurement window, not a wait for a condition
-	idle1 := sample(t, api.pid())
+	idle1 := sample(t, apiProc.pid())
 	t.Logf("%d watchers connected in %v", n, connectTook.Round(time.Millisecond))
 
 	// Run the job; sample the API's RSS while it fans out.
-	runStart := sample(t, api.pid())
+	runStart := sample(t, apiProc.pid())
 	xr0 := s.commandCalls("xrange")
 	s.startWorker()
 	peak := runStart.rss
@@ -110,22 +110,22 @@ wait:
 		case <-done:
 			break wait
 		case <-tick.C:
-			if p := sample(t, api.pid()); p.rss > peak {
+			if p := sample(t, apiProc.pid()); p.rss > peak {
 				peak = p.rss
 			}
 		case <-ctx.Done():
 			t.Fatalf("the watchers did not all finish within %v: %d of %d did", watchersLimit, finishedN.Load(), n)
 		}
 	}
-	runEnd := sample(t, api.pid())
+	runEnd := sample(t, apiProc.pid())
 	r1 := sample(t, redisPID)
 	xranges := s.commandCalls("xrange") - xr0
 
 	// Every watcher got every entry of the job's stream (after the stored
 	// record it started with) and the terminal event.
 	entries := s.xrange(id, "")
-	final, err := tasks.DecodeJob([]byte(entries[len(entries)-1].rec))
-	if err != nil || final.State != tasks.StateSucceeded || final.FinishedAt == nil {
+	final, err := api.DecodeJob([]byte(entries[len(entries)-1].rec))
+	if err != nil || final.State != api.StateSucceeded || final.FinishedAt == nil {
 		t.Fatalf("the job's last event: %v %+v", err, final)
 	}
 	var lat []time.Duration
@@ -242,7 +242,7 @@ func (w *benchWatcher) stream(ctx context.Context) error {
 			}
 			w.lastID = id
 			var r struct {
-				State tasks.State `json:"state"`
+				State api.State `json:"state"`
 			}
 			if json.Unmarshal([]byte(data), &r) == nil && r.State.Terminal() {
 				w.terminal, w.terminalAt = true, time.Now()

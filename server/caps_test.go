@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // hmgets is how many HMGETs Redis has run (INFO commandstats; the save
@@ -116,9 +116,9 @@ func TestPerKeyCaps(t *testing.T) {
 	h0 := e.hmgets()
 	const changes = 5
 	for range changes {
-		w.save(tasks.StateRunning)
+		w.save(api.StateRunning)
 	}
-	w.save(tasks.StateSucceeded) // every poll returns
+	w.save(api.StateSucceeded) // every poll returns
 	wg.Wait()
 	reads := e.hmgets() - h0 - (changes + 1) // each save's script reads too
 	t.Logf("%d HMGETs for %d changes watched by %d long polls", reads, changes+1, MaxWaitsPerKeyDefault)

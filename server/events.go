@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/staged-dev/staged/tasks"
 )
 
 const (
@@ -39,7 +38,7 @@ const (
 // A comment line ": ping" is sent every Config.Heartbeat.
 func (s *Server) streamEvents(c echo.Context) error {
 	id := c.Param("id")
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return notFound(id)
 	}
 	last, err := lastEventID(c)

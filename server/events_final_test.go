@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // As in production, a finished job keeps no event stream, only its final
@@ -18,9 +18,9 @@ func TestEventsFinishedFinalOnly(t *testing.T) {
 	e.srv.store.KeepAllEvents, e.store.KeepAllEvents = false, false
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
-	first := w.save(tasks.StateRunning)
-	w.save(tasks.StateRunning)
-	last := w.save(tasks.StateSucceeded)
+	first := w.save(api.StateRunning)
+	w.save(api.StateRunning)
+	last := w.save(api.StateSucceeded)
 	if n, _ := e.rdb.Exists(context.Background(), store.EventsKey(j.ID)).Result(); n != 0 {
 		t.Fatalf("the finished job still has its event stream")
 	}
@@ -32,7 +32,7 @@ func TestEventsFinishedFinalOnly(t *testing.T) {
 			s = e.openEvents(j.ID, "Last-Event-ID", from)
 		}
 		b, got := s.next()
-		if b.id != last || got.State != tasks.StateSucceeded || string(got.Result) != `{"answer":42}` {
+		if b.id != last || got.State != api.StateSucceeded || string(got.Result) != `{"answer":42}` {
 			t.Fatalf("from %q: event %s %+v, want %s succeeded", from, b.id, got, last)
 		}
 		s.closed()

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/staged-dev/staged/internal/redistest"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // sseBlock is one block of a stream: an event, or a comment.
@@ -96,7 +96,7 @@ func (s *sseReader) block() (sseBlock, error) {
 
 // next returns the next event, skipping comments; it fails the test on
 // anything but an event.
-func (s *sseReader) next() (sseBlock, *tasks.Job) {
+func (s *sseReader) next() (sseBlock, *api.Job) {
 	s.t.Helper()
 	for {
 		b, err := s.block()
@@ -143,18 +143,18 @@ func TestEventsLive(t *testing.T) {
 		t.Fatalf("status %d, Content-Type %q", s.res.StatusCode, ct)
 	}
 	b1, j1 := s.next()
-	if j1.State != tasks.StateQueued || j1.ID != j.ID {
+	if j1.State != api.StateQueued || j1.ID != j.ID {
 		t.Fatalf("first event %+v", b1)
 	}
 	w := e.claim(j.ID)
-	id2 := w.save(tasks.StateRunning)
+	id2 := w.save(api.StateRunning)
 	b2, j2 := s.next()
-	if b2.id != id2 || j2.State != tasks.StateRunning || string(j2.Partial) != `{"step":1}` {
+	if b2.id != id2 || j2.State != api.StateRunning || string(j2.Partial) != `{"step":1}` {
 		t.Fatalf("second event %+v, want id %s running", b2, id2)
 	}
-	id3 := w.save(tasks.StateSucceeded)
+	id3 := w.save(api.StateSucceeded)
 	b3, j3 := s.next()
-	if b3.id != id3 || j3.State != tasks.StateSucceeded || string(j3.Result) != `{"answer":42}` {
+	if b3.id != id3 || j3.State != api.StateSucceeded || string(j3.Result) != `{"answer":42}` {
 		t.Fatalf("third event %+v, want id %s succeeded", b3, id3)
 	}
 	s.closed()
@@ -209,11 +209,11 @@ func TestEventsResumeRunning(t *testing.T) {
 	e.srv.store.EventsBytes, e.store.EventsBytes = 1<<20, 1<<20 // keep every write
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
-	w.save(tasks.StateRunning)
+	w.save(api.StateRunning)
 	// Many progress writes: catching up takes several reads.
 	var want []string
 	for i := 0; i < 2*eventsBatch+17; i++ {
-		want = append(want, w.save(tasks.StateRunning))
+		want = append(want, w.save(api.StateRunning))
 	}
 	first := e.eventIDs(j.ID)[0] // the first running save
 	s := e.openEvents(j.ID, "Last-Event-ID", first)
@@ -223,8 +223,8 @@ func TestEventsResumeRunning(t *testing.T) {
 			t.Fatalf("catch-up event %d id %s, want %s", i, b.id, id)
 		}
 	}
-	last := w.save(tasks.StateSucceeded)
-	if b, got := s.next(); b.id != last || got.State != tasks.StateSucceeded {
+	last := w.save(api.StateSucceeded)
+	if b, got := s.next(); b.id != last || got.State != api.StateSucceeded {
 		t.Fatalf("final event %+v", b)
 	}
 	s.closed()
@@ -251,11 +251,11 @@ func TestEventsWithoutStream(t *testing.T) {
 	e.rdb.Del(context.Background(), store.EventsKey(j.ID))
 	s := e.openEvents(j.ID)
 	b, got := s.next()
-	if b.id != fallbackEventID || got.ID != j.ID || got.State != tasks.StateQueued {
+	if b.id != fallbackEventID || got.ID != j.ID || got.State != api.StateQueued {
 		t.Fatalf("event %+v", b)
 	}
 	w := e.claim(j.ID)
-	id := w.save(tasks.StateSucceeded)
+	id := w.save(api.StateSucceeded)
 	if b, _ := s.next(); b.id != id {
 		t.Fatalf("event %+v, want id %s", b, id)
 	}
@@ -274,7 +274,7 @@ func TestEventsHubResubscribes(t *testing.T) {
 	if err != nil || killed == 0 {
 		t.Fatalf("CLIENT KILL TYPE pubsub: %d %v", killed, err)
 	}
-	id := e.claim(j.ID).save(tasks.StateRunning) // published while the hub may be away
+	id := e.claim(j.ID).save(api.StateRunning) // published while the hub may be away
 	if b, _ := s.next(); b.id != id {
 		t.Fatalf("event %+v, want %s", b, id)
 	}
@@ -402,7 +402,7 @@ func TestEventsSharedRead(t *testing.T) {
 	e.srv.store.EventsBytes, e.store.EventsBytes = 1<<20, 1<<20 // keep every write
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
-	first := w.save(tasks.StateRunning)
+	first := w.save(api.StateRunning)
 	ss := make([]*sseReader, n)
 	for i := range ss {
 		ss[i] = e.openEvents(j.ID)
@@ -415,7 +415,7 @@ func TestEventsSharedRead(t *testing.T) {
 	const k = 10
 	x0 := e.xranges()
 	for range k {
-		id := w.save(tasks.StateRunning)
+		id := w.save(api.StateRunning)
 		for i, s := range ss {
 			if b, _ := s.next(); b.id != id {
 				t.Fatalf("stream %d: event %s, want %s", i, b.id, id)
@@ -430,12 +430,12 @@ func TestEventsSharedRead(t *testing.T) {
 	var want []string
 	var resumed *sseReader
 	for i := range 3*eventsBatch + 7 {
-		want = append(want, w.save(tasks.StateRunning))
+		want = append(want, w.save(api.StateRunning))
 		if i == eventsBatch/2 {
 			resumed = e.openEvents(j.ID, "Last-Event-ID", want[0])
 		}
 	}
-	want = append(want, w.save(tasks.StateSucceeded))
+	want = append(want, w.save(api.StateSucceeded))
 	for i, s := range append(ss, resumed) {
 		from := 0
 		if s == resumed {

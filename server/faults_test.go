@@ -11,9 +11,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // killAt makes the server's submit kill Redis once, at point.
@@ -68,7 +68,7 @@ func TestSubmitOutageAtEnqueue(t *testing.T) {
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("repeat %d: %d %s", i, res.StatusCode, b)
 		}
-		if j := decodeJob(t, b); j.ID != id || j.State != tasks.StateQueued {
+		if j := decodeJob(t, b); j.ID != id || j.State != api.StateQueued {
 			t.Fatalf("repeat %d returned %s %s, want %s queued", i, j.ID, j.State, id)
 		}
 		if !e.taskExists(id) {

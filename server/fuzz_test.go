@@ -13,8 +13,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/builtin"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // fuzzMaxBody is the body limit of the fuzzed server, small so that the
@@ -57,8 +57,8 @@ func FuzzSubmitBody(f *testing.F) {
 		h.ServeHTTP(w, req)
 		switch {
 		case w.Code == 202:
-			j, err := tasks.DecodeJob(w.Body.Bytes())
-			if err != nil || !tasks.ValidID(j.ID) || j.State != tasks.StateQueued || reg.Get(j.Type) == nil {
+			j, err := api.DecodeJob(w.Body.Bytes())
+			if err != nil || !api.ValidID(j.ID) || j.State != api.StateQueued || reg.Get(j.Type) == nil {
 				t.Fatalf("202 with record %s (%v)", w.Body, err)
 			}
 			if created.Add(1)%1000 == 0 {

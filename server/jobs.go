@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -43,7 +44,7 @@ func (s *Server) submitJob(c echo.Context) error {
 	ctx, cancel := s.redisCtx(c.Request().Context())
 	defer cancel()
 
-	j := tasks.NewJobWith(sub.pipeline.Name, sub.stages, sub.opts.Queue, time.Now().UTC())
+	j := store.NewJobWith(sub.pipeline.Name, sub.stages, sub.opts.Queue, time.Now().UTC())
 	j.Digest = sub.digest
 	if key != "" {
 		prev, same, created, err := s.store.Idempotent(ctx, tenant, key, j.ID, sub.sum())
@@ -110,7 +111,7 @@ func withWarnings(rec []byte, warnings []string) []byte {
 // created. When the removal fails too (Redis is down), the client is told
 // the job may still run: the record was indexed for the reconciler, which
 // enqueues it (see store.Store.Create).
-func (s *Server) create(ctx context.Context, j *tasks.Job, tenant, key string, sub *submission) ([]byte, error) {
+func (s *Server) create(ctx context.Context, j *api.Job, tenant, key string, sub *submission) ([]byte, error) {
 	s.testHook("create")
 	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
 	if err != nil {
@@ -170,7 +171,7 @@ func (s *Server) cleanup(f func(ctx context.Context)) {
 // it is. With ?wait it long-polls until the job is finished.
 func (s *Server) getJob(c echo.Context) error {
 	id := c.Param("id")
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return notFound(id)
 	}
 	if c.Request().URL.RawQuery != "" {
@@ -211,7 +212,7 @@ func (s *Server) getJobWait(c echo.Context, id string, wait time.Duration) error
 // when finished, 404 when unknown.
 func (s *Server) cancelJob(c echo.Context) error {
 	id := c.Param("id")
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return notFound(id)
 	}
 	ctx, cancel := s.redisCtx(c.Request().Context())
@@ -224,7 +225,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 	if res.Idle {
 		s.deleteTask(res.Job, res.Gen)
 	}
-	rec, err := tasks.Marshal(res.Job)
+	rec, err := api.Marshal(res.Job)
 	if err != nil {
 		return err
 	}
@@ -234,7 +235,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 // deleteTask removes a canceled job's pending asynq task in the background,
 // best effort: if the task runs anyway, its claim finds the job done. (The
 // inspector takes no context, so the response does not wait for it.)
-func (s *Server) deleteTask(j *tasks.Job, gen int64) {
+func (s *Server) deleteTask(j *api.Job, gen int64) {
 	q := store.TaskQueue(j)
 	s.bg.Add(1)
 	go func() {
@@ -310,9 +311,9 @@ func (s *Server) waitFinished(ctx context.Context, w *watcher, id, tenant string
 }
 
 // recordState returns the state of a stored record.
-func recordState(raw []byte) tasks.State {
+func recordState(raw []byte) api.State {
 	var r struct {
-		State tasks.State `json:"state"`
+		State api.State `json:"state"`
 	}
 	_ = json.Unmarshal(raw, &r)
 	return r.State

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -57,7 +58,7 @@ func (s *Server) repeatSubmit(ctx context.Context, c echo.Context, prev, tenant,
 	if err != nil {
 		return true, err
 	}
-	if recordState(raw) == tasks.StateQueued {
+	if recordState(raw) == api.StateQueued {
 		if err := s.ensureQueued(ctx, raw); err != nil {
 			return true, err
 		}
@@ -68,7 +69,7 @@ func (s *Server) repeatSubmit(ctx context.Context, c echo.Context, prev, tenant,
 			return true, werr
 		}
 	}
-	c.Response().Header().Set(echo.HeaderLocation, tasks.LinksFor(prev).Self)
+	c.Response().Header().Set(echo.HeaderLocation, api.LinksFor(prev).Self)
 	return true, c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
 }
 
@@ -76,7 +77,7 @@ func (s *Server) repeatSubmit(ctx context.Context, c echo.Context, prev, tenant,
 // the options it was submitted with. asynq refuses a second task with the
 // same id, so this only adds the task when it is missing.
 func (s *Server) ensureQueued(ctx context.Context, raw []byte) error {
-	j, err := tasks.DecodeJob(raw)
+	j, err := api.DecodeJob(raw)
 	if err != nil {
 		return err
 	}

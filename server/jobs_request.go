@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -57,7 +58,7 @@ type submission struct {
 	digest   string // of the definition the job is accepted under
 	input    json.RawMessage
 	stages   []tasks.Stage // nil when the worker builds them from the input
-	opts     tasks.Options
+	opts     api.Options
 	warnings []string // said in the answer: no live worker runs the pipeline
 }
 
@@ -68,7 +69,7 @@ func (s *submission) sum() string {
 	b, _ := json.Marshal(struct {
 		Type    string          `json:"type"`
 		Input   json.RawMessage `json:"input"`
-		Options tasks.Options   `json:"options"`
+		Options api.Options     `json:"options"`
 	}{s.pipeline.Name, s.input, s.opts})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -132,8 +133,8 @@ func (s *Server) readSubmission(c echo.Context) (*submission, error) {
 }
 
 // options validates the request's options and resolves their defaults.
-func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (tasks.Options, error) {
-	o := tasks.Options{Retention: s.cfg.Retention, Timeout: p.Timeout, MaxRetries: p.MaxRetries, Queue: store.DefaultQueue}
+func (s *Server) options(r *submitRequest, p *tasks.Pipeline) (api.Options, error) {
+	o := api.Options{Retention: s.cfg.Retention, Timeout: p.Timeout, MaxRetries: p.MaxRetries, Queue: store.DefaultQueue}
 	if o.Timeout <= 0 {
 		o.Timeout = tasks.DefaultJobTimeout
 	}

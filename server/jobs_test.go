@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -135,8 +136,8 @@ func TestSubmit(t *testing.T) {
 	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	if !tasks.ValidID(j.ID) || j.Type != "double" || j.State != tasks.StateQueued || len(j.Stages) != 2 ||
-		j.Stages[0].State != tasks.StatePending || j.Stage.Total != 2 || j.Links != tasks.LinksFor(j.ID) || j.ExpiresAt.IsZero() {
+	if !api.ValidID(j.ID) || j.Type != "double" || j.State != api.StateQueued || len(j.Stages) != 2 ||
+		j.Stages[0].State != api.StatePending || j.Stage.Total != 2 || j.Links != api.LinksFor(j.ID) || j.ExpiresAt.IsZero() {
 		t.Errorf("record = %s", b)
 	}
 	ctx := context.Background()
@@ -147,9 +148,9 @@ func TestSubmit(t *testing.T) {
 	if h["input"] != `{"label":"x","n":7}` {
 		t.Errorf("stored input = %s, want defaults applied", h["input"])
 	}
-	var opts tasks.Options
+	var opts api.Options
 	_ = json.Unmarshal([]byte(h["opts"]), &opts)
-	if want := (tasks.Options{Retention: store.RetentionDefault, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}); opts != want {
+	if want := (api.Options{Retention: store.RetentionDefault, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}); opts != want {
 		t.Errorf("stored options = %+v, want %+v", opts, want)
 	}
 	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
@@ -194,17 +195,17 @@ func TestSubmitOptions(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		want tasks.Options
+		want api.Options
 	}{
-		{"server default retention", `{"type":"double"}`, tasks.Options{Retention: 5 * time.Minute, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}},
-		{"all options", `{"type":"double","retention":"2h","timeout":"30s","max_retries":0,"queue":"batch_1"}`, tasks.Options{Retention: 2 * time.Hour, Timeout: 30 * time.Second, MaxRetries: 0, Queue: "batch_1"}},
+		{"server default retention", `{"type":"double"}`, api.Options{Retention: 5 * time.Minute, Timeout: tasks.DefaultJobTimeout, MaxRetries: 2, Queue: "default"}},
+		{"all options", `{"type":"double","retention":"2h","timeout":"30s","max_retries":0,"queue":"batch_1"}`, api.Options{Retention: 2 * time.Hour, Timeout: 30 * time.Second, MaxRetries: 0, Queue: "batch_1"}},
 	}
 	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
 	defer ins.Close()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			j := e.submit(tt.body, http.StatusAccepted)
-			var opts tasks.Options
+			var opts api.Options
 			raw, _ := e.rdb.HGet(context.Background(), store.JobKey(j.ID), "opts").Bytes()
 			_ = json.Unmarshal(raw, &opts)
 			if opts != tt.want {
@@ -321,7 +322,7 @@ func TestSubmitIdempotent(t *testing.T) {
 	// A repeat with ?wait waits for the first job like a first submit would.
 	e.finish(first.ID)
 	res, b := e.do("POST", "/v1/jobs?wait=5s", "application/json", strings.NewReader(`{"type":"double","input":{"n":3}}`), key...)
-	if j := decodeJob(t, b); res.StatusCode != http.StatusOK || j.ID != first.ID || j.State != tasks.StateSucceeded {
+	if j := decodeJob(t, b); res.StatusCode != http.StatusOK || j.ID != first.ID || j.State != api.StateSucceeded {
 		t.Errorf("repeat with wait: %d %s", res.StatusCode, b)
 	}
 	// Another key is another job.
@@ -349,7 +350,7 @@ func TestGetJob(t *testing.T) {
 	e := newEnv(t)
 	j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	w := e.claim(j.ID)
-	w.save(tasks.StateRunning)
+	w.save(api.StateRunning)
 	stored, _ := e.rdb.HGet(context.Background(), store.JobKey(j.ID), "rec").Bytes()
 
 	res, b := e.do("GET", "/v1/jobs/"+j.ID, "", nil)
@@ -359,7 +360,7 @@ func TestGetJob(t *testing.T) {
 	if string(b) != string(stored) {
 		t.Errorf("body is not the stored record as is:\n got %s\nwant %s", b, stored)
 	}
-	if got := decodeJob(t, b); got.State != tasks.StateRunning || string(got.Partial) != `{"step":1}` {
+	if got := decodeJob(t, b); got.State != api.StateRunning || string(got.Partial) != `{"step":1}` {
 		t.Errorf("record = %s", b)
 	}
 }
@@ -371,7 +372,7 @@ func TestCancel(t *testing.T) {
 
 	queued := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	running := e.submit(`{"type":"double"}`, http.StatusAccepted)
-	e.claim(running.ID).save(tasks.StateRunning)
+	e.claim(running.ID).save(api.StateRunning)
 	finished := e.submit(`{"type":"double"}`, http.StatusAccepted)
 	e.finish(finished.ID)
 
@@ -379,12 +380,12 @@ func TestCancel(t *testing.T) {
 		name          string
 		id            string
 		want          int
-		wantState     tasks.State
+		wantState     api.State
 		wantRequested bool
 	}{
-		{"queued", queued.ID, http.StatusAccepted, tasks.StateCanceled, false},
+		{"queued", queued.ID, http.StatusAccepted, api.StateCanceled, false},
 		{"queued again", queued.ID, http.StatusConflict, "", false},
-		{"running", running.ID, http.StatusAccepted, tasks.StateRunning, true},
+		{"running", running.ID, http.StatusAccepted, api.StateRunning, true},
 		{"finished", finished.ID, http.StatusConflict, "", false},
 	}
 	for _, tt := range tests {
@@ -407,7 +408,7 @@ func TestCancel(t *testing.T) {
 		_, err := ins.GetTaskInfo(store.TaskQueue(queued), queued.ID)
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	})
-	if got, _ := e.store.Get(context.Background(), queued.ID, ""); got.State != tasks.StateCanceled {
+	if got, _ := e.store.Get(context.Background(), queued.ID, ""); got.State != api.StateCanceled {
 		t.Errorf("stored state = %s", got.State)
 	}
 }
@@ -419,14 +420,14 @@ func TestWait(t *testing.T) {
 		finish     bool
 		wait       string
 		wantStatus int
-		wantState  tasks.State
+		wantState  api.State
 		minElapsed time.Duration
 	}{
-		{name: "get, finishes", wait: "20s", finish: true, wantStatus: 200, wantState: tasks.StateSucceeded},
-		{name: "get, time up", wait: "300ms", wantStatus: 200, wantState: tasks.StateQueued, minElapsed: 300 * time.Millisecond},
-		{name: "get, capped by MaxWait", wait: "1h", wantStatus: 200, wantState: tasks.StateQueued, minElapsed: 500 * time.Millisecond},
-		{name: "submit, finishes", submitWait: true, wait: "20s", finish: true, wantStatus: 200, wantState: tasks.StateSucceeded},
-		{name: "submit, time up", submitWait: true, wait: "300ms", wantStatus: 202, wantState: tasks.StateQueued, minElapsed: 300 * time.Millisecond},
+		{name: "get, finishes", wait: "20s", finish: true, wantStatus: 200, wantState: api.StateSucceeded},
+		{name: "get, time up", wait: "300ms", wantStatus: 200, wantState: api.StateQueued, minElapsed: 300 * time.Millisecond},
+		{name: "get, capped by MaxWait", wait: "1h", wantStatus: 200, wantState: api.StateQueued, minElapsed: 500 * time.Millisecond},
+		{name: "submit, finishes", submitWait: true, wait: "20s", finish: true, wantStatus: 200, wantState: api.StateSucceeded},
+		{name: "submit, time up", submitWait: true, wait: "300ms", wantStatus: 202, wantState: api.StateQueued, minElapsed: 300 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,26 +11,26 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // listParams are the query parameters GET /v1/jobs accepts.
 var listParams = []string{"state", "type", "queue", "created_after", "created_before", "limit", "cursor"}
 
 // jobStates are the states a job can be in.
-var jobStates = []tasks.State{tasks.StateQueued, tasks.StateRunning, tasks.StateRetrying, tasks.StateSucceeded, tasks.StateFailed, tasks.StateCanceled}
+var jobStates = []api.State{api.StateQueued, api.StateRunning, api.StateRetrying, api.StateSucceeded, api.StateFailed, api.StateCanceled}
 
 // jobList is the body of GET /v1/jobs.
 type jobList struct {
 	// Jobs are records without partial and result (read the job for those).
-	Jobs []*tasks.Job `json:"jobs"`
+	Jobs []*api.Job `json:"jobs"`
 	// Next is the URL of the next page, or null on the last.
 	Next *string `json:"next"`
 	// Counts are the tenant's jobs per state, whatever the filters; on the
 	// first page only (no cursor).
-	Counts         map[tasks.State]int `json:"counts,omitempty"`
-	CountsComplete *bool               `json:"counts_complete,omitempty"`
+	Counts         map[api.State]int `json:"counts,omitempty"`
+	CountsComplete *bool             `json:"counts_complete,omitempty"`
 }
 
 // listJobs is GET /v1/jobs: the caller's jobs, newest first, filtered and
@@ -84,10 +84,10 @@ func parseListQuery(v url.Values) (store.ListQuery, error) {
 		}
 	}
 	for _, st := range values(v, "state") {
-		if !slices.Contains(jobStates, tasks.State(st)) {
+		if !slices.Contains(jobStates, api.State(st)) {
 			return q, invalid("state", "state %q is not a job state; use queued, running, retrying, succeeded, failed or canceled", st)
 		}
-		q.States = append(q.States, tasks.State(st))
+		q.States = append(q.States, api.State(st))
 	}
 	for _, t := range values(v, "type") {
 		if len(t) > 100 {

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 func TestListJobs(t *testing.T) {
@@ -19,9 +19,9 @@ func TestListJobs(t *testing.T) {
 	e.finish(mine[0])
 
 	var l struct {
-		Jobs   []*tasks.Job        `json:"jobs"`
-		Next   *string             `json:"next"`
-		Counts map[tasks.State]int `json:"counts"`
+		Jobs   []*api.Job        `json:"jobs"`
+		Next   *string           `json:"next"`
+		Counts map[api.State]int `json:"counts"`
 	}
 	res, b := e.do("GET", "/v1/jobs?limit=2", "", nil, acme...)
 	if res.StatusCode != http.StatusOK || json.Unmarshal(b, &l) != nil {
@@ -30,7 +30,7 @@ func TestListJobs(t *testing.T) {
 	if len(l.Jobs) != 2 || l.Jobs[0].ID != mine[2] || l.Jobs[1].ID != mine[1] || l.Next == nil {
 		t.Fatalf("first page: %s", b)
 	}
-	if l.Counts[tasks.StateQueued] != 2 || l.Counts[tasks.StateSucceeded] != 1 || l.Counts[tasks.StateFailed] != 0 {
+	if l.Counts[api.StateQueued] != 2 || l.Counts[api.StateSucceeded] != 1 || l.Counts[api.StateFailed] != 0 {
 		t.Fatalf("counts: %v", l.Counts)
 	}
 	res, b = e.do("GET", *l.Next, "", nil, acme...)
@@ -42,7 +42,7 @@ func TestListJobs(t *testing.T) {
 		t.Fatalf("a listed job carries its result: %s", b)
 	}
 	res, b = e.do("GET", "/v1/jobs?state=succeeded", "", nil, globex...)
-	if json.Unmarshal(b, &l) != nil || len(l.Jobs) != 0 || l.Counts[tasks.StateQueued] != 1 {
+	if json.Unmarshal(b, &l) != nil || len(l.Jobs) != 0 || l.Counts[api.StateQueued] != 1 {
 		t.Fatalf("globex's succeeded jobs: %s (its one job is %s)", b, theirs.ID)
 	}
 

@@ -8,8 +8,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // pageFS holds the pages (home, job): each one self-contained HTML file with its CSS and
@@ -36,7 +35,7 @@ func (s *Server) jobPage(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	if !tasks.ValidID(c.Param("id")) {
+	if !api.ValidID(c.Param("id")) {
 		h.Set("Content-Security-Policy", notFoundCSP)
 		return c.HTMLBlob(http.StatusNotFound, notFoundHTML)
 	}

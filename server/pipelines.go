@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -13,7 +14,7 @@ import (
 // pipelineInfo describes one job type in GET /v1/pipelines: the
 // definition a submit uses now, and who runs it.
 type pipelineInfo struct {
-	tasks.Definition
+	api.Definition
 	// Workers is how many live workers run the pipeline (any definition).
 	Workers int `json:"workers"`
 	// LastSeen is the last heartbeat of a worker that runs it.
@@ -25,11 +26,11 @@ type pipelineInfo struct {
 }
 
 type definitionInfo struct {
-	Digest    string                  `json:"digest"`
-	Stages    []tasks.StageDefinition `json:"stages"`
-	Workers   int                     `json:"workers"`
-	FirstSeen time.Time               `json:"first_seen"`
-	LastSeen  time.Time               `json:"last_seen"`
+	Digest    string                `json:"digest"`
+	Stages    []api.StageDefinition `json:"stages"`
+	Workers   int                   `json:"workers"`
+	FirstSeen time.Time             `json:"first_seen"`
+	LastSeen  time.Time             `json:"last_seen"`
 }
 
 // listPipelines is GET /v1/pipelines: the pipeline catalogue the workers
@@ -48,7 +49,7 @@ func (s *Server) listPipelines(c echo.Context) error {
 		es, _ := snap.Entries(name)
 		out.Pipelines = append(out.Pipelines, describe(es))
 	}
-	b, err := tasks.Marshal(out)
+	b, err := api.Marshal(out)
 	if err != nil {
 		return err
 	}

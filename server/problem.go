@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -144,7 +145,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().WriteHeader(p.Status)
 		return
 	}
-	b, _ := tasks.Marshal(p)
+	b, _ := api.Marshal(p)
 	if werr := c.Blob(p.Status, contentTypeProblem, b); werr != nil {
 		s.log.Debug("writing problem", "err", werr)
 	}
@@ -153,7 +154,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 // notFound is the error for a job that is unknown, expired, another
 // tenant's, or whose id is malformed (then Redis is not asked).
 func notFound(id string) error {
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return tasks.Errorf(tasks.ENOTFOUND, "no job with id %q: job ids are UUIDs", id)
 	}
 	return tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -21,7 +22,7 @@ import (
 // for asynq's own retries, which never bring a canceled job back.
 func (s *Server) retryJob(c echo.Context) error {
 	id := c.Param("id")
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return notFound(id)
 	}
 	ctx, cancel := s.redisCtx(c.Request().Context())
@@ -41,7 +42,7 @@ func (s *Server) retryJob(c echo.Context) error {
 	}
 	s.waker.Wake(store.TaskQueue(r.Job))
 	s.log.Info("job queued again", "job", id, "gen", r.Gen, "was", string(r.Previous.State))
-	rec, err := tasks.Marshal(r.Job)
+	rec, err := api.Marshal(r.Job)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 func TestRetryJob(t *testing.T) {
@@ -20,7 +20,7 @@ func TestRetryJob(t *testing.T) {
 
 	queued := e.submit(`{"type":"double"}`, http.StatusAccepted, acme...)
 	running := e.submit(`{"type":"double"}`, http.StatusAccepted, acme...)
-	e.claim(running.ID).save(tasks.StateRunning)
+	e.claim(running.ID).save(api.StateRunning)
 	succeeded := e.submit(`{"type":"double"}`, http.StatusAccepted, acme...)
 	e.finish(succeeded.ID)
 	canceled := e.submit(`{"type":"double"}`, http.StatusAccepted, acme...)
@@ -53,7 +53,7 @@ func TestRetryJob(t *testing.T) {
 			if res.StatusCode != tt.want || res.Header.Get("Location") != "/v1/jobs/"+tt.id {
 				t.Fatalf("status %d, Location %q: %s", res.StatusCode, res.Header.Get("Location"), b)
 			}
-			if j := decodeJob(t, b); j.State != tasks.StateQueued || j.FinishedAt != nil || j.Error != nil {
+			if j := decodeJob(t, b); j.State != api.StateQueued || j.FinishedAt != nil || j.Error != nil {
 				t.Fatalf("record after retry: %s", b)
 			}
 		})

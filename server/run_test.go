@@ -13,8 +13,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
-	"github.com/staged-dev/staged/tasks"
 )
 
 func TestRunDrains(t *testing.T) {
@@ -41,7 +41,7 @@ func TestRunDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var j tasks.Job
+	var j api.Job
 	json.NewDecoder(res.Body).Decode(&j)
 	res.Body.Close()
 	stream, err := http.Get(base + "/v1/jobs/" + j.ID + "/events")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -183,7 +184,7 @@ func (e *env) do(method, path, contentType string, body io.Reader, header ...str
 }
 
 // submit posts a job and returns its record, failing unless the status is want.
-func (e *env) submit(body string, want int, header ...string) *tasks.Job {
+func (e *env) submit(body string, want int, header ...string) *api.Job {
 	e.t.Helper()
 	res, b := e.do("POST", "/v1/jobs", "application/json", strings.NewReader(body), header...)
 	if res.StatusCode != want {
@@ -192,9 +193,9 @@ func (e *env) submit(body string, want int, header ...string) *tasks.Job {
 	return decodeJob(e.t, b)
 }
 
-func decodeJob(t *testing.T, b []byte) *tasks.Job {
+func decodeJob(t *testing.T, b []byte) *api.Job {
 	t.Helper()
-	j, err := tasks.DecodeJob(b)
+	j, err := api.DecodeJob(b)
 	if err != nil {
 		t.Fatalf("decoding record %s: %v", b, err)
 	}
@@ -204,7 +205,7 @@ func decodeJob(t *testing.T, b []byte) *tasks.Job {
 // worker plays a worker for job id through the store: it claims it.
 type worker struct {
 	e     *env
-	job   *tasks.Job
+	job   *api.Job
 	token int64
 }
 
@@ -218,21 +219,21 @@ func (e *env) claim(id string) *worker {
 }
 
 // save writes the job in state st, with a result when it succeeded.
-func (w *worker) save(st tasks.State) string {
+func (w *worker) save(st api.State) string {
 	w.e.t.Helper()
 	now := time.Now().UTC()
 	j := w.job
 	j.State = st
 	ttl := time.Duration(0)
 	switch st {
-	case tasks.StateRunning:
+	case api.StateRunning:
 		j.StartedAt, j.Attempt = &now, 1
-		j.Stage = tasks.StageRef{Index: 1, Name: j.Stages[0].Name, Total: len(j.Stages)}
-		j.Stages[0].State, j.Stages[0].StartedAt, j.Stages[0].Attempts = tasks.StateRunning, &now, 1
+		j.Stage = api.StageRef{Index: 1, Name: j.Stages[0].Name, Total: len(j.Stages)}
+		j.Stages[0].State, j.Stages[0].StartedAt, j.Stages[0].Attempts = api.StateRunning, &now, 1
 		j.Partial = json.RawMessage(`{"step":1}`)
-	case tasks.StateSucceeded:
+	case api.StateSucceeded:
 		for i := range j.Stages {
-			j.Stages[i].State, j.Stages[i].FinishedAt = tasks.StateSucceeded, &now
+			j.Stages[i].State, j.Stages[i].FinishedAt = api.StateSucceeded, &now
 		}
 		j.FinishedAt, j.Progress = &now, 1
 		j.Result = json.RawMessage(`{"answer":42}`)
@@ -249,8 +250,8 @@ func (w *worker) save(st tasks.State) string {
 func (e *env) finish(id string) {
 	e.t.Helper()
 	w := e.claim(id)
-	w.save(tasks.StateRunning)
-	w.save(tasks.StateSucceeded)
+	w.save(api.StateRunning)
+	w.save(api.StateSucceeded)
 }
 
 // finishWatched waits, without failing the test (it runs in its own
@@ -276,7 +277,7 @@ func (e *env) finishWatched() error {
 			continue // the submit has not created it yet
 		}
 		now := time.Now().UTC()
-		c.Job.State, c.Job.StartedAt, c.Job.FinishedAt = tasks.StateSucceeded, &now, &now
+		c.Job.State, c.Job.StartedAt, c.Job.FinishedAt = api.StateSucceeded, &now, &now
 		c.Job.Result = json.RawMessage(`{"answer":42}`)
 		_, err = e.store.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Hour})
 		return err

@@ -4,7 +4,7 @@
 // RunPipeline runs a whole job as a worker would: the input is validated
 // and given its defaults by the pipeline's InputSpec, the stage list is
 // built from it (Pipeline.Build), and each stage's output is encoded as the
-// worker encodes it (tasks.Marshal) and decoded by the next stage. RunStages
+// worker encodes it (api.Marshal) and decoded by the next stage. RunStages
 // starts from any stage, for tests of a job resumed from a checkpoint;
 // RunStage runs one. Each returns a Result holding every stage's output and
 // every progress report, in order, also when a stage fails.
@@ -33,6 +33,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -46,7 +47,7 @@ type Report struct {
 	// Fraction is the stage's completed fraction, as given.
 	Fraction float64
 	// Partial is the partial result as given (nil for none); the worker
-	// writes it as JSON (tasks.Marshal) into the job record.
+	// writes it as JSON (api.Marshal) into the job record.
 	Partial any
 }
 
@@ -152,7 +153,7 @@ func encode(v any) (json.RawMessage, error) {
 	case string:
 		return json.RawMessage(v), nil
 	}
-	b, err := tasks.Marshal(v)
+	b, err := api.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("stagedtest: encode the input: %w", err)
 	}
@@ -207,7 +208,7 @@ func (r *run) stage(ctx context.Context, s tasks.Stage, index, total int, in jso
 	if err != nil {
 		return nil, err
 	}
-	b, err := tasks.Marshal(out)
+	b, err := api.Marshal(out)
 	if err != nil {
 		return nil, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %w", s.Name, err))
 	}

@@ -10,43 +10,12 @@ import (
 	"github.com/staged-dev/staged/tasks"
 )
 
-// The fuzz targets of the decoders that take bytes from outside: records
-// read back from Redis and submitted inputs (the asynq task payload's is in
-// internal/store). Their seed corpora are in testdata/fuzz/<target>/ and
-// run under plain go test; .ci/run fuzzes each briefly:
+// The fuzz target of the decoder of submitted inputs (records read back from
+// Redis are fuzzed in package api, the asynq task payload in internal/store).
+// Its seed corpus is in testdata/fuzz/FuzzNormalizeInput/ and runs under
+// plain go test; .ci/run fuzzes it briefly:
 //
-//	go test -run='^$' -fuzz='^FuzzDecodeJob$' -fuzztime=10s ./tasks/
-
-// FuzzDecodeJob: DecodeJob never panics, fails only with an internal
-// "corrupt job record" error, and a record it accepts round-trips through
-// Marshal: encoding it, decoding that and encoding again gives the same
-// bytes.
-func FuzzDecodeJob(f *testing.F) {
-	f.Fuzz(func(t *testing.T, b []byte) {
-		j, err := tasks.DecodeJob(b)
-		if err != nil {
-			if tasks.ErrorCode(err) != tasks.EINTERNAL || tasks.ErrorMessage(err) != "corrupt job record" {
-				t.Fatalf("DecodeJob error %v, want an internal corrupt-record error", err)
-			}
-			return
-		}
-		out, err := tasks.Marshal(j)
-		if err != nil {
-			t.Fatalf("Marshal of a decoded record: %v", err)
-		}
-		j2, err := tasks.DecodeJob(out)
-		if err != nil {
-			t.Fatalf("DecodeJob of Marshal's output %s: %v", out, err)
-		}
-		out2, err := tasks.Marshal(j2)
-		if err != nil {
-			t.Fatalf("Marshal again: %v", err)
-		}
-		if !bytes.Equal(out, out2) {
-			t.Fatalf("the record does not round-trip:\n first %s\nsecond %s", out, out2)
-		}
-	})
-}
+//	go test -run='^$' -fuzz='^FuzzNormalizeInput$' -fuzztime=10s ./tasks/
 
 // fuzzInput has one field of each JSON scalar type, as a pipeline's input.
 type fuzzInput struct {

@@ -7,12 +7,14 @@ import (
 	"io"
 	"reflect"
 	"strings"
+
+	"github.com/staged-dev/staged/api"
 )
 
 // InputSpec validates a pipeline's input and describes its fields.
 type InputSpec struct {
 	// Fields describes each input field, for GET /v1/pipelines.
-	Fields []Field
+	Fields []api.Field
 	// Defaults is the input used when none is given.
 	Defaults json.RawMessage
 	// Schema is the input's JSON Schema, defaults included: what the
@@ -28,14 +30,6 @@ func (s *InputSpec) inputType() reflect.Type {
 		return nil
 	}
 	return s.typ
-}
-
-// Field describes one input field.
-type Field struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"` // JSON Schema type: integer, number, string, boolean, object, array
-	Default     any    `json:"default"`
-	Description string `json:"description,omitempty"`
 }
 
 // Normalize decodes raw (a JSON object, or empty/null for all defaults),
@@ -123,19 +117,19 @@ func inputDecodeError(err error) *Error {
 	return &Error{Code: EINVALID, Field: "input", Message: "input is not valid JSON: " + strings.TrimPrefix(msg, "json: "), Err: err}
 }
 
-func fieldsOf(v reflect.Value) []Field {
+func fieldsOf(v reflect.Value) []api.Field {
 	if v.Kind() != reflect.Struct {
 		return nil
 	}
 	t := v.Type()
-	var fs []Field
+	var fs []api.Field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		name, ok := jsonFieldName(sf)
 		if !ok {
 			continue
 		}
-		fs = append(fs, Field{Name: name, Type: jsonType(sf.Type), Default: v.Field(i).Interface(), Description: sf.Tag.Get("doc")})
+		fs = append(fs, api.Field{Name: name, Type: jsonType(sf.Type), Default: v.Field(i).Interface(), Description: sf.Tag.Get("doc")})
 	}
 	return fs
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"github.com/staged-dev/staged/api"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -70,10 +71,10 @@ func InputSchema(schema json.RawMessage) (*InputSpec, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	var fields []Field
+	var fields []api.Field
 	for _, name := range names {
 		p, _ := props[name].(map[string]any)
-		f := Field{Name: name, Type: schemaType(p["type"])}
+		f := api.Field{Name: name, Type: schemaType(p["type"])}
 		if d, ok := p["default"]; ok {
 			defaults[name] = d
 			f.Default = d

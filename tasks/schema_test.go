@@ -142,21 +142,6 @@ func TestDefinitionDigest(t *testing.T) {
 	if a.Digest() == c.Digest() {
 		t.Error("Version is not part of the digest")
 	}
-	d := a.Definition()
-	p, err := d.Pipeline()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Name != "crawl" || len(p.Stages) != 2 || p.Stages[1].Name != "parse" || p.Timeout != DefaultJobTimeout {
-		t.Errorf("Pipeline() = %+v", p)
-	}
-	if _, err := p.Input.Normalize(json.RawMessage(`{"count":0}`)); errField(err) != "input.count" {
-		t.Errorf("the definition's pipeline accepted count 0: %v", err)
-	}
-	d.Stages[0].Name = "changed"
-	if _, err := d.Pipeline(); err == nil {
-		t.Error("a definition whose digest does not match its content was accepted")
-	}
 }
 
 func errField(err error) string {

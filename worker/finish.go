@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -20,8 +21,8 @@ import (
 
 // succeed writes the job's result.
 func (r *run) succeed(result json.RawMessage) error {
-	_, err := r.commit(func(j *tasks.Job, now time.Time) {
-		j.State, j.Result, j.Progress, j.FinishedAt = tasks.StateSucceeded, result, 1, &now
+	_, err := r.commit(func(j *api.Job, now time.Time) {
+		j.State, j.Result, j.Progress, j.FinishedAt = api.StateSucceeded, result, 1, &now
 		j.Error, j.NextAttemptAt = nil, nil
 	}, r.retention(), nil, true)
 	if err != nil {
@@ -34,7 +35,7 @@ func (r *run) succeed(result json.RawMessage) error {
 }
 
 func (r *run) finishCanceled() error {
-	_, err := r.commit(func(j *tasks.Job, now time.Time) { j.MarkCanceled(now) }, r.retention(), nil, true)
+	_, err := r.commit(func(j *api.Job, now time.Time) { j.MarkCanceled(now) }, r.retention(), nil, true)
 	if err != nil {
 		return r.writeFailed(err)
 	}
@@ -52,16 +53,16 @@ func (r *run) fail(k int, err error) error {
 		stage = r.stages[k].Name
 		where = " in stage " + stage
 	}
-	setStage := func(j *tasks.Job, s tasks.State, now time.Time) {
+	setStage := func(j *api.Job, s api.State, now time.Time) {
 		if k >= 0 {
 			j.Stages[k].State, j.Stages[k].FinishedAt = s, &now
 		}
 	}
 	if tasks.IsPermanent(err) || r.retried >= r.maxRetry {
-		_, werr := r.commit(func(j *tasks.Job, now time.Time) {
-			j.State, j.FinishedAt, j.NextAttemptAt = tasks.StateFailed, &now, nil
-			j.Error = &tasks.JobError{Stage: stage, Message: msg}
-			setStage(j, tasks.StateFailed, now)
+		_, werr := r.commit(func(j *api.Job, now time.Time) {
+			j.State, j.FinishedAt, j.NextAttemptAt = api.StateFailed, &now, nil
+			j.Error = &api.JobError{Stage: stage, Message: msg}
+			setStage(j, api.StateFailed, now)
 		}, r.retention(), nil, true)
 		if werr != nil {
 			return r.writeFailed(werr)
@@ -72,11 +73,11 @@ func (r *run) fail(k int, err error) error {
 		return fmt.Errorf("job %s failed%s: %s: %w", r.id, where, msg, asynq.SkipRetry)
 	}
 	delay := r.w.backoff(r.retried)
-	_, werr := r.commit(func(j *tasks.Job, now time.Time) {
+	_, werr := r.commit(func(j *api.Job, now time.Time) {
 		next := now.Add(delay)
-		j.State, j.NextAttemptAt = tasks.StateRetrying, &next
-		j.Error = &tasks.JobError{Stage: stage, Message: msg}
-		setStage(j, tasks.StateRetrying, now)
+		j.State, j.NextAttemptAt = api.StateRetrying, &next
+		j.Error = &api.JobError{Stage: stage, Message: msg}
+		setStage(j, api.StateRetrying, now)
 	}, 0, map[string][]byte{fieldRetriesLeft: []byte(strconv.Itoa(r.maxRetry - r.retried - 1))}, true)
 	if werr != nil {
 		return r.writeFailed(werr)
@@ -96,7 +97,7 @@ func (r *run) fail(k int, err error) error {
 // was interrupted.
 func (r *run) handBack(k int) error {
 	if r.hasUnsaved() { // checkpoint the stages that finished
-		if _, err := r.commit(func(*tasks.Job, time.Time) {}, 0, nil, false); err != nil {
+		if _, err := r.commit(func(*api.Job, time.Time) {}, 0, nil, false); err != nil {
 			return r.writeFailed(err)
 		}
 	}

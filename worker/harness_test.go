@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -112,11 +113,11 @@ func (h *harness) start(cfg Config) *Worker {
 }
 
 // submit creates and enqueues a job the way the API does.
-func (h *harness) submit(typ, input string, opts tasks.Options) string {
+func (h *harness) submit(typ, input string, opts api.Options) string {
 	h.t.Helper()
 	ctx := context.Background()
 	p := h.reg.Get(typ)
-	j := tasks.NewJob(p, opts.Queue, time.Now().UTC())
+	j := store.NewJob(p, opts.Queue, time.Now().UTC())
 	if _, err := h.store.Create(ctx, j, "", json.RawMessage(input), opts); err != nil {
 		h.t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func (h *harness) submit(typ, input string, opts tasks.Options) string {
 	return j.ID
 }
 
-func (h *harness) job(id string) *tasks.Job {
+func (h *harness) job(id string) *api.Job {
 	h.t.Helper()
 	j, err := h.store.Get(context.Background(), id, "")
 	if err != nil {
@@ -136,9 +137,9 @@ func (h *harness) job(id string) *tasks.Job {
 }
 
 // wait waits until job id is in state s and returns its record.
-func (h *harness) wait(id string, s tasks.State, limit time.Duration) *tasks.Job {
+func (h *harness) wait(id string, s api.State, limit time.Duration) *api.Job {
 	h.t.Helper()
-	var j *tasks.Job
+	var j *api.Job
 	redistest.Eventually(h.t, limit, "job "+id+" "+string(s), func() bool {
 		j = h.job(id)
 		return j.State == s
@@ -147,15 +148,15 @@ func (h *harness) wait(id string, s tasks.State, limit time.Duration) *tasks.Job
 }
 
 // events returns every record job id was written with, oldest first.
-func (h *harness) events(id string) []*tasks.Job {
+func (h *harness) events(id string) []*api.Job {
 	h.t.Helper()
 	evs, err := h.store.Events(context.Background(), id, "", 10000)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	js := make([]*tasks.Job, len(evs))
+	js := make([]*api.Job, len(evs))
 	for i, e := range evs {
-		if js[i], err = tasks.DecodeJob(e.Data); err != nil {
+		if js[i], err = api.DecodeJob(e.Data); err != nil {
 			h.t.Fatal(err)
 		}
 	}
@@ -174,7 +175,7 @@ func (h *harness) taskState(taskID string) asynq.TaskState {
 	return info.State
 }
 
-func attempts(j *tasks.Job) []int {
+func attempts(j *api.Job) []int {
 	var n []int
 	for _, s := range j.Stages {
 		n = append(n, s.Attempts)
@@ -182,7 +183,7 @@ func attempts(j *tasks.Job) []int {
 	return n
 }
 
-func stageStates(j *tasks.Job) string {
+func stageStates(j *api.Job) string {
 	var s []string
 	for _, st := range j.Stages {
 		s = append(s, string(st.State))

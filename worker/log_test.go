@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -103,12 +104,12 @@ func TestLogs(t *testing.T) {
 	stop := h.run(h.newWorker(cfg))
 
 	input := `{"token": "` + secret + `"}`
-	ok := h.submit("secret", input, tasks.Options{MaxRetries: 1})
-	bad := h.submit("reject", input, tasks.Options{MaxRetries: 1})
-	if j := h.wait(ok, tasks.StateSucceeded, 10*time.Second); !strings.Contains(string(j.Result), secret) {
+	ok := h.submit("secret", input, api.Options{MaxRetries: 1})
+	bad := h.submit("reject", input, api.Options{MaxRetries: 1})
+	if j := h.wait(ok, api.StateSucceeded, 10*time.Second); !strings.Contains(string(j.Result), secret) {
 		t.Fatalf("result = %s, want the input in it", j.Result)
 	}
-	h.wait(bad, tasks.StateFailed, 10*time.Second)
+	h.wait(bad, api.StateFailed, 10*time.Second)
 	// asynq logs the archived task after the handler returns.
 	redistest.Eventually(t, 5*time.Second, "asynq's line about the failed task", func() bool {
 		return slices.ContainsFunc(rec.records(), func(r logRecord) bool { return strings.Contains(r.msg, "Retry exhausted") })

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/builtin"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -76,7 +77,7 @@ func TestMemoryPerJob(t *testing.T) {
 	wg.Wait()
 	var report strings.Builder
 	for i, jb := range jobs {
-		j := h.wait(ids[i], tasks.StateSucceeded, time.Minute)
+		j := h.wait(ids[i], api.StateSucceeded, time.Minute)
 		n := usage(ids[i])
 		hash, _ := h.rdb.MemoryUsage(ctx, store.JobKey(ids[i]), 0).Result()
 		rec, _ := h.rdb.HStrLen(ctx, store.JobKey(ids[i]), "rec").Result()
@@ -131,9 +132,9 @@ func submitNormalized(t *testing.T, h *harness, typ, input string) string {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	j := tasks.NewJobWith(typ, stages, "", time.Now().UTC())
+	j := store.NewJobWith(typ, stages, "", time.Now().UTC())
 	j.Digest = p.Digest() // routed to the workers with this definition
-	if _, err := h.store.Create(ctx, j, "", in, tasks.Options{}); err != nil {
+	if _, err := h.store.Create(ctx, j, "", in, api.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Enqueue(ctx, h.client, j, 1, 0, time.Minute, 0); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -177,9 +178,9 @@ func (m *metrics) forType(typ string) *typeMetrics {
 		vecs: m, typ: typ,
 		started:       m.started.WithLabelValues(typ),
 		retries:       m.retries.WithLabelValues(typ),
-		succeeded:     m.finished.WithLabelValues(typ, string(tasks.StateSucceeded)),
-		failed:        m.finished.WithLabelValues(typ, string(tasks.StateFailed)),
-		canceled:      m.finished.WithLabelValues(typ, string(tasks.StateCanceled)),
+		succeeded:     m.finished.WithLabelValues(typ, string(api.StateSucceeded)),
+		failed:        m.finished.WithLabelValues(typ, string(api.StateFailed)),
+		canceled:      m.finished.WithLabelValues(typ, string(api.StateCanceled)),
 		jobDur:        m.jobDur.WithLabelValues(typ),
 		submitToStart: m.submitToStart.WithLabelValues(typ),
 		stages:        map[string]prometheus.Observer{},
@@ -219,13 +220,13 @@ func (tm *typeMetrics) jobStarted(created, now time.Time) {
 }
 
 // jobFinished counts job j, which just reached its terminal state.
-func (tm *typeMetrics) jobFinished(j *tasks.Job) {
+func (tm *typeMetrics) jobFinished(j *api.Job) {
 	switch j.State {
-	case tasks.StateSucceeded:
+	case api.StateSucceeded:
 		tm.succeeded.Inc()
-	case tasks.StateFailed:
+	case api.StateFailed:
 		tm.failed.Inc()
-	case tasks.StateCanceled:
+	case api.StateCanceled:
 		tm.canceled.Inc()
 		tm.vecs.cancels.Inc()
 	default:

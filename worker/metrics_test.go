@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -89,14 +90,14 @@ func TestMetrics(t *testing.T) {
 	w := h.start(cfg)
 	g := w.Gatherer()
 
-	h.wait(h.submit("chain", `"x"`, tasks.Options{}), tasks.StateSucceeded, 5*time.Second)
-	h.wait(h.submit("flaky", `{}`, tasks.Options{MaxRetries: 2}), tasks.StateFailed, 10*time.Second)
-	id := h.submit("block", `{}`, tasks.Options{})
+	h.wait(h.submit("chain", `"x"`, api.Options{}), api.StateSucceeded, 5*time.Second)
+	h.wait(h.submit("flaky", `{}`, api.Options{MaxRetries: 2}), api.StateFailed, 10*time.Second)
+	id := h.submit("block", `{}`, api.Options{})
 	<-started
 	if _, err := h.store.Cancel(context.Background(), id, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.wait(id, tasks.StateCanceled, 5*time.Second)
+	h.wait(id, api.StateCanceled, 5*time.Second)
 
 	tests := []struct {
 		name   string

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -25,8 +26,8 @@ func TestOrphanedSubmitIsEnqueued(t *testing.T) {
 	// no task. Its orphan check is due at once.
 	st := store.NewStore(h.rdb)
 	st.OrphanAfter = time.Millisecond
-	j := tasks.NewJob(p, "", time.Now().UTC())
-	if _, err := st.Create(context.Background(), j, "", json.RawMessage(`"x"`), tasks.Options{Retention: time.Hour}); err != nil {
+	j := store.NewJob(p, "", time.Now().UTC())
+	if _, err := st.Create(context.Background(), j, "", json.RawMessage(`"x"`), api.Options{Retention: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	h.start(h.config())
@@ -35,7 +36,7 @@ func TestOrphanedSubmitIsEnqueued(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the orphaned job %s never ran: still %s", j.ID, h.job(j.ID).State)
 	}
-	h.wait(j.ID, tasks.StateSucceeded, 30*time.Second)
+	h.wait(j.ID, api.StateSucceeded, 30*time.Second)
 	if n, _ := h.store.LeaseCount(context.Background()); n != 0 {
 		t.Errorf("the lease index still holds %d entries", n)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -25,7 +26,7 @@ func (p stageProgress) Report(fraction float64, partial any) {
 	var bad error
 	if partial != nil {
 		var err error
-		b, err = tasks.Marshal(partial)
+		b, err = api.Marshal(partial)
 		switch {
 		case err != nil:
 			bad = tasks.Permanent(fmt.Errorf("stage %s reported a partial result that is not JSON: %v", r.stages[p.k].Name, err))

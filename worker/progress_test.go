@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -36,16 +37,16 @@ func TestProgressCoalesced(t *testing.T) {
 	cfg := h.config()
 	cfg.FlushInterval = flushInterval
 	h.start(cfg)
-	id := h.submit("chatty", `{}`, tasks.Options{})
+	id := h.submit("chatty", `{}`, api.Options{})
 
 	// The latest report is written while the stage still runs.
 	redistest.Eventually(t, 5*time.Second, "the last report to be written", func() bool {
 		j := h.job(id)
-		return j.State == tasks.StateRunning && j.Progress == 0.5 && string(j.Partial) == `{"epoch":9999}`
+		return j.State == api.StateRunning && j.Progress == 0.5 && string(j.Partial) == `{"epoch":9999}`
 	})
 	writesWhileRunning := len(h.events(id))
 	close(gate)
-	j := h.wait(id, tasks.StateSucceeded, 5*time.Second)
+	j := h.wait(id, api.StateSucceeded, 5*time.Second)
 	if j.Progress != 1 || string(j.Partial) != `{"epoch":9999}` || string(j.Result) != `{"model":"model"}` {
 		t.Fatalf("record = %+v", j)
 	}

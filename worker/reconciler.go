@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/staged-dev/staged/tasks"
@@ -123,11 +124,11 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 	stage := runningStage(j)
 	if limit := maxRetries(info.opts, p) + 2; n > limit && !h.CancelRequested {
 		now := w.now()
-		j.State, j.FinishedAt, j.NextAttemptAt, j.CancelRequested = tasks.StateFailed, &now, nil, false
-		j.Error = &tasks.JobError{Stage: stage, Message: fmt.Sprintf(
+		j.State, j.FinishedAt, j.NextAttemptAt, j.CancelRequested = api.StateFailed, &now, nil, false
+		j.Error = &api.JobError{Stage: stage, Message: fmt.Sprintf(
 			"stage %s was interrupted %d times: its worker stopped renewing the job's lease each time (killed, out of memory, or cut off from Redis); giving up",
 			stage, n)}
-		setRunning(j, tasks.StateFailed, now)
+		setRunning(j, api.StateFailed, now)
 		log.Error("job failed: taken over too many times", "stage", stage, "takeovers", n)
 		_, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{TTL: store.RetentionOr(info.opts.Retention), Fields: fields})
 		if err == nil {
@@ -139,7 +140,7 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 		return nil
 	}
 	log.Warn("taking over a job whose worker stopped renewing its lease", "stage", stage, "gen", h.Gen, "takeover", n)
-	why := &tasks.JobError{Stage: stage, Message: "the worker running stage " + stage +
+	why := &api.JobError{Stage: stage, Message: "the worker running stage " + stage +
 		" stopped renewing the job's lease (killed, or cut off from Redis); the stage runs again on another worker"}
 	w.handOn(ctx, h, j, info.opts, p, info.retriesLeft(p), why, fields, log)
 	return nil
@@ -150,8 +151,8 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 // canceled, if a cancel came meanwhile — and task generation h.Gen is
 // enqueued with the retries the job has left. If the enqueue fails, the
 // job's lapsed lease stays indexed and the next reconcile pass enqueues it.
-func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opts tasks.Options, p *tasks.Pipeline,
-	retriesLeft int, why *tasks.JobError, fields map[string][]byte, log *slog.Logger) {
+func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *api.Job, opts api.Options, p *tasks.Pipeline,
+	retriesLeft int, why *api.JobError, fields map[string][]byte, log *slog.Logger) {
 	now := w.now()
 	if h.CancelRequested {
 		j.MarkCanceled(now)
@@ -163,14 +164,14 @@ func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opt
 		log.Info("job canceled")
 		return
 	}
-	if j.State == tasks.StateRunning {
-		j.State = tasks.StateRetrying
+	if j.State == api.StateRunning {
+		j.State = api.StateRetrying
 	}
 	j.NextAttemptAt, j.CancelRequested = nil, false
 	if why != nil {
 		j.Error = why
 	}
-	setRunning(j, tasks.StateRetrying, now)
+	setRunning(j, api.StateRetrying, now)
 	if _, err := w.store.Save(ctx, j, h.Token, store.SaveArgs{Fields: fields}); err != nil {
 		// Fenced: a worker claimed the new generation already (another
 		// reconciler enqueued it); it is in good hands.
@@ -191,7 +192,7 @@ func (w *Worker) handOn(ctx context.Context, h *store.Handoff, j *tasks.Job, opt
 
 // jobInfo is what a takeover needs besides the record.
 type jobInfo struct {
-	opts      tasks.Options
+	opts      api.Options
 	left      int // retries left, -1 unknown
 	takeovers int
 }
@@ -212,9 +213,9 @@ func (w *Worker) readInfo(ctx context.Context, id string) (jobInfo, error) {
 }
 
 // runningStage names the stage j was running, or its current stage.
-func runningStage(j *tasks.Job) string {
+func runningStage(j *api.Job) string {
 	for _, s := range j.Stages {
-		if s.State == tasks.StateRunning {
+		if s.State == api.StateRunning {
 			return s.Name
 		}
 	}
@@ -222,9 +223,9 @@ func runningStage(j *tasks.Job) string {
 }
 
 // setRunning moves j's running stages to state s.
-func setRunning(j *tasks.Job, s tasks.State, now time.Time) {
+func setRunning(j *api.Job, s api.State, now time.Time) {
 	for i := range j.Stages {
-		if j.Stages[i].State == tasks.StateRunning {
+		if j.Stages[i].State == api.StateRunning {
 			j.Stages[i].State, j.Stages[i].FinishedAt = s, &now
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -44,7 +45,7 @@ func TestLostLeaseIndexEntry(t *testing.T) {
 	}
 	h.run(a)
 	t.Cleanup(func() { close(hp.gate) })
-	id := h.submit("hb", `{}`, tasks.Options{})
+	id := h.submit("hb", `{}`, api.Options{})
 	<-hp.started
 	cut.Store(true)
 	a.srv.Stop()
@@ -59,12 +60,12 @@ func TestLostLeaseIndexEntry(t *testing.T) {
 	if n, _ := h.store.LeaseCount(ctx); n != 0 {
 		t.Fatalf("lease index holds %d entries after the restart, want 0", n)
 	}
-	if j := h.job(id); j.State != tasks.StateRunning {
+	if j := h.job(id); j.State != api.StateRunning {
 		t.Fatalf("state = %s, want running", j.State)
 	}
 
 	h.start(h.config())
-	j := h.wait(id, tasks.StateSucceeded, 30*time.Second)
+	j := h.wait(id, api.StateSucceeded, 30*time.Second)
 	if string(j.Result) != `"ab2c"` {
 		t.Fatalf("result %s, attempts %v", j.Result, attempts(j))
 	}
@@ -81,8 +82,8 @@ func TestReindexRunningCluster(t *testing.T) {
 	reg := tasks.NewRegistry(chainPipeline(nil, nil))
 	var lost []string
 	for i := range 60 {
-		j := tasks.NewJob(reg.Get("chain"), "", time.Now().UTC())
-		if _, err := st.Create(ctx, j, "", []byte(`"x"`), tasks.Options{}); err != nil {
+		j := store.NewJob(reg.Get("chain"), "", time.Now().UTC())
+		if _, err := st.Create(ctx, j, "", []byte(`"x"`), api.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if i%3 == 0 { // running, entry lost

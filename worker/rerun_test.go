@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -66,21 +67,21 @@ func TestRerunFromFailedStage(t *testing.T) {
 	}}
 	h := newHarness(t, p)
 	h.start(h.config())
-	id := h.submit("flaky", `"x"`, tasks.Options{Retention: time.Hour})
-	j := h.wait(id, tasks.StateFailed, 20*time.Second)
+	id := h.submit("flaky", `"x"`, api.Options{Retention: time.Hour})
+	j := h.wait(id, api.StateFailed, 20*time.Second)
 	if j.Error == nil || j.Error.Stage != "three" || stageStates(j) != "succeeded,succeeded,failed,pending" {
 		t.Fatalf("failed job: error %+v, stages %s", j.Error, stageStates(j))
 	}
-	if res := h.taskResult(id); res.State != tasks.StateFailed || res.Stage != "three" {
+	if res := h.taskResult(id); res.State != api.StateFailed || res.Stage != "three" {
 		t.Fatalf("the failed task's result = %+v", res)
 	}
 
 	failC.Store(false)
 	r := h.rerun(id)
-	if r.Job.State != tasks.StateQueued || stageStates(r.Job) != "succeeded,succeeded,pending,pending" || r.Job.Error != nil || r.Gen != 2 {
+	if r.Job.State != api.StateQueued || stageStates(r.Job) != "succeeded,succeeded,pending,pending" || r.Job.Error != nil || r.Gen != 2 {
 		t.Fatalf("rerun record: %s %s %+v gen %d", r.Job.State, stageStates(r.Job), r.Job.Error, r.Gen)
 	}
-	j = h.wait(id, tasks.StateSucceeded, 20*time.Second)
+	j = h.wait(id, api.StateSucceeded, 20*time.Second)
 	if got := []int32{runs[0].Load(), runs[1].Load(), runs[2].Load(), runs[3].Load()}; !slices.Equal(got, []int32{1, 1, 2, 1}) {
 		t.Fatalf("stage runs = %v, want [1 1 2 1]: stages 1 and 2 must not run again", got)
 	}
@@ -89,16 +90,16 @@ func TestRerunFromFailedStage(t *testing.T) {
 	}
 	// The event stream tells the story: failed, queued again, succeeded
 	// (short stages may fold their running writes into the next one).
-	var states []tasks.State
+	var states []api.State
 	for _, e := range h.events(id) {
-		if e.State != tasks.StateRunning && (len(states) == 0 || states[len(states)-1] != e.State) {
+		if e.State != api.StateRunning && (len(states) == 0 || states[len(states)-1] != e.State) {
 			states = append(states, e.State)
 		}
 	}
-	if want := []tasks.State{tasks.StateFailed, tasks.StateQueued, tasks.StateSucceeded}; !slices.Equal(states, want) {
+	if want := []api.State{api.StateFailed, api.StateQueued, api.StateSucceeded}; !slices.Equal(states, want) {
 		t.Fatalf("event states = %v, want %v", states, want)
 	}
-	if res := h.taskResult(store.TaskID(id, 2)); res.State != tasks.StateSucceeded || res.Attempt != 2 {
+	if res := h.taskResult(store.TaskID(id, 2)); res.State != api.StateSucceeded || res.Attempt != 2 {
 		t.Fatalf("the rerun task's result = %+v", res)
 	}
 	// Finished again: a second rerun is a conflict.
@@ -130,7 +131,7 @@ func TestRerunCanceled(t *testing.T) {
 	}}
 	h := newHarness(t, p)
 	h.start(h.config())
-	id := h.submit("held", `"x"`, tasks.Options{Retention: time.Hour})
+	id := h.submit("held", `"x"`, api.Options{Retention: time.Hour})
 	<-started
 	if _, err := h.store.Rerun(context.Background(), id, ""); tasks.ErrorCode(err) != tasks.ECONFLICT {
 		t.Fatalf("rerun of a running job: %v, want ECONFLICT", err)
@@ -138,13 +139,13 @@ func TestRerunCanceled(t *testing.T) {
 	if _, err := h.store.Cancel(context.Background(), id, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.wait(id, tasks.StateCanceled, 20*time.Second)
-	if res := h.taskResult(id); res.State != tasks.StateCanceled || res.Stage != "held" {
+	h.wait(id, api.StateCanceled, 20*time.Second)
+	if res := h.taskResult(id); res.State != api.StateCanceled || res.Stage != "held" {
 		t.Fatalf("the canceled task's result = %+v", res)
 	}
 	close(release)
 	h.rerun(id)
-	j := h.wait(id, tasks.StateSucceeded, 20*time.Second)
+	j := h.wait(id, api.StateSucceeded, 20*time.Second)
 	if string(j.Result) != `"x12"` || firstRuns.Load() != 1 {
 		t.Fatalf("after the rerun: result %s, stage 1 ran %d times", j.Result, firstRuns.Load())
 	}

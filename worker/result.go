@@ -4,17 +4,16 @@ import (
 	"encoding/json"
 
 	"github.com/hibiken/asynq"
-
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // taskResult is what a finished job's asynq task carries as its result, so
 // that asynqmon tells succeeded, failed and canceled jobs apart.
 type taskResult struct {
-	State   tasks.State `json:"state"`
-	Stage   string      `json:"stage,omitempty"`
-	Attempt int         `json:"attempt"`
-	Error   string      `json:"error,omitempty"`
+	State   api.State `json:"state"`
+	Stage   string    `json:"stage,omitempty"`
+	Attempt int       `json:"attempt"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // writeTaskResult sets the task's result to the job's final state and

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -82,7 +83,7 @@ type run struct {
 	id       string
 	token    int64
 	claim    *store.Claim
-	opts     tasks.Options
+	opts     api.Options
 	retried  int // asynq's retry count of this task
 	maxRetry int // the job's retries left when this task was enqueued (store.TaskRetries)
 	timeout  time.Duration
@@ -101,7 +102,7 @@ type run struct {
 	cancel context.CancelFunc
 
 	wmu     sync.Mutex        // serialises record writes; guards the fields below
-	job     *tasks.Job        // the record, ahead of Redis while unsaved (write.go)
+	job     *api.Job          // the record, ahead of Redis while unsaved (write.go)
 	closed  bool              // no more writes from this run
 	unsaved bool              // job has changes not written yet
 	fields  map[string][]byte // hash fields (checkpoints) for the next write
@@ -216,7 +217,7 @@ func (r *run) resumePoint() (json.RawMessage, int) {
 		in = json.RawMessage(`{}`)
 	}
 	k := 0
-	for ; k < len(r.stages) && r.job.Stages[k].State == tasks.StateSucceeded; k++ {
+	for ; k < len(r.stages) && r.job.Stages[k].State == api.StateSucceeded; k++ {
 		out, ok := r.claim.Outputs[k]
 		if !ok {
 			break
@@ -256,10 +257,10 @@ func (r *run) interrupt(k int, cause error) error {
 	}
 }
 
-func (r *run) startStage(k int, first bool) func(*tasks.Job, time.Time) {
-	return func(j *tasks.Job, now time.Time) {
+func (r *run) startStage(k int, first bool) func(*api.Job, time.Time) {
+	return func(j *api.Job, now time.Time) {
 		if first {
-			j.State = tasks.StateRunning
+			j.State = api.StateRunning
 			j.Attempt++
 			if j.StartedAt == nil {
 				j.StartedAt = &now
@@ -268,9 +269,9 @@ func (r *run) startStage(k int, first bool) func(*tasks.Job, time.Time) {
 			j.Error, j.NextAttemptAt, j.CancelRequested = nil, nil, false
 		}
 		st := &j.Stages[k]
-		st.State, st.StartedAt, st.FinishedAt = tasks.StateRunning, &now, nil
+		st.State, st.StartedAt, st.FinishedAt = api.StateRunning, &now, nil
 		st.Attempts++
-		j.Stage = tasks.StageRef{Index: k + 1, Name: r.stages[k].Name, Total: len(r.stages)}
+		j.Stage = api.StageRef{Index: k + 1, Name: r.stages[k].Name, Total: len(r.stages)}
 		j.Progress = stagesProgress(r.stages, k, 0)
 	}
 }
@@ -336,7 +337,7 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 		return nil, res.err
 	}
 	r.metrics.stage(st.Name).Observe(time.Since(start).Seconds())
-	out, err := tasks.Marshal(res.v)
+	out, err := api.Marshal(res.v)
 	if err != nil {
 		return nil, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %v", st.Name, err))
 	}
@@ -379,7 +380,7 @@ func withField(m map[string][]byte, k string, v []byte) map[string][]byte {
 
 // jobTimeout is the per-attempt timeout: the submit's, else the pipeline's,
 // else tasks.DefaultJobTimeout.
-func jobTimeout(o tasks.Options, p *tasks.Pipeline) time.Duration {
+func jobTimeout(o api.Options, p *tasks.Pipeline) time.Duration {
 	switch {
 	case o.Timeout > 0:
 		return o.Timeout
@@ -390,7 +391,7 @@ func jobTimeout(o tasks.Options, p *tasks.Pipeline) time.Duration {
 }
 
 // maxRetries is the job's retry budget: the submit's, else the pipeline's.
-func maxRetries(o tasks.Options, p *tasks.Pipeline) int {
+func maxRetries(o api.Options, p *tasks.Pipeline) int {
 	if o.MaxRetries > 0 || p == nil {
 		return o.MaxRetries
 	}
@@ -430,9 +431,9 @@ func (r *run) prepare() error {
 		// The API does not run Build: the worker that starts the job
 		// writes its stage list, with the first stage's start.
 		r.wmu.Lock()
-		r.job.Stages = make([]tasks.StageStatus, len(stages))
+		r.job.Stages = make([]api.StageStatus, len(stages))
 		for i, st := range stages {
-			r.job.Stages[i] = tasks.StageStatus{Name: st.Name, State: tasks.StatePending}
+			r.job.Stages[i] = api.StageStatus{Name: st.Name, State: api.StatePending}
 		}
 		r.job.Stage.Total = len(stages)
 		r.wmu.Unlock()

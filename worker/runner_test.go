@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -34,7 +35,7 @@ func TestCancelQueued(t *testing.T) {
 	t.Parallel()
 	var runs atomic.Int32
 	h := newHarness(t, blockPipeline(&runs, make(chan struct{}, 1)))
-	id := h.submit("block", `{}`, tasks.Options{})
+	id := h.submit("block", `{}`, api.Options{})
 	c, err := h.store.Cancel(context.Background(), id, "")
 	if err != nil || !c.Idle {
 		t.Fatalf("cancel = %+v, %v", c, err)
@@ -44,7 +45,7 @@ func TestCancelQueued(t *testing.T) {
 	redistest.Eventually(t, 5*time.Second, "the task to complete", func() bool {
 		return h.taskState(id) == asynq.TaskStateCompleted
 	})
-	if j := h.job(id); j.State != tasks.StateCanceled || runs.Load() != 0 {
+	if j := h.job(id); j.State != api.StateCanceled || runs.Load() != 0 {
 		t.Fatalf("state %s, stage ran %d times", j.State, runs.Load())
 	}
 }
@@ -55,12 +56,12 @@ func TestCancelRunning(t *testing.T) {
 	started := make(chan struct{}, 10)
 	h := newHarness(t, blockPipeline(&runs, started))
 	h.start(h.config())
-	id := h.submit("block", `{}`, tasks.Options{MaxRetries: 3})
+	id := h.submit("block", `{}`, api.Options{MaxRetries: 3})
 	<-started
 	if _, err := h.store.Cancel(context.Background(), id, ""); err != nil {
 		t.Fatal(err)
 	}
-	j := h.wait(id, tasks.StateCanceled, 5*time.Second)
+	j := h.wait(id, api.StateCanceled, 5*time.Second)
 	if stageStates(j) != "canceled" || j.FinishedAt == nil || j.CancelRequested {
 		t.Fatalf("canceled record = %+v", j)
 	}
@@ -70,10 +71,10 @@ func TestCancelRunning(t *testing.T) {
 	})
 	// A job submitted later runs and finishes after any retry would have
 	// fired (RetryBase is 50ms); the canceled one stays canceled.
-	later := h.submit("block", `{}`, tasks.Options{Timeout: 300 * time.Millisecond})
+	later := h.submit("block", `{}`, api.Options{Timeout: 300 * time.Millisecond})
 	<-started
-	h.wait(later, tasks.StateFailed, 5*time.Second)
-	if j := h.job(id); j.State != tasks.StateCanceled || runs.Load() != 2 {
+	h.wait(later, api.StateFailed, 5*time.Second)
+	if j := h.job(id); j.State != api.StateCanceled || runs.Load() != 2 {
 		t.Fatalf("state %s, stages ran %d times (want 1 + the later job's 1)", j.State, runs.Load())
 	}
 }
@@ -96,17 +97,17 @@ func TestTimeouts(t *testing.T) {
 	h.start(h.config())
 	tests := []struct {
 		name, typ string
-		opts      tasks.Options
+		opts      api.Options
 		want      string
 	}{
-		{"stage", "stage-timeout", tasks.Options{}, "stage train exceeded its 200ms timeout"},
-		{"job", "job-timeout", tasks.Options{Timeout: 300 * time.Millisecond}, "job exceeded its 300ms timeout in stage train"},
+		{"stage", "stage-timeout", api.Options{}, "stage train exceeded its 200ms timeout"},
+		{"job", "job-timeout", api.Options{Timeout: 300 * time.Millisecond}, "job exceeded its 300ms timeout in stage train"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := h.with(t)
-			j := h.wait(h.submit(tt.typ, `{}`, tt.opts), tasks.StateFailed, 5*time.Second)
+			j := h.wait(h.submit(tt.typ, `{}`, tt.opts), api.StateFailed, 5*time.Second)
 			if j.Error == nil || j.Error.Stage != "train" || j.Error.Message != tt.want {
 				t.Fatalf("error = %+v, want %q", j.Error, tt.want)
 			}
@@ -123,12 +124,12 @@ func TestPanic(t *testing.T) {
 		chainPipeline(nil, nil),
 	)
 	h.start(h.config())
-	j := h.wait(h.submit("panic", `{}`, tasks.Options{}), tasks.StateFailed, 5*time.Second)
+	j := h.wait(h.submit("panic", `{}`, api.Options{}), api.StateFailed, 5*time.Second)
 	if j.Error == nil || j.Error.Message != "panic in stage boom: kaboom" || stageStates(j) != "failed" {
 		t.Fatalf("record = %+v", j)
 	}
 	// The worker lives on.
-	if j := h.wait(h.submit("chain", `"x"`, tasks.Options{}), tasks.StateSucceeded, 5*time.Second); string(j.Result) != `"xabc"` {
+	if j := h.wait(h.submit("chain", `"x"`, api.Options{}), api.StateSucceeded, 5*time.Second); string(j.Result) != `"xabc"` {
 		t.Fatalf("result = %s", j.Result)
 	}
 }
@@ -143,19 +144,19 @@ func TestRetries(t *testing.T) {
 		})},
 	}})
 	h.start(h.config())
-	id := h.submit("flaky", `{}`, tasks.Options{MaxRetries: 2})
-	j := h.wait(id, tasks.StateFailed, 10*time.Second)
+	id := h.submit("flaky", `{}`, api.Options{MaxRetries: 2})
+	j := h.wait(id, api.StateFailed, 10*time.Second)
 	if j.Attempt != 3 || !slices.Equal(attempts(j), []int{1, 3}) || stageStates(j) != "succeeded,failed" ||
-		j.Error == nil || *j.Error != (tasks.JobError{Stage: "bad", Message: "disk full #3"}) || j.NextAttemptAt != nil {
+		j.Error == nil || *j.Error != (api.JobError{Stage: "bad", Message: "disk full #3"}) || j.NextAttemptAt != nil {
 		t.Fatalf("record = %+v %v %s", j, attempts(j), stageStates(j))
 	}
 	var retrying int
 	for _, e := range h.events(id) {
-		if e.State != tasks.StateRetrying {
+		if e.State != api.StateRetrying {
 			continue
 		}
 		retrying++
-		if e.NextAttemptAt == nil || e.NextAttemptAt.Before(e.UpdatedAt) || e.Error == nil || e.Stages[1].State != tasks.StateRetrying {
+		if e.NextAttemptAt == nil || e.NextAttemptAt.Before(e.UpdatedAt) || e.Error == nil || e.Stages[1].State != api.StateRetrying {
 			t.Errorf("retrying record = %+v", e)
 		}
 	}
@@ -221,15 +222,15 @@ func TestPermanentErrors(t *testing.T) {
 		t.Run(tt.typ, func(t *testing.T) {
 			t.Parallel()
 			h := h.with(t)
-			id := h.submit(tt.typ, `{}`, tasks.Options{MaxRetries: 3})
+			id := h.submit(tt.typ, `{}`, api.Options{MaxRetries: 3})
 			if tt.want == "" {
-				j := h.wait(id, tasks.StateSucceeded, 5*time.Second)
+				j := h.wait(id, api.StateSucceeded, 5*time.Second)
 				if len(j.Result) != limit || len(j.Partial) != limit {
 					t.Fatalf("result of %d bytes, partial of %d, want %d each", len(j.Result), len(j.Partial), limit)
 				}
 				return
 			}
-			j := h.wait(id, tasks.StateFailed, 5*time.Second)
+			j := h.wait(id, api.StateFailed, 5*time.Second)
 			if j.Error == nil || j.Error.Message != tt.want || j.Attempt != 1 || stageStates(j) != tt.wantStages {
 				t.Fatalf("record = %+v, error %+v", j, j.Error)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -42,12 +43,12 @@ func TestTypedStageBadInput(t *testing.T) {
 	})
 	h.start(h.config())
 
-	ok := h.wait(h.submit("typed", `{"n":1}`, tasks.Options{}), tasks.StateSucceeded, 30*time.Second)
+	ok := h.wait(h.submit("typed", `{"n":1}`, api.Options{}), api.StateSucceeded, 30*time.Second)
 	if string(ok.Result) != `{"sum":2}` {
 		t.Errorf("result %s, want {\"sum\":2}", ok.Result)
 	}
 
-	j := h.wait(h.submit("typed", `{"n":2}`, tasks.Options{}), tasks.StateFailed, 30*time.Second)
+	j := h.wait(h.submit("typed", `{"n":2}`, api.Options{}), api.StateFailed, 30*time.Second)
 	if j.Attempt != 1 {
 		t.Errorf("failed at attempt %d, want 1: a decode error is permanent", j.Attempt)
 	}

@@ -5,11 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/staged-dev/staged/tasks"
 )
 
 // An idle worker whose poll would come only after an hour picks a job up
@@ -24,9 +23,9 @@ func TestWakeUpPicksJobUp(t *testing.T) {
 	w := h.start(cfg)
 	// The worker is idle: its dequeue waits for a push.
 	for _, q := range []string{"low", "high", "high", "low"} {
-		id := h.submit("chain", `"x"`, tasks.Options{Queue: q})
+		id := h.submit("chain", `"x"`, api.Options{Queue: q})
 		store.Wake(context.Background(), h.rdb, store.TaskQueue(h.job(id))) // as the API does
-		j := h.wait(id, tasks.StateSucceeded, 10*time.Second)
+		j := h.wait(id, api.StateSucceeded, 10*time.Second)
 		if string(j.Result) != `"xabc"` {
 			t.Fatalf("result %s", j.Result)
 		}

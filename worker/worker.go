@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -264,7 +265,7 @@ type Worker struct {
 	// renew is store.Renew; tests replace it to cut a worker off.
 	renew func(ctx context.Context, id string, token int64, lease time.Duration) (bool, error)
 	// save is store.Save, the runner's record writes; tests replace it too.
-	save func(ctx context.Context, j *tasks.Job, token int64, a store.SaveArgs) (store.SaveResult, error)
+	save func(ctx context.Context, j *api.Job, token int64, a store.SaveArgs) (store.SaveResult, error)
 
 	// onDrain, if set, is called when shutdown begins (a test signal).
 	onDrain func()
@@ -531,7 +532,7 @@ func (a asynqLogger) log(level slog.Level, args []any) {
 func jobIDsIn(s string) []string {
 	var ids []string
 	for i := 0; i+36 <= len(s); i++ {
-		if s[i+8] != '-' || s[i+13] != '-' || !tasks.ValidID(s[i:i+36]) {
+		if s[i+8] != '-' || s[i+13] != '-' || !api.ValidID(s[i:i+36]) {
 			continue
 		}
 		if id := s[i : i+36]; !slices.Contains(ids, id) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -49,7 +50,7 @@ func TestJobSucceeds(t *testing.T) {
 	h := newHarness(t, chainPipeline(gate, started))
 	h.start(h.config())
 	ctx := context.Background()
-	id := h.submit("chain", `"x"`, tasks.Options{Retention: time.Hour})
+	id := h.submit("chain", `"x"`, api.Options{Retention: time.Hour})
 	for _, want := range []string{"a", "b"} {
 		if got := <-started; got != want {
 			t.Fatalf("stage %s started, want %s", got, want)
@@ -58,12 +59,12 @@ func TestJobSucceeds(t *testing.T) {
 
 	// While it runs: the record shows stage 2 within the FlushInterval
 	// (write-behind), and every key has a TTL.
-	var j *tasks.Job
+	var j *api.Job
 	redistest.Eventually(t, 5*time.Second, "the record to show stage b running", func() bool {
 		j = h.job(id)
-		return j.State == tasks.StateRunning
+		return j.State == api.StateRunning
 	})
-	if j.Stage != (tasks.StageRef{Index: 2, Name: "b", Total: 3}) ||
+	if j.Stage != (api.StageRef{Index: 2, Name: "b", Total: 3}) ||
 		stageStates(j) != "succeeded,running,pending" || j.StartedAt == nil {
 		t.Fatalf("running record = %+v", j)
 	}
@@ -78,7 +79,7 @@ func TestJobSucceeds(t *testing.T) {
 	}
 
 	close(gate)
-	j = h.wait(id, tasks.StateSucceeded, 5*time.Second)
+	j = h.wait(id, api.StateSucceeded, 5*time.Second)
 	if string(j.Result) != `"xabc"` || j.Progress != 1 || j.Attempt != 1 || j.Error != nil || j.FinishedAt == nil {
 		t.Fatalf("finished record = %+v", j)
 	}
@@ -175,11 +176,11 @@ func TestShutdownHandsBack(t *testing.T) {
 				a.onDrain = func() { close(hp.gate) }
 			}
 			stopA := h.run(a)
-			id := h.submit("hb", `{}`, tasks.Options{})
+			id := h.submit("hb", `{}`, api.Options{})
 			<-hp.started
 			stopA()
 			j := h.job(id)
-			if j.State != tasks.StateRetrying || stageStates(j) != tt.wantStates || j.Error != nil {
+			if j.State != api.StateRetrying || stageStates(j) != tt.wantStates || j.Error != nil {
 				t.Fatalf("after hand-back: %s %s %+v", j.State, stageStates(j), j.Error)
 			}
 			if n := hp.runs[2].Load(); n != 0 {
@@ -190,7 +191,7 @@ func TestShutdownHandsBack(t *testing.T) {
 			}
 
 			h.start(h.config())
-			j = h.wait(id, tasks.StateSucceeded, 5*time.Second)
+			j = h.wait(id, api.StateSucceeded, 5*time.Second)
 			if string(j.Result) != tt.wantResult || !slices.Equal(attempts(j), tt.wantTries) || j.Attempt != 2 {
 				t.Fatalf("result %s, attempts %v, attempt %d", j.Result, attempts(j), j.Attempt)
 			}
@@ -214,13 +215,13 @@ func TestTakeoverFencesOldWorker(t *testing.T) {
 		return a.store.Renew(ctx, id, token, lease)
 	}
 	h.run(a)
-	id := h.submit("hb", `{}`, tasks.Options{})
+	id := h.submit("hb", `{}`, api.Options{})
 	<-hp.started
 	cut.Store(true)
 	a.srv.Stop() // a takes no new tasks: generation 2 goes to b
 
 	b := h.start(h.config())
-	j := h.wait(id, tasks.StateSucceeded, 10*time.Second)
+	j := h.wait(id, api.StateSucceeded, 10*time.Second)
 	if string(j.Result) != `"ab2c"` || !slices.Equal(attempts(j), []int{1, 2, 1}) || j.Attempt != 2 {
 		t.Fatalf("result %s, attempts %v, attempt %d", j.Result, attempts(j), j.Attempt)
 	}
@@ -233,7 +234,7 @@ func TestTakeoverFencesOldWorker(t *testing.T) {
 	// The old owner's stage now finishes; its write is fenced out.
 	close(hp.gate)
 	redistest.Eventually(t, 5*time.Second, "worker a's run to end", func() bool { return a.runs.len() == 0 })
-	if got := h.job(id); string(got.Result) != `"ab2c"` || got.State != tasks.StateSucceeded {
+	if got := h.job(id); string(got.Result) != `"ab2c"` || got.State != api.StateSucceeded {
 		t.Fatalf("record overwritten by the fenced worker: %+v", got)
 	}
 	if n := len(h.events(id)); n != writes {
@@ -266,8 +267,8 @@ func TestTakeoverLimit(t *testing.T) {
 		return false, &tasks.Error{Code: tasks.EUNAVAILABLE, Message: "test: cut off"}
 	}
 	h.run(w)
-	id := h.submit("crash", `{}`, tasks.Options{}) // max_retries 0: at most 2 takeovers
-	j := h.wait(id, tasks.StateFailed, 15*time.Second)
+	id := h.submit("crash", `{}`, api.Options{}) // max_retries 0: at most 2 takeovers
+	j := h.wait(id, api.StateFailed, 15*time.Second)
 	if j.Error == nil || j.Error.Stage != "kill" || !strings.Contains(j.Error.Message, "interrupted 3 times") {
 		t.Fatalf("error = %+v", j.Error)
 	}
@@ -286,10 +287,10 @@ func TestRedisRestart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, chainPipeline(nil, nil))
 	h.start(h.config())
-	h.wait(h.submit("chain", `"x"`, tasks.Options{}), tasks.StateSucceeded, 5*time.Second)
+	h.wait(h.submit("chain", `"x"`, api.Options{}), api.StateSucceeded, 5*time.Second)
 	h.srv.Restart() // an empty Redis comes back on the same port
-	id := h.submit("chain", `"y"`, tasks.Options{})
-	if j := h.wait(id, tasks.StateSucceeded, 10*time.Second); string(j.Result) != `"yabc"` {
+	id := h.submit("chain", `"y"`, api.Options{})
+	if j := h.wait(id, api.StateSucceeded, 10*time.Second); string(j.Result) != `"yabc"` {
 		t.Fatalf("result = %s", j.Result)
 	}
 }

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
-
-	"github.com/staged-dev/staged/tasks"
 )
 
 // How a run writes its job's record: write-behind.
@@ -32,7 +31,7 @@ import (
 
 // note applies change to the record and adds fields (checkpoints) to the next
 // write, which a flush makes within FlushInterval.
-func (r *run) note(change func(*tasks.Job, time.Time), fields map[string][]byte) error {
+func (r *run) note(change func(*api.Job, time.Time), fields map[string][]byte) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed {
@@ -53,7 +52,7 @@ func (r *run) endStage(k int, out []byte) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	now, j := r.w.now(), r.job
-	j.Stages[k].State, j.Stages[k].FinishedAt = tasks.StateSucceeded, &now
+	j.Stages[k].State, j.Stages[k].FinishedAt = api.StateSucceeded, &now
 	j.Progress = stagesProgress(r.stages, k+1, 0)
 	r.addFields(map[string][]byte{"out:" + strconv.Itoa(k): out})
 	r.unsaved = true
@@ -73,7 +72,7 @@ func (r *run) addFields(f map[string][]byte) {
 // unwritten change, serialised with flushes, retrying while Redis is
 // unavailable. A final commit closes the record to this run. The write of a
 // succeeded job carries no checkpoints: nothing resumes it.
-func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (store.SaveResult, error) {
+func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields map[string][]byte, final bool) (store.SaveResult, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed {
@@ -89,7 +88,7 @@ func (r *run) commit(change func(*tasks.Job, time.Time), ttl time.Duration, fiel
 	change(j, now)
 	r.addFields(fields)
 	fields = r.fields
-	if j.State == tasks.StateSucceeded { // a succeeded job needs no checkpoints
+	if j.State == api.StateSucceeded { // a succeeded job needs no checkpoints
 		fields = maps.Clone(fields)
 		maps.DeleteFunc(fields, func(k string, _ []byte) bool { return strings.HasPrefix(k, "out:") })
 	}
@@ -189,7 +188,7 @@ func (r *run) flush() {
 }
 
 // close closes the record to further writes and returns it.
-func (r *run) close() *tasks.Job {
+func (r *run) close() *api.Job {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	r.closed = true

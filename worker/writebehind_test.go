@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/staged-dev/staged/tasks"
@@ -53,7 +54,7 @@ func (cp *crashPipeline) pipeline() *tasks.Pipeline {
 // crashAfterA runs a job of cp on worker A (with A's FlushInterval), which
 // crashes when stage b starts; worker B takes the job over once A's lease
 // has lapsed. It returns the finished record.
-func crashAfterA(t *testing.T, cp *crashPipeline, flush time.Duration) *tasks.Job {
+func crashAfterA(t *testing.T, cp *crashPipeline, flush time.Duration) *api.Job {
 	var cut atomic.Bool
 	cp.crash = func() { cut.Store(true) }
 	cp.started = make(chan struct{})
@@ -69,18 +70,18 @@ func crashAfterA(t *testing.T, cp *crashPipeline, flush time.Duration) *tasks.Jo
 		}
 		return a.store.Renew(ctx, id, token, lease)
 	}
-	a.save = func(ctx context.Context, j *tasks.Job, token int64, sa store.SaveArgs) (store.SaveResult, error) {
+	a.save = func(ctx context.Context, j *api.Job, token int64, sa store.SaveArgs) (store.SaveResult, error) {
 		if cut.Load() {
 			return store.SaveResult{}, down
 		}
 		return a.store.Save(ctx, j, token, sa)
 	}
 	h.run(a)
-	id := h.submit("crash", `{}`, tasks.Options{})
+	id := h.submit("crash", `{}`, api.Options{})
 	<-cp.started
 	a.srv.Stop() // A takes no new tasks: the next generation goes to B
 	h.start(h.config())
-	j := h.wait(id, tasks.StateSucceeded, 15*time.Second)
+	j := h.wait(id, api.StateSucceeded, 15*time.Second)
 	if string(j.Result) != `"ab"` {
 		t.Fatalf("result %s, want \"ab\"", j.Result)
 	}
@@ -110,7 +111,7 @@ func TestWriteBehindLongStageNeverReruns(t *testing.T) {
 	if n := cp.aRuns.Load(); n != 1 {
 		t.Fatalf("stage a ran %d times, want 1", n)
 	}
-	if a := j.Stages[0]; a.State != tasks.StateSucceeded || a.Attempts != 1 {
+	if a := j.Stages[0]; a.State != api.StateSucceeded || a.Attempts != 1 {
 		t.Fatalf("stage a: %s, %d attempts", a.State, a.Attempts)
 	}
 }

@@ -1,5 +1,5 @@
 // Package catalog is the pipeline catalogue in Redis: every worker
-// publishes the definitions of the pipelines it runs (tasks.Definition)
+// publishes the definitions of the pipelines it runs (api.Definition)
 // and its own instance (id, host, pipelines, last heartbeat), refreshed by
 // a heartbeat; the API reads it to accept, validate and route jobs without
 // any pipeline code of its own.
@@ -30,6 +30,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -128,7 +129,7 @@ func ParseQueueName(q string) (queue, name, digest8 string, ok bool) {
 // publishDefinitions writes the definitions and touches their index, in
 // one pipeline of single-key commands. It returns how many definitions
 // were new to the catalogue.
-func publishDefinitions(ctx context.Context, rdb redis.UniversalClient, defs []tasks.Definition, now time.Time, ttl time.Duration) (int, error) {
+func publishDefinitions(ctx context.Context, rdb redis.UniversalClient, defs []api.Definition, now time.Time, ttl time.Duration) (int, error) {
 	pipe := rdb.Pipeline()
 	news := make([]*redis.BoolCmd, len(defs))
 	for i, d := range defs {
@@ -174,8 +175,8 @@ func PublishDefinitions(ctx context.Context, rdb redis.UniversalClient, reg *tas
 }
 
 // Definitions returns the definitions of reg's pipelines.
-func Definitions(reg *tasks.Registry) []tasks.Definition {
-	var defs []tasks.Definition
+func Definitions(reg *tasks.Registry) []api.Definition {
+	var defs []api.Definition
 	for _, p := range reg.All() {
 		defs = append(defs, p.Definition())
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -19,7 +20,7 @@ import (
 type Publisher struct {
 	rdb       redis.UniversalClient
 	inst      Instance
-	defs      []tasks.Definition
+	defs      []api.Definition
 	heartbeat time.Duration
 	defTTL    time.Duration
 	log       *slog.Logger

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -26,7 +27,7 @@ type Snapshot struct {
 
 // Entry is one definition of a pipeline and who runs it.
 type Entry struct {
-	Def tasks.Definition
+	Def api.Definition
 	// FirstSeen is when the definition was first published; LastSeen is
 	// the last heartbeat of a worker that runs it.
 	FirstSeen, LastSeen time.Time
@@ -136,7 +137,7 @@ func Load(ctx context.Context, rdb redis.UniversalClient, cache *Snapshot) (*Sna
 				ms, _ := strconv.ParseInt(f, 10, 64)
 				e.FirstSeen = time.UnixMilli(ms).UTC()
 			}
-			e.pipeline, e.err = e.Def.Pipeline()
+			e.pipeline, e.err = PipelineOf(&e.Def)
 		} else {
 			c := *e
 			e = &c

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/redis/go-redis/v9"
@@ -93,9 +94,9 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 			}
 			for k := range 4 {
 				c.Job.Progress = float64(k+1) / 4
-				c.Job.State = tasks.StateRunning
+				c.Job.State = api.StateRunning
 				if k == 3 {
-					c.Job.State = tasks.StateSucceeded
+					c.Job.State = api.StateSucceeded
 				}
 				if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute, Fields: map[string][]byte{fmt.Sprintf("out:%d", k): []byte(`"x"`)}}); err != nil {
 					t.Errorf("save %s %d: %v", j.ID, k, err)
@@ -103,7 +104,7 @@ func TestCombinerConcurrentSaves(t *testing.T) {
 				}
 			}
 			got, err := s.Get(ctx, j.ID, "")
-			if err != nil || got.State != tasks.StateSucceeded || got.Progress != 1 {
+			if err != nil || got.State != api.StateSucceeded || got.Progress != 1 {
 				t.Errorf("job %s = %v %+v", j.ID, err, got)
 			}
 			if evs, _ := s.Events(ctx, j.ID, "", 100); len(evs) != 4 {
@@ -151,9 +152,9 @@ func TestCombinerFencedInBatch(t *testing.T) {
 	var calls []func()
 	for i, c := range claims {
 		calls = append(calls, func() {
-			c.Job.State = tasks.StateRunning
+			c.Job.State = api.StateRunning
 			if i%2 == 0 {
-				c.Job.State = tasks.StateSucceeded // with the ZREM of the lease index
+				c.Job.State = api.StateSucceeded // with the ZREM of the lease index
 			}
 			_, errs[i] = s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute})
 		})
@@ -170,10 +171,10 @@ func TestCombinerFencedInBatch(t *testing.T) {
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
-	if got, _ := plain.Get(ctx, claims[0].Job.ID, ""); got.State == tasks.StateSucceeded {
+	if got, _ := plain.Get(ctx, claims[0].Job.ID, ""); got.State == api.StateSucceeded {
 		t.Fatalf("the fenced save was written")
 	}
-	if got, _ := plain.Get(ctx, claims[1].Job.ID, ""); got.State != tasks.StateRunning {
+	if got, _ := plain.Get(ctx, claims[1].Job.ID, ""); got.State != api.StateRunning {
 		t.Fatalf("job 1 state = %s", got.State)
 	}
 }
@@ -204,9 +205,9 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 	var calls []func()
 	for i, c := range saved {
 		calls = append(calls, func() {
-			c.Job.State = tasks.StateRunning
+			c.Job.State = api.StateRunning
 			if i == 0 {
-				c.Job.State = tasks.StateSucceeded
+				c.Job.State = api.StateSucceeded
 			}
 			if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{TTL: time.Minute}); err != nil {
 				t.Errorf("save %d: %v", i, err)
@@ -225,9 +226,9 @@ func TestCombinerNoScriptInBatch(t *testing.T) {
 		t.Fatalf("largest pipeline carried %d scripts; want a batch", h.maxEval.Load())
 	}
 	for i, c := range saved {
-		want := tasks.StateRunning
+		want := api.StateRunning
 		if i == 0 {
-			want = tasks.StateSucceeded
+			want = api.StateSucceeded
 		}
 		if got, _ := plain.Get(ctx, c.Job.ID, ""); got.State != want {
 			t.Errorf("job %d state = %s, want %s", i, got.State, want)

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"strconv"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // Bookkeeping is what the job hash holds besides the record that a
 // takeover needs.
 type Bookkeeping struct {
-	Options tasks.Options
+	Options api.Options
 	// RetriesLeft is FieldRetriesLeft, or -1 when not recorded.
 	RetriesLeft int
 	// Takeovers is FieldTakeovers, 0 when not recorded.

@@ -6,14 +6,15 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
 // Canceled is what Cancel did.
 type Canceled struct {
-	Job *tasks.Job
+	Job *api.Job
 	// Idle is true when the job was queued or waiting for a retry and is now
-	// canceled; its asynq task (generation Gen, on tasks.Job.Queue) can be deleted.
+	// canceled; its asynq task (generation Gen, on api.Job.Queue) can be deleted.
 	// Otherwise a running job was asked to stop and its worker will record
 	// the cancel within seconds.
 	Idle bool
@@ -24,7 +25,7 @@ type Canceled struct {
 // unknown, expired or other tenant's job and tasks.ECONFLICT for a finished one.
 // The cancel flag is durable: no later claim or retry runs the job.
 func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error) {
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	res, err := cancelScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, id).StringSlice()
@@ -35,18 +36,18 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 	case "missing":
 		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	case "finished":
-		j, err := tasks.DecodeJob([]byte(res[1]))
+		j, err := api.DecodeJob([]byte(res[1]))
 		if err != nil {
 			return nil, err
 		}
 		return nil, tasks.Errorf(tasks.ECONFLICT, "job %s already finished (%s); only queued or running jobs can be canceled", id, j.State)
 	}
 	token, _ := strconv.ParseInt(res[1], 10, 64)
-	j, err := tasks.DecodeJob([]byte(res[2]))
+	j, err := api.DecodeJob([]byte(res[2]))
 	if err != nil {
 		return nil, err
 	}
-	var opts tasks.Options
+	var opts api.Options
 	_ = json.Unmarshal([]byte(res[3]), &opts)
 	gen, _ := strconv.ParseInt(res[4], 10, 64)
 	if res[0] == "running" {

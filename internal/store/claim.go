@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -28,10 +29,10 @@ const (
 type Claim struct {
 	Outcome ClaimOutcome
 	Token   int64
-	Job     *tasks.Job
+	Job     *api.Job
 	Tenant  string
 	Input   json.RawMessage
-	Options tasks.Options
+	Options api.Options
 	// Outputs holds the checkpointed output of each completed stage, by
 	// 0-based stage index.
 	Outputs         map[int]json.RawMessage
@@ -40,7 +41,7 @@ type Claim struct {
 
 // Claim makes the caller, running task generation gen, the job's owner with
 // a fresh fencing token and a lease of the given length, and registers the
-// lease with the reconciler. Only ClaimOK carries a tasks.Job.
+// lease with the reconciler. Only ClaimOK carries a api.Job.
 func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Duration) (*Claim, error) {
 	// The lease index entry goes in the same round trip, whatever the
 	// outcome: for a claim that fails, the reconciler drops it later
@@ -63,7 +64,7 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		k, v := res[i], res[i+1]
 		switch {
 		case k == "rec":
-			if c.Job, err = tasks.DecodeJob([]byte(v)); err != nil {
+			if c.Job, err = api.DecodeJob([]byte(v)); err != nil {
 				return nil, err
 			}
 		case k == "tenant":

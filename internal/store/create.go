@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -61,10 +62,10 @@ return {1}
 // script either ran whole or not at all (when its reply was lost, the job
 // exists and is live, and the reconciler enqueues it), and on a Cluster a
 // failed write undoes the admission.
-func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input json.RawMessage, opts tasks.Options) ([]byte, error) {
+func (s *Store) Create(ctx context.Context, j *api.Job, tenant string, input json.RawMessage, opts api.Options) ([]byte, error) {
 	ttl := s.liveTTL()
 	j.ExpiresAt = j.UpdatedAt.Add(ttl)
-	rec, err := tasks.Marshal(j)
+	rec, err := api.Marshal(j)
 	if err != nil {
 		return nil, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
@@ -87,7 +88,7 @@ func (s *Store) Create(ctx context.Context, j *tasks.Job, tenant string, input j
 }
 
 // createOne is Create's createScript.
-func (s *Store) createOne(ctx context.Context, j *tasks.Job, tenant string, ttl time.Duration, fields []any) error {
+func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, fields []any) error {
 	now := s.now()
 	after := s.OrphanAfter
 	if after <= 0 {
@@ -116,7 +117,7 @@ const unadmitTimeout = 2 * time.Second
 // createSlots is Create on a Cluster: one round trip per slot. When a
 // write after the admission fails, the admission is undone, with a context
 // of its own (ctx may be spent).
-func (s *Store) createSlots(ctx context.Context, j *tasks.Job, tenant string, ttl time.Duration, fields []any) (err error) {
+func (s *Store) createSlots(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, fields []any) (err error) {
 	if err := s.Admit(ctx, tenant, j.ID); err != nil {
 		return err
 	}

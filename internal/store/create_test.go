@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -36,8 +37,8 @@ func TestCreateAdmits(t *testing.T) {
 		t.Errorf("live field %q, want 1", f)
 	}
 
-	second := tasks.NewJob(testPipeline(), "", time.Now().UTC())
-	_, err := s.Create(ctx, second, "acme", json.RawMessage(`{}`), tasks.Options{})
+	second := NewJob(testPipeline(), "", time.Now().UTC())
+	_, err := s.Create(ctx, second, "acme", json.RawMessage(`{}`), api.Options{})
 	if tasks.ErrorCode(err) != tasks.ERATELIMITED {
 		t.Fatalf("over the limit: %v, want %s", err, tasks.ERATELIMITED)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/tasks"
 
@@ -33,7 +34,7 @@ func DecodePayload(b []byte) (Payload, error) {
 	}
 	var p Payload
 	err := json.Unmarshal(b, &p)
-	if err == nil && !tasks.ValidID(p.ID) {
+	if err == nil && !api.ValidID(p.ID) {
 		err = errors.New("payload has no valid job id")
 	}
 	return p, err
@@ -57,7 +58,7 @@ const spareRetries = 1
 // Enqueue puts generation gen of job j's task on its queue. maxRetry is the
 // number of retries the job has left; timeout is the per-attempt job
 // timeout. A task of that generation that exists already is not an error.
-func Enqueue(ctx context.Context, c *asynq.Client, j *tasks.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
+func Enqueue(ctx context.Context, c *asynq.Client, j *api.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
 	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
 	q := TaskQueue(j)
 	if timeout <= 0 {
@@ -95,7 +96,7 @@ func decodePayloadFast(b []byte) (Payload, bool) {
 	}
 	id := string(b[len(pre) : len(pre)+36])
 	digits := b[n : len(b)-1]
-	if !tasks.ValidID(id) || (len(digits) > 1 && digits[0] == '0') {
+	if !api.ValidID(id) || (len(digits) > 1 && digits[0] == '0') {
 		return Payload{}, false
 	}
 	var gen int64
@@ -112,7 +113,7 @@ func decodePayloadFast(b []byte) (Payload, bool) {
 // and definition digest (catalog.QueueName), so that only workers with the
 // definition the job was accepted under take it. A job without a digest
 // (created before the catalogue) uses its queue as it is.
-func TaskQueue(j *tasks.Job) string {
+func TaskQueue(j *api.Job) string {
 	q := j.Queue
 	if q == "" {
 		q = DefaultQueue

@@ -9,7 +9,6 @@ import (
 
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // TestEnqueueSpareRetry: a task carries the job's retries left, and asynq's
@@ -32,7 +31,7 @@ func TestEnqueueSpareRetry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			j := tasks.NewJob(testPipeline(), "", time.Now().UTC())
+			j := NewJob(testPipeline(), "", time.Now().UTC())
 			if err := store.Enqueue(ctx, c, j, 1, tt.retries, time.Minute, time.Minute); err != nil {
 				t.Fatal(err)
 			}

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
-	"github.com/staged-dev/staged/tasks"
 )
 
 // The fuzz target of the asynq task payload decoder; its seed corpus is in
@@ -22,7 +22,7 @@ func FuzzDecodePayload(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !tasks.ValidID(p.ID) {
+		if !api.ValidID(p.ID) {
 			t.Fatalf("DecodePayload(%q) accepted id %q", b, p.ID)
 		}
 		out, err := json.Marshal(p)

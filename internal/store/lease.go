@@ -6,8 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 // Release gives up the lease held with token without finishing the job, so
@@ -72,7 +71,7 @@ const (
 type Handoff struct {
 	Outcome         HandoffOutcome
 	Token, Gen      int64
-	Job             *tasks.Job
+	Job             *api.Job
 	CancelRequested bool
 }
 
@@ -96,7 +95,7 @@ func (s *Store) Handoff(ctx context.Context, id string, token int64) (*Handoff, 
 	case HandoffOK:
 		h.Token, _ = strconv.ParseInt(res[1], 10, 64)
 		h.Gen, _ = strconv.ParseInt(res[2], 10, 64)
-		if h.Job, err = tasks.DecodeJob([]byte(res[3])); err != nil {
+		if h.Job, err = api.DecodeJob([]byte(res[3])); err != nil {
 			return nil, err
 		}
 		h.CancelRequested = res[4] == "1"

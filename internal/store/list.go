@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -47,7 +48,7 @@ func indexMember(t time.Time, id string) string {
 
 // indexJob returns the commands that add j to tenant's index, trim the
 // entries past IndexHorizon and refresh the index's TTL.
-func (s *Store) indexJob(ctx context.Context, j *tasks.Job, tenant string) func(redis.Pipeliner) error {
+func (s *Store) indexJob(ctx context.Context, j *api.Job, tenant string) func(redis.Pipeliner) error {
 	key := TenantJobsKey(tenant)
 	old := fmt.Sprintf("(%0*d", msDigits, s.now().Add(-IndexHorizon).UnixMilli())
 	return func(p redis.Pipeliner) error {
@@ -63,7 +64,7 @@ type ListQuery struct {
 	Tenant string
 	// States, Types and Queues: a job matches when its value is any of the
 	// listed ones.
-	States []tasks.State
+	States []api.State
 	Types  []string
 	Queues []string
 	// CreatedAfter and CreatedBefore bound the creation time, both
@@ -77,7 +78,7 @@ type ListQuery struct {
 
 // ListPage is one page of a listing, newest job first.
 type ListPage struct {
-	Jobs []*tasks.Job
+	Jobs []*api.Job
 	// Next is the cursor of the next page; "" when there is none.
 	Next string
 }
@@ -85,7 +86,7 @@ type ListPage struct {
 // ValidCursor reports whether c has the form of a listing cursor.
 func ValidCursor(c string) bool {
 	ms, id, ok := strings.Cut(c, ":")
-	if !ok || len(ms) != msDigits || !tasks.ValidID(id) {
+	if !ok || len(ms) != msDigits || !api.ValidID(id) {
 		return false
 	}
 	_, err := strconv.ParseUint(ms, 10, 64)
@@ -122,7 +123,7 @@ func (s *Store) List(ctx context.Context, q ListQuery) (*ListPage, error) {
 		// ';' sorts after ':', so every member of that millisecond is excluded.
 		lo = fmt.Sprintf("(%0*d;", msDigits, max(q.CreatedAfter.UnixMilli(), 0))
 	}
-	page := &ListPage{Jobs: []*tasks.Job{}}
+	page := &ListPage{Jobs: []*api.Job{}}
 	scanned := 0
 	for scanned < ListScanMax {
 		n := min(listBatch, ListScanMax-scanned)
@@ -170,7 +171,7 @@ func (s *Store) listBatch(ctx context.Context, q ListQuery, key string, members 
 		for i, c := range cmds {
 			// The hash's fields narrow; the record decides (below). A job
 			// written before the fields existed is decided by its record.
-			if v := c.Val(); v[0] == nil || (q.matchState(tasks.State(str(v[0]))) && q.match(q.Types, v[1]) && q.match(q.Queues, v[2])) {
+			if v := c.Val(); v[0] == nil || (q.matchState(api.State(str(v[0]))) && q.match(q.Types, v[1]) && q.match(q.Queues, v[2])) {
 				candidates = append(candidates, i)
 			}
 		}
@@ -197,13 +198,13 @@ func (s *Store) listBatch(ctx context.Context, q ListQuery, key string, members 
 			gone = append(gone, members[i])
 			continue
 		}
-		j, err := tasks.DecodeJob([]byte(str(v[0])))
+		j, err := api.DecodeJob([]byte(str(v[0])))
 		if err != nil {
 			continue
 		}
 		// The hash's state is the job's state: a claim marks it running
 		// before the worker's first record write.
-		st := tasks.State(str(v[2]))
+		st := api.State(str(v[2]))
 		if st == "" {
 			st = j.State
 		}
@@ -227,7 +228,7 @@ func (s *Store) trim(ctx context.Context, key string, members []any) {
 	}
 }
 
-func (q ListQuery) matchState(st tasks.State) bool {
+func (q ListQuery) matchState(st api.State) bool {
 	return len(q.States) == 0 || slices.Contains(q.States, st)
 }
 
@@ -249,7 +250,7 @@ func str(v any) string {
 
 // Counts is how many of a tenant's jobs are in each state.
 type Counts struct {
-	States map[tasks.State]int
+	States map[api.State]int
 	// Complete is false when the tenant has more than CountScanMax jobs:
 	// the counts then cover the newest CountScanMax.
 	Complete bool
@@ -265,7 +266,7 @@ func (s *Store) Counts(ctx context.Context, tenant string) (*Counts, error) {
 	if err != nil {
 		return nil, redisErr("store.Counts", err)
 	}
-	c := &Counts{States: map[tasks.State]int{}, Complete: len(members) <= CountScanMax}
+	c := &Counts{States: map[api.State]int{}, Complete: len(members) <= CountScanMax}
 	members = members[:min(len(members), CountScanMax)]
 	for start := 0; start < len(members); start += 500 {
 		chunk := members[start:min(start+500, len(members))]
@@ -282,7 +283,7 @@ func (s *Store) Counts(ctx context.Context, tenant string) (*Counts, error) {
 		for _, cmd := range cmds {
 			v := cmd.Val()
 			if v[0] != nil && str(v[1]) == tenant {
-				c.States[tasks.State(str(v[0]))]++
+				c.States[api.State(str(v[0]))]++
 			}
 		}
 	}
@@ -291,6 +292,6 @@ func (s *Store) Counts(ctx context.Context, tenant string) (*Counts, error) {
 
 // Unindex removes j from tenant's index: for a job deleted because it could
 // not be enqueued.
-func (s *Store) Unindex(ctx context.Context, j *tasks.Job, tenant string) error {
+func (s *Store) Unindex(ctx context.Context, j *api.Job, tenant string) error {
 	return redisErr("store.Unindex "+j.ID, s.rdb.ZRem(ctx, TenantJobsKey(tenant), indexMember(j.CreatedAt, j.ID)).Err())
 }

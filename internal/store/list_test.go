@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
 	"github.com/staged-dev/staged/tasks"
@@ -20,24 +21,24 @@ import (
 // listed is a job as the listing test expects it.
 type listed struct {
 	id, tenant, typ, queue string
-	state                  tasks.State
+	state                  api.State
 	created                time.Time
 }
 
 // makeJob creates a job of typ on queue for tenant at created and brings it
 // to state through the store's own calls (claim, save, cancel).
-func makeJob(t *testing.T, s *store.Store, tenant, typ, queue string, created time.Time, state tasks.State, ttl time.Duration) listed {
+func makeJob(t *testing.T, s *store.Store, tenant, typ, queue string, created time.Time, state api.State, ttl time.Duration) listed {
 	t.Helper()
 	ctx := context.Background()
 	run := func(ctx context.Context, in json.RawMessage, p tasks.Progress) (any, error) { return in, nil }
 	p := &tasks.Pipeline{Name: typ, Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
-	j := tasks.NewJob(p, queue, created)
-	if _, err := s.Create(ctx, j, tenant, json.RawMessage(`{}`), tasks.Options{Queue: queue}); err != nil {
+	j := NewJob(p, queue, created)
+	if _, err := s.Create(ctx, j, tenant, json.RawMessage(`{}`), api.Options{Queue: queue}); err != nil {
 		t.Fatal(err)
 	}
 	switch state {
-	case tasks.StateQueued:
-	case tasks.StateCanceled:
+	case api.StateQueued:
+	case api.StateCanceled:
 		if _, err := s.Cancel(ctx, j.ID, tenant); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +101,7 @@ func TestListFiltersAndPages(t *testing.T) {
 	s := store.NewStore(rdb)
 	types := []string{"train", "sleep", "chain"}
 	queues := []string{"default", "critical"}
-	states := []tasks.State{tasks.StateQueued, tasks.StateRunning, tasks.StateSucceeded, tasks.StateFailed, tasks.StateCanceled}
+	states := []api.State{api.StateQueued, api.StateRunning, api.StateSucceeded, api.StateFailed, api.StateCanceled}
 	base := time.Now().UTC().Add(-time.Hour)
 	var all []listed
 	for i := 0; i < 300; i++ {
@@ -130,13 +131,13 @@ func TestListFiltersAndPages(t *testing.T) {
 		want []string
 	}{
 		{"all", store.ListQuery{}, want(func(listed) bool { return true })},
-		{"failed", store.ListQuery{States: []tasks.State{tasks.StateFailed}}, want(func(j listed) bool { return j.state == tasks.StateFailed })},
-		{"running or queued", store.ListQuery{States: []tasks.State{tasks.StateRunning, tasks.StateQueued}},
-			want(func(j listed) bool { return j.state == tasks.StateRunning || j.state == tasks.StateQueued })},
+		{"failed", store.ListQuery{States: []api.State{api.StateFailed}}, want(func(j listed) bool { return j.state == api.StateFailed })},
+		{"running or queued", store.ListQuery{States: []api.State{api.StateRunning, api.StateQueued}},
+			want(func(j listed) bool { return j.state == api.StateRunning || j.state == api.StateQueued })},
 		{"type", store.ListQuery{Types: []string{"sleep"}}, want(func(j listed) bool { return j.typ == "sleep" })},
 		{"queue", store.ListQuery{Queues: []string{"critical"}}, want(func(j listed) bool { return j.queue == "critical" })},
-		{"type and state", store.ListQuery{Types: []string{"train"}, States: []tasks.State{tasks.StateCanceled}},
-			want(func(j listed) bool { return j.typ == "train" && j.state == tasks.StateCanceled })},
+		{"type and state", store.ListQuery{Types: []string{"train"}, States: []api.State{api.StateCanceled}},
+			want(func(j listed) bool { return j.typ == "train" && j.state == api.StateCanceled })},
 		{"created after", store.ListQuery{CreatedAfter: mid}, want(func(j listed) bool { return j.created.UnixMilli() > mid.UnixMilli() })},
 		{"created before", store.ListQuery{CreatedBefore: mid}, want(func(j listed) bool { return j.created.UnixMilli() < mid.UnixMilli() })},
 		{"created range", store.ListQuery{CreatedAfter: base.Add(10 * time.Millisecond), CreatedBefore: mid},
@@ -165,7 +166,7 @@ func TestListFiltersAndPages(t *testing.T) {
 			wg.Add(1)
 			go func() { // newer jobs land while the client pages
 				defer wg.Done()
-				makeJob(t, s, "acme", "chain", "default", time.Now().UTC(), tasks.StateQueued, 0)
+				makeJob(t, s, "acme", "chain", "default", time.Now().UTC(), api.StateQueued, 0)
 			}()
 		})
 		if !slices.Equal(got, wantAll) {
@@ -225,8 +226,8 @@ func TestListForgetsExpiredJobs(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	s := store.NewStore(rdb)
 	now := time.Now().UTC()
-	keep := makeJob(t, s, "acme", "chain", "default", now, tasks.StateSucceeded, time.Hour)
-	short := makeJob(t, s, "acme", "chain", "default", now.Add(time.Millisecond), tasks.StateSucceeded, 50*time.Millisecond)
+	keep := makeJob(t, s, "acme", "chain", "default", now, api.StateSucceeded, time.Hour)
+	short := makeJob(t, s, "acme", "chain", "default", now.Add(time.Millisecond), api.StateSucceeded, 50*time.Millisecond)
 	redistest.Eventually(t, 10*time.Second, "the job past its retention leaves the listing", func() bool {
 		p, err := s.List(ctx, store.ListQuery{Tenant: "acme"})
 		return err == nil && len(p.Jobs) == 1 && p.Jobs[0].ID == keep.id
@@ -235,14 +236,14 @@ func TestListForgetsExpiredJobs(t *testing.T) {
 	if n := rdb.ZCard(ctx, store.TenantJobsKey("acme")).Val(); n != 1 {
 		t.Fatalf("index holds %d entries, want 1 (%s trimmed)", n, short.id)
 	}
-	if c, _ := s.Counts(ctx, "acme"); c.States[tasks.StateSucceeded] != 1 {
+	if c, _ := s.Counts(ctx, "acme"); c.States[api.StateSucceeded] != 1 {
 		t.Fatalf("counts = %v", c.States)
 	}
 
 	// Entries older than the index horizon go with the next submit, whether
 	// or not a listing met them.
 	s.Now = func() time.Time { return now.Add(store.IndexHorizon + time.Hour) }
-	late := makeJob(t, s, "acme", "chain", "default", s.Now(), tasks.StateQueued, 0)
+	late := makeJob(t, s, "acme", "chain", "default", s.Now(), api.StateQueued, 0)
 	members := rdb.ZRange(ctx, store.TenantJobsKey("acme"), 0, -1).Val()
 	if len(members) != 1 || members[0][14:] != late.id {
 		t.Fatalf("index after the horizon = %v, want only %s", members, late.id)

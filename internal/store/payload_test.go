@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/staged-dev/staged/tasks"
+	"github.com/staged-dev/staged/api"
 )
 
 func TestDecodePayloadFast(t *testing.T) {
@@ -27,7 +27,7 @@ func TestDecodePayloadFast(t *testing.T) {
 		var want Payload
 		werr := json.Unmarshal([]byte(s), &want)
 		got, err := DecodePayload([]byte(s))
-		if (err == nil) != (werr == nil && tasks.ValidID(want.ID)) || (err == nil && got != want) {
+		if (err == nil) != (werr == nil && api.ValidID(want.ID)) || (err == nil && got != want) {
 			t.Errorf("DecodePayload(%s) = %+v, %v; encoding/json: %+v, %v", s, got, err, want, werr)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
 
@@ -31,14 +32,14 @@ return {'ok', tostring(t), tostring(g), h[3], h[4] or '{}', h[1]}
 type Rerun struct {
 	// Job is the record as saved: queued, the stages that succeeded kept,
 	// the others pending.
-	Job *tasks.Job
+	Job *api.Job
 	// Previous is the record before the rerun, to restore it with Token
 	// should the new task not be enqueued.
-	Previous *tasks.Job
+	Previous *api.Job
 	Token    int64
 	// Gen is the task generation to enqueue.
 	Gen     int64
-	Options tasks.Options
+	Options api.Options
 }
 
 // Rerun queues failed or canceled job id again, for tenant ("" = any), as
@@ -48,7 +49,7 @@ type Rerun struct {
 // for an unknown, expired or other tenant's job and tasks.ECONFLICT for a
 // queued, running, retrying or succeeded one.
 func (s *Store) Rerun(ctx context.Context, id, tenant string) (*Rerun, error) {
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	res, err := rerunScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant).StringSlice()
@@ -64,10 +65,10 @@ func (s *Store) Rerun(ctx context.Context, id, tenant string) (*Rerun, error) {
 	r := &Rerun{}
 	r.Token, _ = strconv.ParseInt(res[1], 10, 64)
 	r.Gen, _ = strconv.ParseInt(res[2], 10, 64)
-	if r.Previous, err = tasks.DecodeJob([]byte(res[3])); err != nil {
+	if r.Previous, err = api.DecodeJob([]byte(res[3])); err != nil {
 		return nil, err
 	}
-	r.Job, _ = tasks.DecodeJob([]byte(res[3]))
+	r.Job, _ = api.DecodeJob([]byte(res[3]))
 	_ = json.Unmarshal([]byte(res[4]), &r.Options)
 	ResetForRerun(r.Job)
 	if _, err := s.Save(ctx, r.Job, r.Token, SaveArgs{}); err != nil {
@@ -80,20 +81,20 @@ func (s *Store) Rerun(ctx context.Context, id, tenant string) (*Rerun, error) {
 // (the worker skips them and starts from their checkpoint), the others are
 // pending; the error and the end time go. Attempt stays: the worker counts
 // the rerun as the next attempt.
-func ResetForRerun(j *tasks.Job) {
-	j.State, j.Error, j.Result, j.FinishedAt, j.NextAttemptAt, j.CancelRequested = tasks.StateQueued, nil, nil, nil, nil, false
+func ResetForRerun(j *api.Job) {
+	j.State, j.Error, j.Result, j.FinishedAt, j.NextAttemptAt, j.CancelRequested = api.StateQueued, nil, nil, nil, nil, false
 	done := 0
 	for i := range j.Stages {
 		st := &j.Stages[i]
-		if st.State == tasks.StateSucceeded && done == i {
+		if st.State == api.StateSucceeded && done == i {
 			done++
 			continue
 		}
-		st.State, st.StartedAt, st.FinishedAt = tasks.StatePending, nil, nil
+		st.State, st.StartedAt, st.FinishedAt = api.StatePending, nil, nil
 	}
-	j.Stage = tasks.StageRef{Total: len(j.Stages)}
+	j.Stage = api.StageRef{Total: len(j.Stages)}
 	if done > 0 {
-		j.Stage = tasks.StageRef{Index: done, Name: j.Stages[done-1].Name, Total: len(j.Stages)}
+		j.Stage = api.StageRef{Index: done, Name: j.Stages[done-1].Name, Total: len(j.Stages)}
 	}
 	if len(j.Stages) > 0 {
 		j.Progress = float64(done) / float64(len(j.Stages))

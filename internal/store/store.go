@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 
 	"github.com/redis/go-redis/v9"
@@ -197,7 +198,7 @@ func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
 // tenant, in one round trip (one read shared by the long polls of several
 // tenants); unknown and expired jobs are tasks.ENOTFOUND.
 func (s *Store) GetOwned(ctx context.Context, id string) (rec []byte, tenant string, err error) {
-	if !tasks.ValidID(id) {
+	if !api.ValidID(id) {
 		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
 	vals, err := s.rdb.HMGet(ctx, JobKey(id), "rec", "tenant").Result()
@@ -213,12 +214,12 @@ func (s *Store) GetOwned(ctx context.Context, id string) (rec []byte, tenant str
 }
 
 // Get returns the decoded record of job id; see GetRaw.
-func (s *Store) Get(ctx context.Context, id, tenant string) (*tasks.Job, error) {
+func (s *Store) Get(ctx context.Context, id, tenant string) (*api.Job, error) {
 	b, err := s.GetRaw(ctx, id, tenant)
 	if err != nil {
 		return nil, err
 	}
-	return tasks.DecodeJob(b)
+	return api.DecodeJob(b)
 }
 
 // SaveArgs are the optional parts of a Save.
@@ -240,14 +241,14 @@ type SaveResult struct {
 // job's fencing token: one round trip that also appends the event, refreshes
 // the TTLs, releases the lease on a terminal state and notifies watchers.
 // Returns ErrFenced when another owner has taken over.
-func (s *Store) Save(ctx context.Context, j *tasks.Job, token int64, a SaveArgs) (SaveResult, error) {
+func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (SaveResult, error) {
 	ttl := a.TTL
 	if ttl <= 0 {
 		ttl = s.liveTTL()
 	}
 	now := s.now()
 	j.UpdatedAt, j.ExpiresAt = now, now.Add(ttl)
-	rec, err := tasks.Marshal(j)
+	rec, err := api.Marshal(j)
 	if err != nil {
 		return SaveResult{}, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}

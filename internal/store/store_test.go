@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/staged-dev/staged/internal/redistest"
@@ -18,10 +19,10 @@ func testPipeline() *tasks.Pipeline {
 	return &tasks.Pipeline{Name: "t", Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
 }
 
-func newJob(t *testing.T, s *store.Store, tenant string) *tasks.Job {
+func newJob(t *testing.T, s *store.Store, tenant string) *api.Job {
 	t.Helper()
-	j := tasks.NewJob(testPipeline(), "", time.Now().UTC())
-	if _, err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), tasks.Options{Retention: time.Minute}); err != nil {
+	j := NewJob(testPipeline(), "", time.Now().UTC())
+	if _, err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), api.Options{Retention: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	return j
@@ -47,7 +48,7 @@ func TestCreateGetTenant(t *testing.T) {
 			if code := tasks.ErrorCode(err); code != tt.want {
 				t.Fatalf("code = %q, want %q (err %v)", code, tt.want, err)
 			}
-			if err == nil && (got.ID != j.ID || got.State != tasks.StateQueued) {
+			if err == nil && (got.ID != j.ID || got.State != api.StateQueued) {
 				t.Fatalf("got %+v", got)
 			}
 		})
@@ -74,7 +75,7 @@ func TestClaimSaveFencing(t *testing.T) {
 	if c2, _ := s.Claim(ctx, j.ID, 2, time.Second); c2.Outcome != store.ClaimSuperseded {
 		t.Fatalf("claim of gen 2 = %s, want superseded", c2.Outcome)
 	}
-	c.Job.State = tasks.StateRunning
+	c.Job.State = api.StateRunning
 	if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{Fields: map[string][]byte{"out:0": []byte(`"a"`)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestClaimSaveFencing(t *testing.T) {
 	if err != nil || c3.Outcome != store.ClaimOK || string(c3.Outputs[0]) != `"a"` {
 		t.Fatalf("claim gen 2 = %v %+v", err, c3)
 	}
-	c3.Job.State = tasks.StateSucceeded
+	c3.Job.State = api.StateSucceeded
 	// As after a Redis restart: the pipelined terminal save loads its script.
 	srv.Client().ScriptFlush(ctx)
 	if _, err := s.Save(ctx, c3.Job, c3.Token, store.SaveArgs{TTL: 2 * time.Second}); err != nil {
@@ -134,7 +135,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("other tenant cancel: %v", err)
 	}
 	c, err := s.Cancel(ctx, queued.ID, "a")
-	if err != nil || !c.Idle || c.Job.State != tasks.StateCanceled {
+	if err != nil || !c.Idle || c.Job.State != api.StateCanceled {
 		t.Fatalf("cancel queued = %v %+v", err, c)
 	}
 	if cl, _ := s.Claim(ctx, queued.ID, 1, time.Second); cl.Outcome != store.ClaimDone {
@@ -145,7 +146,7 @@ func TestCancel(t *testing.T) {
 	}
 	running := newJob(t, s, "a")
 	cl, _ := s.Claim(ctx, running.ID, 1, time.Second)
-	cl.Job.State = tasks.StateRunning
+	cl.Job.State = api.StateRunning
 	s.Save(ctx, cl.Job, cl.Token, store.SaveArgs{})
 	c, err = s.Cancel(ctx, running.ID, "")
 	if err != nil || c.Idle || !c.Job.CancelRequested {
@@ -171,7 +172,7 @@ func TestEventsByteCap(t *testing.T) {
 	if err != nil || c.Outcome != store.ClaimOK {
 		t.Fatalf("claim: %v %+v", err, c)
 	}
-	c.Job.State = tasks.StateRunning
+	c.Job.State = api.StateRunning
 	var last string
 	for i := range 50 {
 		c.Job.Progress = float64(i) / 50

@@ -1,8 +1,9 @@
-package tasks
+package api
 
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,7 +43,7 @@ type Job struct {
 	Attempt  int             `json:"attempt"`
 	Queue    string          `json:"queue"`
 	// Digest is the digest of the pipeline definition the job was accepted
-	// under (tasks.Definition): only workers with that definition run it.
+	// under (Definition): only workers with that definition run it.
 	Digest string `json:"digest,omitempty"`
 
 	// CancelRequested is true once a cancel was asked for a running job and
@@ -98,32 +99,6 @@ type Options struct {
 	Queue      string        `json:"queue"`
 }
 
-// NewJob returns a queued record for a new job of pipeline p with its
-// fixed stage list (p.Stages) and p's definition digest. Use NewJobWith for
-// pipelines that Build their stages from the input.
-func NewJob(p *Pipeline, queue string, now time.Time) *Job {
-	j := NewJobWith(p.Name, p.Stages, queue, now)
-	j.Digest = p.Digest()
-	return j
-}
-
-// NewJobWith returns a queued record for a new job of type typ running
-// stages (from Pipeline.StagesFor).
-func NewJobWith(typ string, stages []Stage, queue string, now time.Time) *Job {
-	id := uuid.NewString()
-	j := &Job{
-		ID: id, Type: typ, State: StateQueued, Queue: queue,
-		Stage:     StageRef{Total: len(stages)},
-		Stages:    make([]StageStatus, len(stages)),
-		CreatedAt: now, UpdatedAt: now,
-		Links: LinksFor(id),
-	}
-	for i, s := range stages {
-		j.Stages[i] = StageStatus{Name: s.Name, State: StatePending}
-	}
-	return j
-}
-
 // LinksFor returns the links of job id.
 func LinksFor(id string) Links {
 	return Links{Self: "/v1/jobs/" + id, Events: "/v1/jobs/" + id + "/events", Page: "/jobs/" + id}
@@ -143,7 +118,7 @@ func ValidID(s string) bool {
 func DecodeJob(b []byte) (*Job, error) {
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, &Error{Code: EINTERNAL, Message: "corrupt job record", Err: err}
+		return nil, fmt.Errorf("corrupt job record: %w", err)
 	}
 	return &j, nil
 }
