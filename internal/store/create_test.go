@@ -37,7 +37,7 @@ func TestCreateAdmits(t *testing.T) {
 		t.Errorf("live field %q, want 1", f)
 	}
 
-	second := NewJob(testPipeline(), "", time.Now().UTC())
+	second := store.NewJob(testPipeline(), "", time.Now().UTC())
 	_, err := s.Create(ctx, second, "acme", json.RawMessage(`{}`), api.Options{})
 	if tasks.ErrorCode(err) != tasks.ERATELIMITED {
 		t.Fatalf("over the limit: %v, want %s", err, tasks.ERATELIMITED)

@@ -31,7 +31,7 @@ func TestEnqueueSpareRetry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			j := NewJob(testPipeline(), "", time.Now().UTC())
+			j := store.NewJob(testPipeline(), "", time.Now().UTC())
 			if err := store.Enqueue(ctx, c, j, 1, tt.retries, time.Minute, time.Minute); err != nil {
 				t.Fatal(err)
 			}

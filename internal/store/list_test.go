@@ -32,7 +32,7 @@ func makeJob(t *testing.T, s *store.Store, tenant, typ, queue string, created ti
 	ctx := context.Background()
 	run := func(ctx context.Context, in json.RawMessage, p tasks.Progress) (any, error) { return in, nil }
 	p := &tasks.Pipeline{Name: typ, Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
-	j := NewJob(p, queue, created)
+	j := store.NewJob(p, queue, created)
 	if _, err := s.Create(ctx, j, tenant, json.RawMessage(`{}`), api.Options{Queue: queue}); err != nil {
 		t.Fatal(err)
 	}

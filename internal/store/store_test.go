@@ -21,7 +21,7 @@ func testPipeline() *tasks.Pipeline {
 
 func newJob(t *testing.T, s *store.Store, tenant string) *api.Job {
 	t.Helper()
-	j := NewJob(testPipeline(), "", time.Now().UTC())
+	j := store.NewJob(testPipeline(), "", time.Now().UTC())
 	if _, err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), api.Options{Retention: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
