@@ -250,7 +250,8 @@ func decodeStrict(body []byte, v *submitRequest) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("", `request body is empty: send a JSON object like {"type": "...", "input": {...}}`)
 	}
-	if err := checkStrict(body); err != nil {
+	unknown, err := checkStrict(body)
+	if err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -262,13 +263,8 @@ func decodeStrict(body []byte, v *submitRequest) error {
 		line, col := position(body, int(dec.InputOffset()))
 		return invalid("", "request body has data after the JSON object, at line %d, column %d", line, col)
 	}
-	var names map[string]json.RawMessage
-	if json.Unmarshal(body, &names) == nil {
-		for name := range names {
-			if !slices.Contains(submitFieldNames, name) {
-				return invalid(name, "unknown field %q: the fields are %s (names are case-sensitive)", name, submitFields)
-			}
-		}
+	if unknown != "" {
+		return invalid(unknown, "unknown field %q: the fields are %s (names are case-sensitive)", unknown, submitFields)
 	}
 	return nil
 }
@@ -278,12 +274,33 @@ var submitFieldNames = strings.Split(submitFields, ", ")
 
 // checkStrict reports invalid UTF-8 and duplicate names anywhere in the
 // first JSON value of body. Other syntax errors are left to encoding/json,
-// whose messages the API has always given.
-func checkStrict(body []byte) error {
-	_, err := jsontext.NewDecoder(bytes.NewReader(body)).ReadValue()
+// whose messages the API has always given. When that value is an object,
+// it also returns its first top-level name that is not exactly one of
+// submitFieldNames (encoding/json matches names case-insensitively), for
+// decodeStrict to refuse once encoding/json has accepted the body: one
+// pass over the body finds both.
+func checkStrict(body []byte) (unknown string, err error) {
+	d := jsontext.NewDecoder(bytes.NewReader(body))
+	if d.PeekKind() == '{' {
+		_, err = d.ReadToken()
+		for err == nil && d.PeekKind() != '}' {
+			var name jsontext.Token
+			if name, err = d.ReadToken(); err == nil {
+				if n := name.String(); unknown == "" && !slices.Contains(submitFieldNames, n) {
+					unknown = n
+				}
+				err = d.SkipValue()
+			}
+		}
+		if err == nil {
+			_, err = d.ReadToken()
+		}
+	} else {
+		_, err = d.ReadValue()
+	}
 	var se *jsontext.SyntacticError
 	if err == nil || !errors.As(err, &se) {
-		return nil
+		return unknown, nil
 	}
 	where := "the request body"
 	if p := se.JSONPointer.Parent(); p != "" && errors.Is(se.Err, jsontext.ErrDuplicateName) {
@@ -292,12 +309,12 @@ func checkStrict(body []byte) error {
 	switch {
 	case errors.Is(se.Err, jsontext.ErrDuplicateName):
 		name := se.JSONPointer.LastToken()
-		return invalid(fieldOf(se.JSONPointer), "request body has the key %q twice in %s: each key may appear once", name, where)
+		return "", invalid(fieldOf(se.JSONPointer), "request body has the key %q twice in %s: each key may appear once", name, where)
 	case strings.Contains(se.Err.Error(), "invalid UTF-8"):
 		line, col := position(body, int(se.ByteOffset))
-		return invalid(fieldOf(se.JSONPointer), "request body is not valid UTF-8, at line %d, column %d (byte %d): JSON text must be UTF-8", line, col, se.ByteOffset)
+		return "", invalid(fieldOf(se.JSONPointer), "request body is not valid UTF-8, at line %d, column %d (byte %d): JSON text must be UTF-8", line, col, se.ByteOffset)
 	}
-	return nil
+	return "", nil
 }
 
 // fieldOf turns a JSON pointer like /input/n into the field name input.n.
