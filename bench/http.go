@@ -114,6 +114,10 @@ func e2e(ctx context.Context, e *env) (*result, error) {
 	}
 	spec := e.loadSpec("POST", a.url+"/v1/jobs", e.submitBody())
 	spec.Warmup, spec.Duration, spec.Max = 0, 10*time.Minute, int64(e.o.n)
+	m0, err := readMeter(ctx, e.ctl)
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	l, err := runLoadgen(ctx, spec)
 	if err != nil {
@@ -128,6 +132,11 @@ func e2e(ctx context.Context, e *env) (*result, error) {
 		return nil, err
 	}
 	elapsed := time.Since(t0)
+	m1, err := readMeter(ctx, e.ctl)
+	if err != nil {
+		return nil, err
+	}
+	d, per := m1.since(m0), float64(jobs)
 	r := newResult("e2e")
 	r.set("jobs_per_s", float64(jobs)/elapsed.Seconds())
 	r.set("jobs", jobs)
@@ -135,7 +144,14 @@ func e2e(ctx context.Context, e *env) (*result, error) {
 	r.set("submit_req_per_s", l.RPS)
 	r.set("submit_p50_ms", l.P50)
 	r.set("submit_p99_ms", l.P99)
+	r.set("submits_s", submitted.Seconds())
 	r.set("drain_after_submits_s", (elapsed - submitted).Seconds())
+	// Where the time goes: the API and the worker share this process (the
+	// load generator is a child process, not counted); Redis's figures
+	// include the bench's polls of asynq's processed counter.
+	r.set("process_cpu_us_per_job", d.procCPU*1e6/per)
+	r.set("redis_cpu_us_per_job", d.redisCPU*1e6/per)
+	r.set("redis_cmds_per_job", float64(d.cmds.total())/per)
 	r.set("conns", e.o.conns)
 	r.set("concurrency", e.o.concurr)
 	return r, nil
