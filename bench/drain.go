@@ -43,7 +43,7 @@ func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, api.Options,
 }
 
 // presubmit creates n sleep jobs the way the API's submit does
-// (Store.Admit, Store.Create, then store.Enqueue of generation 1), from 50 goroutines,
+// (Store.Create, which admits it, then store.Enqueue of generation 1), from 50 goroutines,
 // and returns their ids.
 func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Duration, error) {
 	input, st, opts, err := e.sleepJob(stages)
@@ -53,7 +53,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 	rdb := redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: submitters + 4})
 	defer rdb.Close()
 	js := store.NewStore(rdb)
-	js.TenantMaxLive = 1 << 30 // counted among the tenant's live jobs, as by the API (the worker uncounts them)
+	js.TenantMaxLive = 1 << 30 // Create counts them among the tenant's live jobs, as the API's does (the worker uncounts them)
 	ids := make([]string, n)
 	next := make(chan int)
 	errc := make(chan error, submitters)
@@ -67,10 +67,6 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 			for i := range next {
 				j := store.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
 				j.Digest = digest
-				if err := js.Admit(ctx, "", j.ID); err != nil {
-					errc <- err
-					return
-				}
 				if _, err := js.Create(ctx, j, "", input, opts); err != nil {
 					errc <- err
 					return
