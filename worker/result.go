@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/staged-dev/staged/api"
 )
 
@@ -16,13 +19,27 @@ type taskResult struct {
 	Error   string    `json:"error,omitempty"`
 }
 
-// writeTaskResult sets the task's result to the job's final state and
-// stage (one HSET on the task, by asynq's ResultWriter). A run that did
-// not write the job's final record (handed back, taken over, retrying)
-// writes none.
-func (r *run) writeTaskResult(t *asynq.Task) {
-	r.wmu.Lock()
-	j := r.job
+// taskResultKey is the hash of the asynq task that ctx runs, where asynq's
+// ResultWriter writes the task's result (asynq's key layout,
+// asynq:{queue}:t:id), or "" outside a task.
+func taskResultKey(ctx context.Context) string {
+	id, ok := asynq.GetTaskID(ctx)
+	q, ok2 := asynq.GetQueueName(ctx)
+	if !ok || !ok2 {
+		return ""
+	}
+	return "asynq:{" + q + "}:t:" + id
+}
+
+// writeTaskResult returns the command that sets the task's result to the
+// job's final state and stage, j, as asynq's ResultWriter does (one HSET on
+// the task), for the round trip of the job's final write; nil outside a
+// task. A run that does not write the job's final record (handed back,
+// taken over, retrying) writes none.
+func (r *run) writeTaskResult(j *api.Job) func(redis.Pipeliner) {
+	if r.resultKey == "" {
+		return nil
+	}
 	res := taskResult{State: j.State, Stage: j.Stage.Name, Attempt: j.Attempt}
 	if j.Error != nil {
 		res.Stage, res.Error = j.Error.Stage, j.Error.Message
@@ -30,13 +47,6 @@ func (r *run) writeTaskResult(t *asynq.Task) {
 			res.Error = res.Error[:200] + "…"
 		}
 	}
-	r.wmu.Unlock()
-	rw := t.ResultWriter()
-	if !r.finished.Load() || rw == nil {
-		return
-	}
 	b, _ := json.Marshal(res)
-	if _, err := rw.Write(b); err != nil {
-		r.log.Debug("cannot write the task's result for asynqmon", "err", err)
-	}
+	return func(p redis.Pipeliner) { p.HSet(context.Background(), r.resultKey, "result", b) }
 }

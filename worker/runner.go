@@ -69,9 +69,8 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	r := w.newRun(ctx, pl, c, t.Headers(), log)
-	err = r.execute()
-	r.writeTaskResult(t)
-	return err
+	r.resultKey = taskResultKey(ctx)
+	return r.execute()
 }
 
 // run is one attempt at one job, from its claim to its last write.
@@ -91,6 +90,9 @@ type run struct {
 	metrics  *typeMetrics // the job type's label children
 	scratch  scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
 	finished atomic.Bool  // this run wrote the job's final record
+	// resultKey is the asynq task's hash, whose result the job's final
+	// write sets (result.go); "" for none.
+	resultKey string
 
 	// firstStart is set when this run starts the job for the first time
 	// (no earlier attempt started it), at startedAt.

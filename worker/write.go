@@ -92,9 +92,16 @@ func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields
 		fields = maps.Clone(fields)
 		maps.DeleteFunc(fields, func(k string, _ []byte) bool { return strings.HasPrefix(k, "out:") })
 	}
+	args := store.SaveArgs{TTL: ttl, Fields: fields}
+	if final && j.State.Terminal() {
+		// The job leaves its tenant's live jobs, and its asynq task gets
+		// its result, in the same round trip.
+		args.Live, args.Tenant = r.claim.Live, r.claim.Tenant
+		args.Also = r.writeTaskResult(j)
+	}
 	var res store.SaveResult
 	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
-		res, err = r.w.save(ctx, j, r.token, store.SaveArgs{TTL: ttl, Fields: fields})
+		res, err = r.w.save(ctx, j, r.token, args)
 		return err
 	})
 	r.pmu.Lock()

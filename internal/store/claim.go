@@ -37,6 +37,9 @@ type Claim struct {
 	// 0-based stage index.
 	Outputs         map[int]json.RawMessage
 	CancelRequested bool
+	// Live: the job counts among its tenant's live jobs (see LiveKey and
+	// SaveArgs.Live).
+	Live bool
 }
 
 // Claim makes the caller, running task generation gen, the job's owner with
@@ -75,6 +78,8 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 			_ = json.Unmarshal([]byte(v), &c.Options)
 		case k == "cancel":
 			c.CancelRequested = v == "1"
+		case k == "live":
+			c.Live = true
 		case strings.HasPrefix(k, "out:"):
 			if n, err := strconv.Atoi(k[4:]); err == nil {
 				c.Outputs[n] = json.RawMessage(v)

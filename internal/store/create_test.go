@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
@@ -53,4 +55,44 @@ func TestCreateAdmits(t *testing.T) {
 	}
 	// Another tenant is not affected.
 	newJob(t, s, "globex")
+}
+
+// A job's final write takes it off its tenant's live jobs: in the same
+// round trip when the claim saw it counted (SaveArgs.Live), else with a
+// round trip of its own; either way the tenant's slot is free again. The
+// commands of SaveArgs.Also go in the same round trip.
+func TestFinalSaveUncounts(t *testing.T) {
+	ctx := context.Background()
+	r := redistest.Start(t)
+	rdb := r.Client()
+	s := store.NewStore(rdb)
+	s.TenantMaxLive = 1
+	for _, live := range []bool{true, false} {
+		j := newJob(t, s, "acme")
+		c, err := s.Claim(ctx, j.ID, 1, time.Minute)
+		if err != nil || c.Outcome != store.ClaimOK {
+			t.Fatalf("claim: %v %v", c, err)
+		}
+		if !c.Live || c.Tenant != "acme" {
+			t.Fatalf("claim: live %v, tenant %q; want true, acme", c.Live, c.Tenant)
+		}
+		j.State = api.StateSucceeded
+		also := "also:" + j.ID
+		args := store.SaveArgs{TTL: time.Minute, Also: func(p redis.Pipeliner) { p.Set(ctx, also, "1", time.Minute) }}
+		if live {
+			args.Live, args.Tenant = c.Live, c.Tenant
+		}
+		if _, err := s.Save(ctx, j, c.Token, args); err != nil {
+			t.Fatal(err)
+		}
+		if n := rdb.ZCard(ctx, store.LiveKey("acme")).Val(); n != 0 {
+			t.Errorf("live %v: %d live jobs after the final write, want 0", live, n)
+		}
+		if rdb.Exists(ctx, also).Val() != 1 {
+			t.Errorf("live %v: SaveArgs.Also not sent", live)
+		}
+		if f := rdb.HExists(ctx, store.JobKey(j.ID), "live").Val(); f {
+			t.Errorf("live %v: the live field stays", live)
+		}
+	}
 }

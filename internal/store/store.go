@@ -229,6 +229,16 @@ type SaveArgs struct {
 	TTL time.Duration
 	// Fields are extra hash fields to set in the same write (checkpoints).
 	Fields map[string][]byte
+	// Live says that the job counts among Tenant's live jobs (Claim.Live):
+	// a terminal write then removes it from them in the same round trip.
+	// Without it, a terminal write that finds the job counted removes it
+	// with a round trip of its own.
+	Live   bool
+	Tenant string
+	// Also adds commands to the round trip of a terminal write (the asynq
+	// task's result). They are sent whatever the write's outcome, and their
+	// errors are ignored.
+	Also func(redis.Pipeliner)
 }
 
 // SaveResult says what a Save learned.
@@ -271,7 +281,16 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 		// save turn out fenced, the new owner's next renewal adds it back.
 		cmd, err = s.evalWith(ctx, saveScript, keys, args, func(p redis.Pipeliner) {
 			p.ZRem(ctx, LeasesKey(j.ID), j.ID)
+			if a.Live {
+				p.ZRem(ctx, LiveKey(a.Tenant), j.ID)
+			}
+			if a.Also != nil {
+				a.Also(p)
+			}
 		})
+		if err != nil && cmd != nil && cmd.Err() == nil {
+			err = nil // the write is done; the other commands are best effort
+		}
 	} else if s.comb.Load() != nil {
 		cmd, err = s.evalWith(ctx, saveScript, keys, args, nil)
 	} else {
@@ -290,7 +309,7 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 	}
 	eid, _ := res[0].(string)
 	c, _ := res[1].(string)
-	if len(res) > 2 {
+	if len(res) > 2 && !a.Live {
 		// The job finished: it no longer counts against its tenant.
 		// Should this fail, the entry is dropped when its live TTL runs
 		// out (admitScript).
