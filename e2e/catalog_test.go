@@ -107,6 +107,10 @@ func TestMixedFleet(t *testing.T) {
 	bPID := "@" + strconv.Itoa(b.pid()) + "/"
 	for i := 0; i < n; i++ {
 		j := s.waitSucceeded(trains[i], 60*time.Second)
+		// A logs the job's end after it wrote the record: wait for the line.
+		s.waitFor(10*time.Second, "worker A's log line about train job "+j.ID, func() (bool, string) {
+			return len(a.logLinesFor(j.ID)) > 0, ""
+		})
 		if j.Attempt != 1 || len(b.logLinesFor(j.ID)) > 0 || len(a.logLinesFor(j.ID)) == 0 {
 			t.Errorf("train job %s: attempt %d, lines in A %d, in B %d", j.ID, j.Attempt, len(a.logLinesFor(j.ID)), len(b.logLinesFor(j.ID)))
 		}

@@ -191,9 +191,9 @@ func TestExecCancelTimeout(t *testing.T) {
 	j = s.submit(`{"type":"hang-timeout","input":{"pids":` + mustJSON(pids) + `}}`)
 	ps = readPids(s, pids, 2)
 	started := time.Now()
-	f := s.waitJob(j.ID, 2*time.Second+5*time.Second, "failed by the stage timeout", func(j *job) bool { return j.terminal() })
-	waitGone(s, 7*time.Second-time.Since(started), "the timed-out stage's processes to be gone", ps...)
-	if f.State != "failed" || f.Error == nil || !strings.Contains(f.Error.Message, "exceeded its 2s timeout") {
+	f := s.waitJob(j.ID, 3*time.Second+5*time.Second, "failed by the stage timeout", func(j *job) bool { return j.terminal() })
+	waitGone(s, 8*time.Second-time.Since(started), "the timed-out stage's processes to be gone", ps...)
+	if f.State != "failed" || f.Error == nil || !strings.Contains(f.Error.Message, "exceeded its 3s timeout") {
 		t.Errorf("after the stage timeout: %s", f.summary())
 	}
 }

@@ -96,8 +96,10 @@ stage.run(main)
 `
 
 // hangSh records its pid and a child's that ignores SIGTERM, then waits
-// (ignoring SIGTERM itself).
-const hangSh = `pids=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["pids"])')
+// (ignoring SIGTERM itself). It reads the pids path from its input
+// ({"pids":"PATH"}) with bash alone: a python3 start-up took over 2 s on a
+// loaded machine, longer than the stage timeout the test gives it.
+const hangSh = `IFS= read -r in; pids=${in#*'"pids":"'}; pids=${pids%%'"'*}
 bash -c 'trap "" TERM; while :; do sleep 0.1; done' &
 echo "$$ $!" >> "$pids"
 trap "" TERM
@@ -130,7 +132,7 @@ pipelines:
       - {name: hang, run: [bash, hang.sh]}
   - name: hang-timeout
     stages:
-      - {name: hang, run: [bash, hang.sh], timeout: 2s}
+      - {name: hang, run: [bash, hang.sh], timeout: 3s}
   - name: orphan
     stages:
       - name: leave
