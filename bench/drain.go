@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/staged-dev/staged/api"
+
 	"github.com/staged-dev/staged/internal/catalog"
 	"github.com/staged-dev/staged/internal/store"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/tasks"
 )
@@ -50,7 +51,7 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 	if err != nil {
 		return nil, 0, err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: submitters + 4})
+	rdb := e.clientWith(submitters + 4)
 	defer rdb.Close()
 	js := store.NewStore(rdb)
 	js.TenantMaxLive = 1 << 30 // Create counts them among the tenant's live jobs, as the API's does (the worker uncounts them)
@@ -171,6 +172,14 @@ func drain(ctx context.Context, e *env) (*result, error) {
 	// What Redis keeps per finished job (record, checkpoints, events,
 	// asynq's completed task) until the retention expires.
 	r.set("redis_bytes_per_job", float64(m2.memory-m0.memory)/per)
+	// What the job's own keys hold (MEMORY USAGE of record hash, event
+	// stream and lease), the measure of the targets of issue 12.
+	if avg, most, err := e.jobKeyBytes(ctx, ids); err == nil {
+		r.set("job_key_bytes_avg", avg)
+		r.set("job_key_bytes_max", most)
+	} else {
+		e.logf("MEMORY USAGE: %v", err)
+	}
 	r.set("succeeded", states[api.StateSucceeded])
 	if states[api.StateSucceeded] != n {
 		r.set("states", fmt.Sprint(states))
@@ -196,4 +205,36 @@ func (e *env) diagnose(ctx context.Context, ids []string) string {
 	p.Exec(ctx)
 	return fmt.Sprintf("records %v; asynq pending %d active %d retry %d archived %d completed %d",
 		states, pend.Val(), act.Val(), retry.Val(), arch.Val(), done.Val())
+}
+
+// jobKeyBytes returns the mean and the largest MEMORY USAGE (SAMPLES 0:
+// exact) of the keys of up to 500 of the jobs ids: record hash, event
+// stream and lease, those that exist.
+func (e *env) jobKeyBytes(ctx context.Context, ids []string) (avg float64, most int64, err error) {
+	ids = ids[:min(len(ids), 500)]
+	cmds := make([][3]*redis.IntCmd, len(ids))
+	_, err = e.ctl.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			for k, key := range []string{store.JobKey(id), store.EventsKey(id), store.LeaseKey(id)} {
+				cmds[i][k] = p.MemoryUsage(ctx, key, 0)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, err
+	}
+	var total int64
+	for _, c := range cmds {
+		var b int64
+		for _, cmd := range c {
+			b += cmd.Val() // 0 for a key that does not exist
+		}
+		total += b
+		most = max(most, b)
+	}
+	if len(ids) == 0 {
+		return 0, 0, nil
+	}
+	return float64(total) / float64(len(ids)), most, nil
 }

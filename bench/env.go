@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/staged-dev/staged/api"
+	"github.com/staged-dev/staged/internal/redisurl"
 	"github.com/staged-dev/staged/internal/store"
 
 	"github.com/hibiken/asynq"
@@ -35,7 +36,9 @@ const retention = 10 * time.Minute
 // the options.
 type env struct {
 	o      *options
-	addr   string
+	conn   *redisurl.Conn // from -redis
+	addr   string         // the primary's host:port, for MONITOR
+	wait   int            // the API's WaitReplicas
 	ctl    *redis.Client
 	reg    *tasks.Registry
 	log    *slog.Logger
@@ -44,15 +47,55 @@ type env struct {
 }
 
 func newEnv(ctx context.Context, o *options, addr string, log *slog.Logger, logf func(string, ...any)) (*env, error) {
-	e := &env{o: o, addr: addr, log: log, logf: logf, reg: tasks.NewRegistry()}
+	e := &env{o: o, log: log, logf: logf, reg: tasks.NewRegistry()}
 	builtin.Register(e.reg)
-	e.ctl = redis.NewClient(&redis.Options{Addr: addr})
+	raw := addr
+	if !strings.Contains(raw, "://") {
+		raw = "redis://" + addr // the old host:port form (bench/run.sh)
+	}
+	conn, err := redisurl.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	if conn.Kind == redisurl.Cluster {
+		return nil, errors.New("-redis: the bench meters one Redis server (INFO, MONITOR, MEMORY); for a Cluster use bench/scaling.sh")
+	}
+	e.conn = conn
+	e.ctl = e.clientWith(0)
 	if err := e.ctl.Ping(ctx).Err(); err != nil {
 		e.ctl.Close()
-		return nil, fmt.Errorf("redis %s: %w", addr, err)
+		return nil, fmt.Errorf("redis %s: %w", conn.Shown, err)
 	}
-	e.client = asynq.NewClientFromRedisClient(redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64}))
+	e.addr = e.ctl.Options().Addr
+	if conn.Kind == redisurl.Sentinel { // the primary's address, for MONITOR
+		sc := redis.NewSentinelClient(&redis.Options{Addr: conn.Options.Addrs[0], Password: conn.Options.SentinelPassword})
+		a, err := sc.GetMasterAddrByName(ctx, conn.Options.MasterName).Result()
+		sc.Close()
+		if err != nil {
+			e.ctl.Close()
+			return nil, fmt.Errorf("sentinel %s: %w", conn.Options.Addrs[0], err)
+		}
+		e.addr = a[0] + ":" + a[1]
+	}
+	topo, err := redisurl.Check(ctx, conn, e.ctl)
+	if err != nil {
+		e.ctl.Close()
+		return nil, err
+	}
+	if e.wait = o.waitReplicas; e.wait < 0 {
+		e.wait = min(topo.Replicas, 1)
+	}
+	logf("redis %s (%s), %d replicas; the API waits for %d (-wait-replicas)", conn.Shown, conn.Kind, topo.Replicas, e.wait)
+	e.client = asynq.NewClientFromRedisClient(e.clientWith(64))
 	return e, nil
+}
+
+// clientWith returns a client of -redis with a pool of that size (0: the
+// go-redis default).
+func (e *env) clientWith(pool int) *redis.Client {
+	c := *e.conn
+	c.Options.PoolSize = pool
+	return c.NewClient().(*redis.Client) // a Client or a FailoverClient: never a Cluster here
 }
 
 func (e *env) close() {
@@ -98,12 +141,19 @@ func (e *env) benchQueues(ctx context.Context) ([]string, error) {
 
 // productClient returns a go-redis client as staged's commands make one:
 // go-redis defaults, unless -pool.
-func (e *env) productClient() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: e.o.pool})
-}
+func (e *env) productClient() *redis.Client { return e.clientWith(e.o.pool) }
 
-func (e *env) connOpt() asynq.RedisClientOpt {
-	return asynq.RedisClientOpt{Addr: e.addr, PoolSize: e.o.pool}
+func (e *env) connOpt() asynq.RedisConnOpt {
+	switch o := e.conn.AsynqOpt().(type) {
+	case asynq.RedisClientOpt:
+		o.PoolSize = e.o.pool
+		return o
+	case asynq.RedisFailoverClientOpt:
+		o.PoolSize = e.o.pool
+		return o
+	default:
+		return o
+	}
 }
 
 // apiServer is an API server running in this process on a real listener.
@@ -123,7 +173,7 @@ func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
 		// The per-tenant live-job limit stays on (each submit pays its
 		// check, as by default), at a count no scenario reaches: submit
 		// leaves every job queued, far beyond the default 10,000.
-		TenantMaxLive: 1 << 30})
+		TenantMaxLive: 1 << 30, WaitReplicas: e.wait})
 	if err != nil {
 		rdb.Close()
 		return nil, err

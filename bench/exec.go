@@ -8,8 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/execstage"
 	"github.com/staged-dev/staged/internal/store"
@@ -125,7 +123,7 @@ func (e *env) drainNoop(ctx context.Context, name string, fn tasks.StageFunc, n 
 		}
 	}
 	p := e.reg.Get(name)
-	rdb := redis.NewClient(&redis.Options{Addr: e.addr})
+	rdb := e.clientWith(0)
 	defer rdb.Close()
 	js := store.NewStore(rdb)
 	opts := api.Options{Retention: retention, Timeout: tasks.DefaultJobTimeout, Queue: benchQueue}

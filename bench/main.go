@@ -41,20 +41,25 @@ var allScenarios = []string{"drain", "submit", "poll", "latency", "e2e", "idle",
 
 // options are the command-line settings of a bench run.
 type options struct {
-	redisAddr  string
-	flush      bool
-	scenarios  []string
-	n          int
-	stages     int
-	conns      int
-	concurr    int
-	duration   time.Duration
-	warmup     time.Duration
-	latencyN   int
-	idleWindow time.Duration
-	pool       int
-	jsonOnly   bool
-	profileDir string
+	redisAddr string // -redis: host:port or a STAGED_REDIS_URL form
+	flush     bool
+	// replica starts a replica of the private redis-server; waitReplicas
+	// is the API's WaitReplicas (-1: as staged api, 1 when the primary
+	// has a replica).
+	replica      bool
+	waitReplicas int
+	scenarios    []string
+	n            int
+	stages       int
+	conns        int
+	concurr      int
+	duration     time.Duration
+	warmup       time.Duration
+	latencyN     int
+	idleWindow   time.Duration
+	pool         int
+	jsonOnly     bool
+	profileDir   string
 	// Levers under test, off by default (staged's defaults): the worker's
 	// store client ("store") or all its Redis traffic ("all") through
 	// go-redis's AutoPipeliner, and asynq's TaskCheckInterval.
@@ -117,7 +122,9 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	o := &options{}
 	var scen string
-	fs.StringVar(&o.redisAddr, "redis", "", "Redis address host:port to use (default: start a private redis-server, killed at exit)")
+	fs.StringVar(&o.redisAddr, "redis", "", "Redis to use: host:port, or a URL as STAGED_REDIS_URL takes (redis://, rediss://, redis-sentinel://; not a Cluster, whose nodes the meters cannot add up: see bench/scaling.sh). Default: start a private redis-server, killed at exit")
+	fs.BoolVar(&o.replica, "replica", false, "start a replica of the private redis-server (for -wait-replicas)")
+	fs.IntVar(&o.waitReplicas, "wait-replicas", -1, "the API's STAGED_REDIS_WAIT_REPLICAS: replicas that must have a job before 202 (-1: 1 when the primary has a replica, as staged api; 0: off)")
 	fs.BoolVar(&o.flush, "flush", false, "FLUSHALL that Redis between scenarios (always done on the private one)")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ","))
 	fs.IntVar(&o.n, "n", 20000, "drain: number of jobs")
@@ -185,6 +192,16 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		defer rs.stop()
 		addr, o.flush = rs.addr, true
 		logf("private redis-server %s on %s (dir %s)", rs.version, addr, rs.dir)
+		if o.replica {
+			rep, err := startReplica(ctx, rs)
+			if err != nil {
+				return err
+			}
+			defer rep.stop()
+			logf("private replica on %s", rep.addr)
+		}
+	} else if o.replica {
+		return errors.New("-replica starts a replica of the private redis-server: not with -redis")
 	} else if !o.flush {
 		logf("using %s without -flush: jobs go to bench queues, which are deleted after each scenario; job keys expire by their TTL", addr)
 	}

@@ -28,7 +28,7 @@ type redisServer struct {
 
 // startRedis starts redis-server on a free port in a temp dir, without
 // persistence, and waits until it answers.
-func startRedis(ctx context.Context) (*redisServer, error) {
+func startRedis(ctx context.Context, extra ...string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("no redis-server in PATH: install it (apt-get install redis-server) or pass -redis ADDR")
@@ -42,8 +42,9 @@ func startRedis(ctx context.Context) (*redisServer, error) {
 		return nil, err
 	}
 	rs := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
-	rs.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log")}, extra...)
+	rs.cmd = exec.Command(bin, args...)
 	if err := rs.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("redis-server: %w", err)
@@ -63,6 +64,30 @@ func startRedis(ctx context.Context) (*redisServer, error) {
 	}
 	rs.version = redisVersion(ctx, c)
 	return rs, nil
+}
+
+// startReplica starts a private redis-server replicating primary and
+// waits until its link is up.
+func startReplica(ctx context.Context, primary *redisServer) (*redisServer, error) {
+	host, port, _ := strings.Cut(primary.addr, ":")
+	rs, err := startRedis(ctx, "--replicaof", host, port)
+	if err != nil {
+		return nil, err
+	}
+	c := redis.NewClient(&redis.Options{Addr: rs.addr})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return rs, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			rs.stop()
+			return nil, fmt.Errorf("replica on %s did not link to %s: %v", rs.addr, primary.addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // stop kills the server and removes its directory.
