@@ -255,8 +255,9 @@ type Worker struct {
 	canceler   *canceler
 	reconciler *reconciler
 	waker      *waker
+	taskEnds   *taskEnds // group commit of asynq's task-ending scripts (taskends.go)
 
-	asynqRdb     redis.UniversalClient // asynq server's client, with the waker's hook
+	asynqRdb     redis.UniversalClient // asynq server's client, with the waker's and taskEnds' hooks
 	ownsAsynqRdb bool
 	publisher    *catalog.Publisher
 	orphans      *orphanSweeper
@@ -332,6 +333,8 @@ func New(cfg Config) (*Worker, error) {
 		}
 	}
 	w.asynqRdb.AddHook(w.waker)
+	w.taskEnds = newTaskEnds(w.asynqRdb)
+	w.asynqRdb.AddHook(w.taskEnds)
 	w.srv = asynq.NewServerFromRedisClient(w.asynqRdb, acfg)
 	w.canceler = &canceler{w: w}
 	w.reconciler = &reconciler{w: w, quit: make(chan struct{}), done: make(chan struct{})}
@@ -353,8 +356,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Components start in this order and stop in the reverse order of their
 	// dependencies: the canceler must listen before any job runs, and keeps
 	// listening while running jobs drain. The store's combiner (group commit
-	// of record writes) runs from first to last.
+	// of record writes) runs from first to last, and so does the group
+	// commit of asynq's task ends.
 	w.store.StartCombiner(context.Background())
+	w.taskEnds.start()
 	w.canceler.start(&w.wg)
 	w.reconciler.start(&w.wg)
 	// The catalogue knows this worker before it takes a job.
@@ -366,6 +371,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.reconciler.shutdown()
 		w.canceler.shutdown()
 		w.wg.Wait()
+		w.taskEnds.stop()
 		w.store.Close()
 		return fmt.Errorf("worker: start asynq server: %w", err)
 	}
@@ -412,6 +418,7 @@ func (w *Worker) shutdown() {
 		}
 	}
 	w.srv.Shutdown()
+	w.taskEnds.stop()
 	w.canceler.shutdown()
 	w.wg.Wait()
 	w.store.Close()
