@@ -8,6 +8,8 @@ BIN=${STAGED_BIN:-/tmp/scalebench/staged}
 topo=$1; W=$2; N=$3
 D=$(mktemp -d); cd $D
 pids=()
+# pids are the processes themselves (no subshells), so that they all stop:
+# a leftover redis-server would keep holding an inherited flock.
 trap 'kill ${pids[@]} 2>/dev/null' EXIT  # also when timeout(1) stops the script
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 if [ $topo = single ]; then
@@ -15,7 +17,7 @@ if [ $topo = single ]; then
   URL=redis://127.0.0.1:$p/0
 else
   addrs=()
-  for i in 1 2 3; do p=$(port); mkdir n$i; (cd n$i; redis-server --port $p --cluster-enabled yes --save "" --appendonly no --dir $D/n$i >/dev/null) & pids+=($!); addrs+=(127.0.0.1:$p); done
+  for i in 1 2 3; do p=$(port); mkdir n$i; redis-server --port $p --cluster-enabled yes --save "" --appendonly no --dir $D/n$i >/dev/null & pids+=($!); addrs+=(127.0.0.1:$p); done
   for a in ${addrs[@]}; do until redis-cli -h 127.0.0.1 -p ${a#*:} ping 2>/dev/null | grep -q PONG; do sleep 0.1; done; done
   redis-cli --cluster create ${addrs[@]} --cluster-replicas 0 --cluster-yes >/dev/null
   URL=redis+cluster://$(IFS=,; echo "${addrs[*]}")
