@@ -1,8 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/staged-dev/staged/api"
@@ -11,12 +14,22 @@ import (
 func TestListJobs(t *testing.T) {
 	e := newEnv(t, withKeys)
 	acme, globex := bearer(acmeSecret), bearer(globexSecret)
-	var mine []string
+	var jobs []*api.Job
 	for i := 0; i < 3; i++ {
-		mine = append(mine, e.submit(`{"type":"double"}`, http.StatusAccepted, acme...).ID)
+		jobs = append(jobs, e.submit(`{"type":"double"}`, http.StatusAccepted, acme...))
+	}
+	// Newest first: the index orders by creation millisecond, then by id
+	// (submits of the same millisecond, common on a fast machine, list by
+	// id, descending). mine is the expected listing order, reversed.
+	slices.SortFunc(jobs, func(a, b *api.Job) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt.UnixMilli(), b.CreatedAt.UnixMilli()), strings.Compare(a.ID, b.ID))
+	})
+	var mine []string
+	for _, j := range jobs {
+		mine = append(mine, j.ID)
 	}
 	theirs := e.submit(`{"type":"double"}`, http.StatusAccepted, globex...)
-	e.finish(mine[0])
+	e.finish(mine[0]) // the oldest in listing order: on the second page
 
 	var l struct {
 		Jobs   []*api.Job        `json:"jobs"`
