@@ -138,6 +138,22 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
+// waitDead waits, up to 5 s, for process pid to be gone. The stage's group
+// is sent SIGKILL before Run returns, but a signalled process dies only
+// once it is scheduled: on a loaded machine that is after kill(2) returns
+// (TestLeftoverChildrenDie failed under stress-ng --cpu 2 checking at once).
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Errorf("process %d outlived its stage by 5 s", pid)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // pids waits for path to hold n pids, one per line.
 func pids(t *testing.T, path string, n int) []int {
 	t.Helper()
@@ -184,9 +200,7 @@ wait`)
 		t.Fatal("Run did not return after cancel")
 	}
 	for _, p := range ps {
-		if alive(p) {
-			t.Errorf("process %d outlived its stage", p)
-		}
+		waitDead(t, p)
 	}
 }
 
@@ -198,8 +212,6 @@ func TestLeftoverChildrenDie(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range pids(t, pidFile, 1) {
-		if alive(p) {
-			t.Errorf("process %d outlived its stage", p)
-		}
+		waitDead(t, p)
 	}
 }
