@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
@@ -43,6 +44,9 @@ func (e *env) taskExists(id string) bool {
 func TestSubmitOutageAtEnqueue(t *testing.T) {
 	r := redistest.Start(t, redistest.Options{AOF: true})
 	e := newEnvOn(t, r)
+	// On one node the record and the task are one script; the two-step
+	// path under test is a Cluster's.
+	e.srv.store.SplitEnqueue = true
 	e.killAt("enqueue")
 	body := `{"type":"double","input":{"n":5}}`
 	key := []string{"Idempotency-Key", "outage-at-enqueue"}
@@ -147,5 +151,38 @@ func TestRedisDownAnswersOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A submit folds the enqueue into the create script only when asynq's
+// Redis is the store's: the same address and database, or both following
+// the Sentinel primary; a test env (one Redis for both) folds.
+func TestSameRedis(t *testing.T) {
+	one := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6400", DB: 2})
+	defer one.Close()
+	failover := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:26379"}})
+	defer failover.Close()
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:6400"}})
+	defer cluster.Close()
+	tests := []struct {
+		name string
+		rdb  redis.UniversalClient
+		opt  asynq.RedisConnOpt
+		want bool
+	}{
+		{"same node", one, asynq.RedisClientOpt{Addr: "127.0.0.1:6400", DB: 2}, true},
+		{"other node", one, asynq.RedisClientOpt{Addr: "127.0.0.1:1", DB: 2}, false},
+		{"other db", one, asynq.RedisClientOpt{Addr: "127.0.0.1:6400"}, false},
+		{"sentinel", failover, asynq.RedisFailoverClientOpt{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:26379"}}, true},
+		{"sentinel and a node", failover, asynq.RedisClientOpt{Addr: "127.0.0.1:6400"}, false},
+		{"cluster", cluster, asynq.RedisClusterClientOpt{Addrs: []string{"127.0.0.1:6400"}}, false},
+	}
+	for _, tt := range tests {
+		if got := sameRedis(tt.rdb, tt.opt); got != tt.want {
+			t.Errorf("%s: sameRedis = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if e := newEnv(t); e.srv.store.SplitEnqueue {
+		t.Errorf("a server whose store and asynq share one Redis does not fold the enqueue")
 	}
 }

@@ -106,22 +106,26 @@ func withWarnings(rec []byte, warnings []string) []byte {
 }
 
 // create writes the new job and enqueues its first task, and returns the
-// record as written. When the enqueue fails, the record and the
-// idempotency key are removed again: the client gets 503 and nothing was
-// created. When the removal fails too (Redis is down), the client is told
-// the job may still run: the record was indexed for the reconciler, which
-// enqueues it (see store.Store.Create).
+// record as written. On one node both are one script (the job is recorded
+// and enqueued, or neither); on a Cluster the enqueue is asynq's own call
+// after the record is written. When that enqueue fails, the record and
+// the idempotency key are removed again: the client gets 503 and nothing
+// was created. When the removal fails too (Redis is down), the client is
+// told the job may still run: the record was indexed for the reconciler,
+// which enqueues it (see store.Store.Create).
 func (s *Server) create(ctx context.Context, j *api.Job, tenant, key string, sub *submission) ([]byte, error) {
 	s.testHook("create")
-	rec, err := s.store.Create(ctx, j, tenant, sub.input, sub.opts)
+	rec, enqueued, err := s.store.CreateQueued(ctx, j, tenant, sub.input, sub.opts)
 	if err != nil {
 		if key != "" {
 			s.cleanup(func(ctx context.Context) { s.store.ForgetIdempotent(ctx, tenant, key) })
 		}
 		return nil, err
 	}
-	s.testHook("enqueue")
-	err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
+	if !enqueued {
+		s.testHook("enqueue")
+		err = store.Enqueue(ctx, s.client, j, 1, sub.opts.MaxRetries, sub.opts.Timeout, sub.opts.Retention)
+	}
 	if err == nil {
 		s.waker.Wake(store.TaskQueue(j))
 		if n := s.cfg.WaitReplicas; n > 0 {

@@ -383,10 +383,32 @@ func tenantOf(c echo.Context) string {
 	return t
 }
 
+// sameRedis reports whether asynq's connection options opt name the
+// one-node Redis (or the Sentinel-followed primary) that rdb is a client of,
+// as redisurl.Conn's NewClient and AsynqOpt make them from one URL. Other
+// pairs, and Clusters, are "not known to be the same".
+func sameRedis(rdb redis.UniversalClient, opt asynq.RedisConnOpt) bool {
+	c, ok := rdb.(*redis.Client)
+	if !ok {
+		return false
+	}
+	o := c.Options()
+	switch a := opt.(type) {
+	case asynq.RedisClientOpt:
+		return a.Addr == o.Addr && a.DB == o.DB
+	case asynq.RedisFailoverClientOpt:
+		return o.Addr == "FailoverClient" && a.DB == o.DB // go-redis's name of a FailoverClient's address
+	}
+	return false
+}
+
 // newStore returns the job store of cfg, with its per-tenant limit.
 func newStore(cfg Config) *store.Store {
 	st := store.NewStore(cfg.Redis)
 	st.KeepAllEvents = cfg.KeepAllEvents
+	// A submit's create script writes the job's first asynq task itself
+	// (one round trip) only when asynq's Redis is known to be the store's.
+	st.SplitEnqueue = !sameRedis(cfg.Redis, cfg.RedisConnOpt)
 	switch {
 	case cfg.TenantMaxLive == 0:
 		st.TenantMaxLive = store.TenantMaxLiveDefault

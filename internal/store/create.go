@@ -14,11 +14,16 @@ import (
 
 // createScript is Create on one node: the tenant's admission (admitScript's
 // check, when ARGV[2] > 0), the listing index entry (indexJob), the lease
-// index entry (indexOrphan) and the record, in one round trip.
-// KEYS: job, tenant index, lease index shard, tenant's live set.
+// index entry (indexOrphan) and the record, in one round trip; with
+// CreateQueued, then the job's first asynq task, as asynq's own enqueue
+// script writes it (its EXISTS, HSET and LPUSH; SADD of the queue the
+// first time this Store enqueues on it, as asynq's client does).
+// KEYS: job, tenant index, lease index shard, tenant's live set, and with
+// a task: asynq's task key, its queue's pending list, asynq:queues.
 // ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live ttl_ms,
 // index member, index trim bound ("(ms"), index ttl_ms, orphan deadline_ms,
-// job ttl_ms, then the record's field/value pairs.
+// job ttl_ms, n (0, or 5 with a task), then with a task: its message, its
+// id, now_ns, queue name, sadd (1|0); then the record's field/value pairs.
 // Returns {1} when created, or {0, n} when the tenant has n ≥ limit live jobs
 // (nothing written).
 var createScript = redis.NewScript(`
@@ -34,8 +39,16 @@ redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
-redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+local t = tonumber(ARGV[11])
+redis.call('HSET', KEYS[1], unpack(ARGV, 12 + t))
 redis.call('PEXPIRE', KEYS[1], ARGV[10])
+if t > 0 then
+  if redis.call('EXISTS', KEYS[5]) == 0 then
+    redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[14])
+    redis.call('LPUSH', KEYS[6], ARGV[13])
+  end
+  if ARGV[16] == '1' then redis.call('SADD', KEYS[7], ARGV[15]) end
+end
 return {1}
 `)
 
@@ -63,11 +76,27 @@ return {1}
 // exists and is live, and the reconciler enqueues it), and on a Cluster a
 // failed write undoes the admission.
 func (s *Store) Create(ctx context.Context, j *api.Job, tenant string, input json.RawMessage, opts api.Options) ([]byte, error) {
+	rec, _, err := s.create(ctx, j, tenant, input, opts, false)
+	return rec, err
+}
+
+// CreateQueued is Create, and on one node also the enqueue of the job's
+// first task (generation 1, with opts' retries, timeout and retention: what
+// Enqueue would write), in the same script: one round trip, and the job is
+// recorded and enqueued, or neither. It reports whether it enqueued the
+// task; when it did not (on a Cluster, where asynq's keys are in another
+// slot than the job's, or with SplitEnqueue), the caller enqueues it
+// (Enqueue), as after Create.
+func (s *Store) CreateQueued(ctx context.Context, j *api.Job, tenant string, input json.RawMessage, opts api.Options) (rec []byte, enqueued bool, err error) {
+	return s.create(ctx, j, tenant, input, opts, !s.SplitEnqueue)
+}
+
+func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input json.RawMessage, opts api.Options, enqueue bool) ([]byte, bool, error) {
 	ttl := s.liveTTL()
 	j.ExpiresAt = j.UpdatedAt.Add(ttl)
 	rec, err := api.Marshal(j)
 	if err != nil {
-		return nil, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
+		return nil, false, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
 	ob, _ := json.Marshal(opts)
 	fields := []any{"rec", rec, "state", string(j.State), "tenant", tenant,
@@ -77,30 +106,43 @@ func (s *Store) Create(ctx context.Context, j *api.Job, tenant string, input jso
 		fields = append(fields, "live", "1") // counted by the admission; Save uncounts it
 	}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		enqueue = false
 		err = s.createSlots(ctx, j, tenant, ttl, fields)
 	} else {
-		err = s.createOne(ctx, j, tenant, ttl, fields)
+		err = s.createOne(ctx, j, tenant, ttl, fields, enqueue, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return rec, nil
+	return rec, enqueue, nil
 }
 
 // createOne is Create's createScript.
-func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, fields []any) error {
+func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, fields []any, enqueue bool, opts api.Options) error {
 	now := s.now()
 	after := s.OrphanAfter
 	if after <= 0 {
 		after = OrphanAfterDefault
 	}
-	args := append(make([]any, 0, 10+len(fields)),
+	keys := []string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}
+	args := append(make([]any, 0, 16+len(fields)),
 		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, ttl.Milliseconds(),
 		indexMember(j.CreatedAt, j.ID), fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli()),
 		IndexHorizon.Milliseconds(), now.Add(after).UnixMilli(), ttl.Milliseconds())
+	var q string
+	var sadd bool
+	if enqueue {
+		q = TaskQueue(j)
+		id := TaskID(j.ID, 1)
+		_, known := s.queues.Load(q)
+		sadd = !known
+		keys = append(keys, asynqTaskKey(q, id), asynqPendingKey(q), asynqQueuesKey)
+		args = append(args, 5, taskMessage(j, 1, opts.MaxRetries, opts.Timeout, opts.Retention), id, now.UnixNano(), q, boolArg(sadd))
+	} else {
+		args = append(args, 0)
+	}
 	args = append(args, fields...)
-	cmd, err := s.evalDirect(ctx, createScript,
-		[]string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}, args, nil)
+	cmd, err := s.evalDirect(ctx, createScript, keys, args, nil)
 	if err != nil {
 		return redisErr("store.Create "+j.ID, err)
 	}
@@ -108,7 +150,17 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 	if len(res) == 2 && res[0] == 0 {
 		return s.overLimit(tenant, res[1])
 	}
+	if sadd {
+		s.queues.Store(q, true)
+	}
 	return nil
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // unadmitTimeout bounds createSlots' undoing of an admission.

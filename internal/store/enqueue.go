@@ -12,6 +12,7 @@ import (
 	"github.com/staged-dev/staged/tasks"
 
 	"github.com/hibiken/asynq"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // DefaultQueue is the asynq queue jobs go to unless the submit names one.
@@ -58,16 +59,13 @@ const spareRetries = 1
 // Enqueue puts generation gen of job j's task on its queue. maxRetry is the
 // number of retries the job has left; timeout is the per-attempt job
 // timeout. A task of that generation that exists already is not an error.
+// (On one node, Store.CreateQueued writes the first task itself, in the
+// create script: see taskMessage.)
 func Enqueue(ctx context.Context, c *asynq.Client, j *api.Job, gen int64, maxRetry int, timeout, retention time.Duration) error {
-	b, _ := json.Marshal(Payload{ID: j.ID, Gen: gen})
-	q := TaskQueue(j)
-	if timeout <= 0 {
-		timeout = tasks.DefaultJobTimeout
-	}
-	maxRetry = max(maxRetry, 0)
-	t := asynq.NewTaskWithHeaders(j.Type, b, map[string]string{retriesHeader: strconv.Itoa(maxRetry)})
+	maxRetry, timeout = taskLimits(maxRetry, timeout)
+	t := asynq.NewTaskWithHeaders(j.Type, payload(j.ID, gen), map[string]string{retriesHeader: strconv.Itoa(maxRetry)})
 	_, err := c.EnqueueContext(ctx, t,
-		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(q), asynq.MaxRetry(maxRetry+spareRetries),
+		asynq.TaskID(TaskID(j.ID, gen)), asynq.Queue(TaskQueue(j)), asynq.MaxRetry(maxRetry+spareRetries),
 		// The runner enforces the timeout itself, naming the stage; asynq's
 		// deadline is only the backstop.
 		asynq.Timeout(timeout+time.Minute), asynq.Retention(RetentionOr(retention)))
@@ -76,6 +74,86 @@ func Enqueue(ctx context.Context, c *asynq.Client, j *api.Job, gen int64, maxRet
 	}
 	return redisErr("tasks.Enqueue "+j.ID, err)
 }
+
+// taskLimits resolves Enqueue's maxRetry (no fewer than 0) and timeout (0
+// is tasks.DefaultJobTimeout).
+func taskLimits(maxRetry int, timeout time.Duration) (int, time.Duration) {
+	if timeout <= 0 {
+		timeout = tasks.DefaultJobTimeout
+	}
+	return max(maxRetry, 0), timeout
+}
+
+// payload is the task payload of generation gen of job id, as
+// json.Marshal(Payload{id, gen}) writes it (id is a UUID: nothing to
+// escape).
+func payload(id string, gen int64) []byte {
+	b := make([]byte, 0, 64)
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","gen":`...)
+	b = strconv.AppendInt(b, gen, 10)
+	return append(b, '}')
+}
+
+// taskMessage returns the task message that asynq.Client.Enqueue writes
+// for Enqueue's arguments: asynq's TaskMessage (the protobuf message of its
+// internal/proto/asynq.proto, which an outside package cannot import),
+// encoded field by field. Proto3 leaves out fields of zero value; the
+// deadline is asynq's "none" (Unix 0), so it is one of them. asynq's
+// Inspector and servers decode it as they decode their own
+// (TestTaskMessageAsAsynqWrites compares the two).
+func taskMessage(j *api.Job, gen int64, maxRetry int, timeout, retention time.Duration) []byte {
+	maxRetry, timeout = taskLimits(maxRetry, timeout)
+	const (
+		fType      = 1
+		fPayload   = 2
+		fID        = 3
+		fQueue     = 4
+		fRetry     = 5
+		fTimeout   = 8
+		fRetention = 12
+		fHeaders   = 15
+	)
+	b := make([]byte, 0, 256)
+	str := func(num protowire.Number, v string) {
+		if v != "" {
+			b = protowire.AppendTag(b, num, protowire.BytesType)
+			b = protowire.AppendString(b, v)
+		}
+	}
+	varint := func(num protowire.Number, v int64) {
+		if v != 0 {
+			b = protowire.AppendTag(b, num, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(v))
+		}
+	}
+	str(fType, j.Type)
+	b = protowire.AppendTag(b, fPayload, protowire.BytesType)
+	b = protowire.AppendBytes(b, payload(j.ID, gen))
+	str(fID, TaskID(j.ID, gen))
+	str(fQueue, TaskQueue(j))
+	varint(fRetry, int64(int32(maxRetry+spareRetries)))
+	varint(fTimeout, int64((timeout + time.Minute).Seconds()))
+	varint(fRetention, int64(RetentionOr(retention).Seconds()))
+	// headers: map<string, string>, one entry {1: key, 2: value}.
+	v := strconv.Itoa(maxRetry)
+	entry := protowire.SizeTag(1) + protowire.SizeBytes(len(retriesHeader)) + protowire.SizeTag(2) + protowire.SizeBytes(len(v))
+	b = protowire.AppendTag(b, fHeaders, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entry))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, retriesHeader)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, v)
+}
+
+// asynqTaskKey, asynqPendingKey and asynqQueuesKey are asynq's keys of a
+// task, of a queue's pending list and of the set of all queues (asynq's
+// internal/base), which CreateQueued writes as asynq's enqueue does.
+func asynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
+func asynqPendingKey(queue string) string  { return "asynq:{" + queue + "}:pending" }
+
+const asynqQueuesKey = "asynq:queues"
 
 // TaskRetries returns the retries a task's job had left when Enqueue put
 // the task on its queue: its header, or asynq's MaxRetry (maxRetry) for a

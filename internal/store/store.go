@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -73,6 +74,11 @@ type Store struct {
 	KeepAllEvents bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SplitEnqueue makes CreateQueued leave the enqueue to its caller on
+	// one node too, as on a Cluster (tests of that path).
+	SplitEnqueue bool
+
+	queues sync.Map // asynq queues CreateQueued has added to asynq:queues
 
 	comb atomic.Pointer[combiner] // set by StartCombiner
 }
