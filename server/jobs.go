@@ -25,7 +25,15 @@ func (s *Server) submitJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sub, err := s.readSubmission(c)
+	body, err := s.readSubmitBody(c.Request())
+	if err != nil {
+		return err
+	}
+	// One Redis deadline, from the body's end, for the submit's Redis
+	// calls (the catalogue's, when its cache must be read, and the create).
+	ctx, cancel := s.redisCtx(c.Request().Context())
+	defer cancel()
+	sub, err := s.readSubmission(ctx, body)
 	if err != nil {
 		return err
 	}
@@ -41,8 +49,6 @@ func (s *Server) submitJob(c echo.Context) error {
 		}
 		defer release()
 	}
-	ctx, cancel := s.redisCtx(c.Request().Context())
-	defer cancel()
 
 	j := store.NewJobWith(sub.pipeline.Name, sub.stages, sub.opts.Queue, time.Now().UTC())
 	j.Digest = sub.digest

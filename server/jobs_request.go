@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -75,24 +76,24 @@ func (s *submission) sum() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// readSubmission reads and validates a submit body. It touches no Redis.
-func (s *Server) readSubmission(c echo.Context) (*submission, error) {
-	req := c.Request()
+// readSubmitBody checks a submit's Content-Type and reads its body.
+func (s *Server) readSubmitBody(req *http.Request) ([]byte, error) {
 	if !isJSON(req.Header.Get(echo.HeaderContentType)) {
 		return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType,
 			fmt.Sprintf("send the job as JSON with Content-Type: application/json (got %q)", req.Header.Get(echo.HeaderContentType)))
 	}
-	body, err := readBody(req, s.cfg.MaxBody)
-	if err != nil {
-		return nil, err
-	}
+	return readBody(req, s.cfg.MaxBody)
+}
+
+// readSubmission validates a submit body. It touches no Redis but the
+// pipeline catalogue's, when its cache must be read (within ctx).
+func (s *Server) readSubmission(ctx context.Context, body []byte) (*submission, error) {
+	var err error
 	var r submitRequest
 	if err := decodeStrict(body, &r); err != nil {
 		return nil, err
 	}
 	sub := &submission{}
-	ctx, cancel := s.redisCtx(req.Context())
-	defer cancel()
 	var snap *catalog.Snapshot
 	if r.Type == "" {
 		snap, err = s.catalog.Get(ctx, 0) // only for the message
