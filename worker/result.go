@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/api"
+	"github.com/staged-dev/staged/internal/store"
 )
 
 // taskResult is what a finished job's asynq task carries as its result, so
@@ -31,13 +31,20 @@ func taskResultKey(ctx context.Context) string {
 	return "asynq:{" + q + "}:t:" + id
 }
 
-// writeTaskResult returns the command that sets the task's result to the
-// job's final state and stage, j, as asynq's ResultWriter does (one HSET on
-// the task), for the round trip of the job's final write; nil outside a
-// task. A run that does not write the job's final record (handed back,
-// taken over, retrying) writes none.
-func (r *run) writeTaskResult(j *api.Job) func(redis.Pipeliner) {
+// taskEnd returns the asynq task of the job's final write, j, with its
+// result set to the job's final state and stage, as asynq's ResultWriter
+// would (asynqmon shows it); nil outside a task. A run that does not write
+// the job's final record (handed back, taken over, retrying) writes none.
+// When the handler returns nil after this write (succeeded, canceled), the
+// write also completes the task on a single node, and asynq's own
+// MarkAsComplete is answered by taskEnds without a round trip.
+func (r *run) taskEnd(j *api.Job) *store.TaskEnd {
 	if r.resultKey == "" {
+		return nil
+	}
+	q, ok := asynq.GetQueueName(r.ctx)
+	id, ok2 := asynq.GetTaskID(r.ctx)
+	if !ok || !ok2 {
 		return nil
 	}
 	res := taskResult{State: j.State, Stage: j.Stage.Name, Attempt: j.Attempt}
@@ -48,5 +55,6 @@ func (r *run) writeTaskResult(j *api.Job) func(redis.Pipeliner) {
 		}
 	}
 	b, _ := json.Marshal(res)
-	return func(p redis.Pipeliner) { p.HSet(context.Background(), r.resultKey, "result", b) }
+	return &store.TaskEnd{Queue: q, ID: id, Result: b, Retention: r.retention(),
+		Complete: j.State == api.StateSucceeded || j.State == api.StateCanceled}
 }

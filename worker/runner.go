@@ -108,6 +108,7 @@ type run struct {
 	closed  bool              // no more writes from this run
 	unsaved bool              // job has changes not written yet
 	fields  map[string][]byte // hash fields (checkpoints) for the next write
+	written map[string]bool   // checkpoint fields this run sent (write.go)
 
 	pmu       sync.Mutex // guards the progress fields; taken after wmu
 	stage     int        // the stage reporting progress, -1 none

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -16,12 +17,19 @@ import (
 // in one pipelined round trip, as the store's combiner does for the record
 // writes: group commit, with no timer. Each script keeps its own reply and
 // error; asynq sees no difference but the round trips it did not make.
+//
+// It also answers asynq's MarkAsComplete of the tasks that a job's final
+// write already completed (store.TaskEnd, on a single node): asynq needs
+// only its nil error, and the script would find the task gone.
 type taskEnds struct {
 	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	done    map[string]time.Time // task hash keys completed by a final write, when
+	swept   time.Time
 	running atomic.Bool
 	reqs    chan *endReq // unbuffered: a request is either taken or still the caller's
 	quit    chan struct{}
-	done    chan struct{}
+	stopped chan struct{}
 	once    sync.Once
 }
 
@@ -36,7 +44,7 @@ const endsMax = 128
 // newTaskEnds returns the hook for rdb, the client it is added to. Until
 // start and after stop, it lets every command through.
 func newTaskEnds(rdb redis.UniversalClient) *taskEnds {
-	return &taskEnds{rdb: rdb, reqs: make(chan *endReq), quit: make(chan struct{}), done: make(chan struct{})}
+	return &taskEnds{rdb: rdb, reqs: make(chan *endReq), quit: make(chan struct{}), stopped: make(chan struct{}), done: map[string]time.Time{}}
 }
 
 // start starts two senders: while one waits for Redis, the next batch
@@ -46,7 +54,7 @@ func (te *taskEnds) start() {
 	for range 2 {
 		wg.Go(te.loop)
 	}
-	go func() { wg.Wait(); close(te.done) }()
+	go func() { wg.Wait(); close(te.stopped) }()
 	te.running.Store(true)
 }
 
@@ -54,7 +62,7 @@ func (te *taskEnds) start() {
 // once, after start.
 func (te *taskEnds) stop() {
 	te.once.Do(func() { close(te.quit) })
-	<-te.done
+	<-te.stopped
 	te.running.Store(false)
 }
 
@@ -70,13 +78,16 @@ func (te *taskEnds) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // sender, everything else straight on.
 func (te *taskEnds) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if te.answer(cmd) {
+			return nil
+		}
 		if !te.running.Load() || !endsTask(cmd) {
 			return next(ctx, cmd)
 		}
 		r := &endReq{cmd: cmd, done: make(chan struct{})}
 		select {
 		case te.reqs <- r:
-		case <-te.done:
+		case <-te.stopped:
 			return next(ctx, cmd)
 		}
 		// The sender writes cmd's reply: wait for it, whatever ctx says
@@ -117,6 +128,55 @@ func (te *taskEnds) loop() {
 		}
 		clear(batch)
 	}
+}
+
+// completedMax is how long a completed task waits for asynq's
+// MarkAsComplete: asynq sends none when the task's lease has lapsed, and
+// its entry goes at the next sweep.
+const completedMax = 10 * time.Minute
+
+// completed records that the job's final write completed the asynq task id
+// of queue q (store.SaveResult.TaskCompleted), for answer.
+func (te *taskEnds) completed(q, id string) {
+	now := time.Now()
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	te.done["asynq:{"+q+"}:t:"+id] = now
+	if now.Sub(te.swept) > completedMax {
+		te.swept = now
+		for k, t := range te.done {
+			if now.Sub(t) > completedMax {
+				delete(te.done, k)
+			}
+		}
+	}
+}
+
+// answer answers cmd itself, with the script's reply OK, when it is
+// asynq's MarkAsComplete of a task that a final write completed.
+func (te *taskEnds) answer(cmd redis.Cmder) bool {
+	a := cmd.Args()
+	// evalsha SHA 6 active lease completed t:ID processed:DAY processed ID ...
+	if len(a) < 10 || !endsTask(cmd) {
+		return false
+	}
+	if n, ok := a[2].(int); !ok || n != 6 {
+		return false
+	}
+	c, ok := cmd.(*redis.Cmd)
+	done, _ := a[5].(string)
+	task, _ := a[6].(string)
+	if !ok || !strings.HasSuffix(done, "}:completed") {
+		return false
+	}
+	te.mu.Lock()
+	_, ok = te.done[task]
+	delete(te.done, task)
+	te.mu.Unlock()
+	if ok {
+		c.SetVal("OK")
+	}
+	return ok
 }
 
 // endsTask reports whether cmd is one of asynq's scripts that end an

@@ -95,10 +95,13 @@ func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields
 	args := store.SaveArgs{TTL: ttl, Fields: fields}
 	if final && j.State.Terminal() {
 		// The job leaves its tenant's live jobs, and its asynq task gets
-		// its result, in the same round trip.
+		// its result (and on a single node is completed), in the same
+		// round trip.
 		args.Live, args.Tenant = r.claim.Live, r.claim.Tenant
-		args.Also = r.writeTaskResult(j)
+		args.Task = r.taskEnd(j)
+		args.Checkpoints = r.checkpoints()
 	}
+	r.sending(fields)
 	var res store.SaveResult
 	err := r.w.retryWrite(r.log, func(ctx context.Context) (err error) {
 		res, err = r.w.save(ctx, j, r.token, args)
@@ -115,11 +118,43 @@ func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields
 	case err == nil:
 		r.fields, r.unsaved = nil, false
 		r.closed = final
+		if res.TaskCompleted {
+			r.w.taskEnds.completed(args.Task.Queue, args.Task.ID)
+		}
 	case errors.Is(err, store.ErrFenced):
 		r.closed = true
 		r.stop(errFenced)
 	}
 	return res, err
+}
+
+// sending notes the checkpoints among the fields of a write about to be
+// sent: whether or not it succeeds, the job may hold them from now on.
+// The caller holds wmu.
+func (r *run) sending(fields map[string][]byte) {
+	for k := range fields {
+		if strings.HasPrefix(k, "out:") {
+			if r.written == nil {
+				r.written = map[string]bool{}
+			}
+			r.written[k] = true
+		}
+	}
+}
+
+// checkpoints returns the checkpoint fields the job may hold: those it had
+// when claimed and those this run sent. The caller holds wmu.
+func (r *run) checkpoints() []string {
+	cps := make([]string, 0, len(r.claim.Outputs)+len(r.written))
+	for k := range r.claim.Outputs {
+		if name := "out:" + strconv.Itoa(k); !r.written[name] {
+			cps = append(cps, name)
+		}
+	}
+	for k := range r.written {
+		cps = append(cps, k)
+	}
+	return cps
 }
 
 // hasUnsaved reports whether the record has changes not yet written.
@@ -163,6 +198,7 @@ func (r *run) flush() {
 	r.dirty = false
 	r.pmu.Unlock()
 
+	r.sending(r.fields)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	res, err := r.w.save(ctx, j, r.token, store.SaveArgs{Fields: r.fields})
 	cancel()

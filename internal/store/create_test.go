@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
 	"github.com/staged-dev/staged/internal/store"
@@ -77,8 +75,9 @@ func TestFinalSaveUncounts(t *testing.T) {
 			t.Fatalf("claim: live %v, tenant %q; want true, acme", c.Live, c.Tenant)
 		}
 		j.State = api.StateSucceeded
-		also := "also:" + j.ID
-		args := store.SaveArgs{TTL: time.Minute, Also: func(p redis.Pipeliner) { p.Set(ctx, also, "1", time.Minute) }}
+		task := "asynq:{q}:t:" + j.ID
+		rdb.HSet(ctx, task, "msg", "m")
+		args := store.SaveArgs{TTL: time.Minute, Task: &store.TaskEnd{Queue: "q", ID: j.ID, Result: []byte("r")}}
 		if live {
 			args.Live, args.Tenant = c.Live, c.Tenant
 		}
@@ -88,8 +87,8 @@ func TestFinalSaveUncounts(t *testing.T) {
 		if n := rdb.ZCard(ctx, store.LiveKey("acme")).Val(); n != 0 {
 			t.Errorf("live %v: %d live jobs after the final write, want 0", live, n)
 		}
-		if rdb.Exists(ctx, also).Val() != 1 {
-			t.Errorf("live %v: SaveArgs.Also not sent", live)
+		if r := rdb.HGet(ctx, task, "result").Val(); r != "r" {
+			t.Errorf("live %v: task result %q, want r", live, r)
 		}
 		if f := rdb.HExists(ctx, store.JobKey(j.ID), "live").Val(); f {
 			t.Errorf("live %v: the live field stays", live)

@@ -9,47 +9,97 @@ import "github.com/redis/go-redis/v9"
 // enqueued), input, opts, out:K (stage K's checkpointed output).
 
 // saveScript writes the record if the caller's token is current.
-// KEYS: job, events, lease. ARGV: token, rec, state, ttl_ms, terminal(0|1|2:
-// finished, keeping the stream), maxlen, id, extra field/value pairs...
+// KEYS: job, events, lease, and for a write that also completes the job's
+// asynq task (single node only; see TaskEnd): asynq's active list, lease
+// set, completed set, task hash, processed-today and processed counters.
+// ARGV: token, rec, state, ttl_ms, terminal(0|1|2: finished, keeping the
+// stream), maxlen, id, nf, nd, then nf extra field/value arguments (pairs),
+// then nd checkpoint names that a succeeded write drops (nd = -1: unknown,
+// the script looks for them), then with the asynq keys: task id, stats
+// expiry (Unix s), completed-set score, the bytes that set the task
+// message's completed_at, the task's result; with the task hash alone
+// (KEYS[4]): the task's result.
 // The event stream is trimmed exactly to maxlen entries (the caller picks
 // it from the record's size). A finished job's stream is deleted: its last
 // event is the record itself, and the hash keeps that event's id (field
-// eid; see Events). A succeeded job's checkpoints (out:K) are dropped. Returns {event id, cancel flag}, plus the tenant when a
-// finished job was counted among its tenant's live jobs (see LiveKey), or
-// {-1} when fenced.
+// eid; see Events). A job that never had a stream gets the id a new
+// stream's first entry would get (from TIME, after the job's last event
+// id), without creating one. A succeeded job's checkpoints (out:K) are
+// dropped.
+// Returns {event id, cancel flag, 1 when the job was counted among its
+// tenant's live jobs (see LiveKey) and no longer is, its tenant, 1 when the
+// asynq task was completed here}, or {-1} when fenced.
 var saveScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff', 'live', 'tenant')
+local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff', 'live', 'tenant', 'eid')
 if h[1] ~= ARGV[1] then return {-1} end
-if #ARGV > 7 then
-  redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3], unpack(ARGV, 8))
-else
-  redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', ARGV[3])
+local state, term, nf, nd = ARGV[3], ARGV[5], tonumber(ARGV[8]), tonumber(ARGV[9])
+local eid
+if term == '1' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
+    redis.call('DEL', KEYS[2], KEYS[3])
+  else
+    local t = redis.call('TIME')
+    local ms, seq = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 0
+    if h[6] then
+      local a, b = string.match(h[6], '^(%d+)-(%d+)$')
+      a, b = tonumber(a), tonumber(b)
+      if a and a >= ms then ms, seq = a, b + 1 end
+    end
+    eid = string.format('%.0f-%.0f', ms, seq)
+    redis.call('DEL', KEYS[3])
+  end
 end
-if h[3] and ARGV[3] == 'running' then redis.call('HDEL', KEYS[1], 'handoff') end
-local live = false
-if ARGV[5] ~= '0' then
-  redis.call('DEL', KEYS[3])
-  if ARGV[3] == 'succeeded' then
-    for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-      if string.sub(f, 1, 4) == 'out:' then redis.call('HDEL', KEYS[1], f) end
+local f = {'rec', ARGV[2], 'state', state}
+if eid then f[5], f[6] = 'eid', eid end
+for i = 10, 9 + nf do f[#f + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(f))
+local del, live = {}, 0
+if h[3] and state == 'running' then del[1] = 'handoff' end
+if term ~= '0' then
+  if term == '2' then redis.call('DEL', KEYS[3]) end
+  if h[4] then
+    del[#del + 1] = 'live'
+    live = 1
+  end
+  if state == 'succeeded' then
+    if nd < 0 then
+      for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
+        if string.sub(k, 1, 4) == 'out:' then del[#del + 1] = k end
+      end
+    else
+      for i = 10 + nf, 9 + nf + nd do del[#del + 1] = ARGV[i] end
     end
   end
-  if h[4] then
-    redis.call('HDEL', KEYS[1], 'live')
-    live = true
-  end
 end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
-if ARGV[5] == '1' then
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'eid', eid)
-else
+if term ~= '1' then
+  eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('PUBLISH', 'staged:events', ARGV[7])
-if live then return {eid, h[2] or '', h[5] or ''} end
-return {eid, h[2] or ''}
+local done = 0
+local a = 10 + nf + math.max(nd, 0)
+if #KEYS > 4 then
+  -- asynq's MarkAsComplete (v0.26), for a task still active.
+  local tid = ARGV[a]
+  local msg = redis.call('HGET', KEYS[7], 'msg')
+  if msg and redis.call('LREM', KEYS[4], 0, tid) > 0 then
+    redis.call('ZREM', KEYS[5], tid)
+    redis.call('ZADD', KEYS[6], ARGV[a + 2], tid)
+    redis.call('HSET', KEYS[7], 'msg', msg .. ARGV[a + 3], 'state', 'completed', 'result', ARGV[a + 4])
+    if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIREAT', KEYS[8], ARGV[a + 1]) end
+    local n = redis.pcall('INCR', KEYS[9])
+    if type(n) == 'table' then redis.call('SET', KEYS[9], 1) end
+    done = 1
+  elseif msg then
+    redis.call('HSET', KEYS[7], 'result', ARGV[a + 4])
+  end
+elseif #KEYS == 4 and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'result', ARGV[a])
+end
+return {eid, h[2] or '', live, h[5] or '', done}
 `)
 
 // claimScript lets generation gen of the job's task start running it.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -241,17 +242,42 @@ type SaveArgs struct {
 	// with a round trip of its own.
 	Live   bool
 	Tenant string
-	// Also adds commands to the round trip of a terminal write (the asynq
-	// task's result). They are sent whatever the write's outcome, and their
-	// errors are ignored.
-	Also func(redis.Pipeliner)
+	// Checkpoints names the checkpoint fields (out:K) the job may hold,
+	// which a succeeded write drops; nil means unknown: the write looks
+	// for them.
+	Checkpoints []string
+	// Task is the asynq task whose run wrote the job's final record: the
+	// terminal write sets its result, and completes it when Task.Complete
+	// says so and Redis is a single node (see TaskEnd).
+	Task *TaskEnd
+}
+
+// TaskEnd is the asynq task (v0.26 key layout) of a terminal write.
+type TaskEnd struct {
+	Queue, ID string
+	// Result is the task's result, what asynq's ResultWriter would write
+	// (asynqmon shows it).
+	Result []byte
+	// Complete asks for the task to be completed in the same script as
+	// asynq's MarkAsComplete would (the handler is about to return nil),
+	// with the task's Retention. On a single node only: on a Cluster the
+	// task's keys are in another slot, and asynq completes it itself.
+	Complete  bool
+	Retention time.Duration
 }
 
 // SaveResult says what a Save learned.
 type SaveResult struct {
 	EventID         string
 	CancelRequested bool
+	// TaskCompleted: the write completed the asynq task (SaveArgs.Task):
+	// asynq's own MarkAsComplete of it must not run (it would find the
+	// task gone from the active list).
+	TaskCompleted bool
 }
+
+// statsTTL is how long asynq keeps its daily processed counters.
+const statsTTL = 90 * 24 * time.Hour
 
 // Save writes j (UpdatedAt and ExpiresAt set here) if token is still the
 // job's fencing token: one round trip that also appends the event, refreshes
@@ -275,12 +301,40 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 			term = "2"
 		}
 	}
-	args := make([]any, 0, 7+2*len(a.Fields))
-	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), j.ID)
+	nd := -1
+	if a.Checkpoints != nil {
+		nd = len(a.Checkpoints)
+	}
+	args := make([]any, 0, 14+2*len(a.Fields)+len(a.Checkpoints))
+	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), j.ID, 2*len(a.Fields), nd)
 	for k, v := range a.Fields {
 		args = append(args, k, v)
 	}
+	for _, k := range a.Checkpoints {
+		args = append(args, k)
+	}
 	keys := []string{JobKey(j.ID), EventsKey(j.ID), LeaseKey(j.ID)}
+	task := a.Task
+	if !j.State.Terminal() {
+		task = nil
+	}
+	_, cluster := s.rdb.(*redis.ClusterClient)
+	if task != nil && !cluster {
+		// One node: the task's result, and its completion, go in the script.
+		q := "asynq:{" + task.Queue + "}:"
+		if secs := int64(task.Retention / time.Second); task.Complete && secs > 0 {
+			keys = append(keys, q+"active", q+"lease", q+"completed", q+"t:"+task.ID,
+				q+"processed:"+now.Format("2006-01-02"), q+"processed")
+			// The task message gets completed_at (field 13, a varint) as
+			// asynq sets it: appended, a later field wins in protobuf.
+			completedAt := binary.AppendUvarint([]byte{13 << 3}, uint64(now.Unix()))
+			args = append(args, task.ID, now.Add(statsTTL).Unix(), now.Unix()+secs, completedAt, task.Result)
+		} else {
+			keys = append(keys, q+"t:"+task.ID)
+			args = append(args, task.Result)
+		}
+		task = nil
+	}
 	var cmd *redis.Cmd
 	if j.State.Terminal() {
 		// The lease index entry goes in the same round trip. Should the
@@ -290,8 +344,8 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 			if a.Live {
 				p.ZRem(ctx, LiveKey(a.Tenant), j.ID)
 			}
-			if a.Also != nil {
-				a.Also(p)
+			if task != nil { // a Cluster: the task's slot is not the job's
+				p.HSet(ctx, "asynq:{"+task.Queue+"}:t:"+task.ID, "result", task.Result)
 			}
 		})
 		if err != nil && cmd != nil && cmd.Err() == nil {
@@ -313,16 +367,20 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 	if n, ok := res[0].(int64); ok && n == -1 {
 		return SaveResult{}, ErrFenced
 	}
+	if len(res) < 5 {
+		return SaveResult{}, redisErr("store.Save "+j.ID, fmt.Errorf("unexpected reply %v", res))
+	}
 	eid, _ := res[0].(string)
 	c, _ := res[1].(string)
-	if len(res) > 2 && !a.Live {
+	if n, _ := res[2].(int64); n == 1 && !a.Live {
 		// The job finished: it no longer counts against its tenant.
 		// Should this fail, the entry is dropped when its live TTL runs
 		// out (admitScript).
-		tenant, _ := res[2].(string)
+		tenant, _ := res[3].(string)
 		_ = s.Unadmit(ctx, tenant, j.ID)
 	}
-	return SaveResult{EventID: eid, CancelRequested: c == "1"}, nil
+	done, _ := res[4].(int64)
+	return SaveResult{EventID: eid, CancelRequested: c == "1", TaskCompleted: done == 1}, nil
 }
 
 // evalWith runs script and the commands extra adds in one pipelined round
