@@ -22,15 +22,17 @@ import (
 // write already completed (store.TaskEnd, on a single node): asynq needs
 // only its nil error, and the script would find the task gone.
 type taskEnds struct {
-	rdb     redis.UniversalClient
-	mu      sync.Mutex
-	done    map[string]time.Time // task hash keys completed by a final write, when
-	swept   time.Time
-	running atomic.Bool
-	reqs    chan *endReq // unbuffered: a request is either taken or still the caller's
-	quit    chan struct{}
-	stopped chan struct{}
-	once    sync.Once
+	rdb   redis.UniversalClient
+	mu    sync.Mutex
+	done  map[string]time.Time // task hash keys completed by a final write, when
+	swept time.Time
+	// answered counts the MarkAsCompletes answered without a round trip.
+	answered atomic.Int64
+	running  atomic.Bool
+	reqs     chan *endReq // unbuffered: a request is either taken or still the caller's
+	quit     chan struct{}
+	stopped  chan struct{}
+	once     sync.Once
 }
 
 type endReq struct {
@@ -175,6 +177,7 @@ func (te *taskEnds) answer(cmd redis.Cmder) bool {
 	te.mu.Unlock()
 	if ok {
 		c.SetVal("OK")
+		te.answered.Add(1)
 	}
 	return ok
 }
