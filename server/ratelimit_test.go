@@ -165,3 +165,14 @@ func TestRateLimitBatched(t *testing.T) {
 		t.Errorf("%d limiter calls to Redis for 20 requests, want 2 (batches of 10)\n%s", calls, info)
 	}
 }
+
+// TestRateLimitHeaderNames: the headers the limiter writes into the
+// header map directly are under the names Header.Set would use, so that
+// Header.Get finds them and the wire shows what it showed before.
+func TestRateLimitHeaderNames(t *testing.T) {
+	for name, canon := range map[string]string{"RateLimit-Limit": hdrRateLimit, "RateLimit-Remaining": hdrRateRemaining, "RateLimit-Reset": hdrRateReset} {
+		if got := http.CanonicalHeaderKey(name); got != canon {
+			t.Errorf("%s is written as %q, Header.Set would use %q", name, canon, got)
+		}
+	}
+}

@@ -237,6 +237,9 @@ type Server struct {
 	monitor   *asynqmon.HTTPHandler
 	health    healthCache
 
+	// newRequestID makes the id of a request that brings none (front).
+	newRequestID func() string
+
 	// stopping is closed when the server shuts down: streams and long polls
 	// end at once so that the drain does not wait for them.
 	stopping  chan struct{}
