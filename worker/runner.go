@@ -41,6 +41,7 @@ const (
 
 // handle is the asynq handler of every task type: one attempt at a job.
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
+	defer w.waker.pf.finished() // a slot is free again (prefetch.go)
 	pl, err := store.DecodePayload(t.Payload())
 	if err != nil {
 		log := w.log

@@ -42,6 +42,7 @@ type waker struct {
 	quit    chan struct{}
 	empties atomic.Int32 // consecutive empty dequeues
 	skipped atomic.Int64 // dequeues answered without a round trip (tests)
+	pf      *prefetcher  // nil: one task per dequeue (see prefetch.go)
 }
 
 func newWaker(queues map[string]int, wait time.Duration) *waker {
@@ -113,16 +114,23 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !ok {
 			return next(ctx, cmd)
 		}
+		// A prefetched task answers any queue's dequeue: asynq takes the
+		// queue from the task message.
+		if c, ok := cmd.(*redis.Cmd); ok {
+			if msg, ok := wk.pf.pop(); ok {
+				c.SetVal(msg)
+				wk.pf.started()
+				wk.empties.Store(0)
+				return nil
+			}
+		}
 		var err error
 		if wk.knownEmpty(q) {
 			err = redis.Nil
 			cmd.SetErr(err)
 			wk.skipped.Add(1)
 		} else {
-			err = next(ctx, cmd)
-			if err == nil || err == redis.Nil {
-				wk.found(q, err == nil)
-			}
+			err = wk.dequeue(ctx, next, cmd, q)
 		}
 		if err != redis.Nil {
 			wk.empties.Store(0)
@@ -149,10 +157,7 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			to = q
 		}
 		again := redis.NewCmd(ctx, retarget(cmd.Args(), q, to)...)
-		err = next(ctx, again)
-		if err == nil || err == redis.Nil {
-			wk.found(to, err == nil)
-		}
+		err = wk.dequeue(ctx, next, again, to)
 		c, ok := cmd.(*redis.Cmd)
 		if !ok {
 			return err
@@ -161,6 +166,24 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		c.SetErr(again.Err())
 		return err
 	}
+}
+
+// dequeue sends asynq's dequeue cmd of queue q, or prefetches in its place
+// (prefetch.go), and records what it found.
+func (wk *waker) dequeue(ctx context.Context, next redis.ProcessHook, cmd redis.Cmder, q string) error {
+	var err error
+	if c, ok := cmd.(*redis.Cmd); ok && wk.pf.want() > 1 {
+		err = wk.pf.fetch(ctx, next, c, q, wk.pf.want()) // at least 1 however busy changed
+	} else {
+		err = next(ctx, cmd)
+	}
+	if err == nil || err == redis.Nil {
+		wk.found(q, err == nil)
+	}
+	if err == nil {
+		wk.pf.started()
+	}
+	return err
 }
 
 // dequeueQueue reports whether cmd is asynq's dequeue script, and of which

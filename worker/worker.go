@@ -332,6 +332,11 @@ func New(cfg Config) (*Worker, error) {
 			w.asynqRdb, w.ownsAsynqRdb = c, true
 		}
 	}
+	w.waker.pf = &prefetcher{rdb: w.asynqRdb, conc: cfg.Concurrency, max: prefetchMax, hold: prefetchHold,
+		onErr: func(err error, q string, ids []any) {
+			w.log.Error("cannot hand prefetched tasks back to their queue; asynq's recoverer retries them once their lease lapses",
+				"queue", q, "task_ids", ids, "err", err)
+		}}
 	w.asynqRdb.AddHook(w.waker)
 	w.taskEnds = newTaskEnds(w.asynqRdb)
 	w.asynqRdb.AddHook(w.taskEnds)
@@ -399,6 +404,11 @@ func (w *Worker) shutdown() {
 	}
 	w.waker.stop()
 	w.srv.Stop()
+	// asynq's processor has stopped dequeuing: the prefetched tasks no
+	// handler took go back to their queues, for the other workers.
+	hctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	w.waker.pf.stop(hctx)
+	cancel()
 	w.publisher.Stop() // takes no more jobs: the API's worker counts drop at once
 	w.orphans.shutdown()
 	w.reconciler.shutdown()

@@ -1,0 +1,257 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Prefetch: asynq's processor dequeues one task per round trip, one after
+// the other (it holds a concurrency slot while it waits for the answer), so
+// a busy worker cannot take more tasks a second than one over the round
+// trip time, however many slots are free. The waker's hook (wake.go)
+// therefore answers a dequeue that reaches Redis with prefetchScript, which
+// does what asynq's dequeue script does for one task for up to k tasks of
+// the queue (k: 1 + the free slots, at most prefetchMax); it hands the
+// first to asynq and keeps the others in a buffer, from which it answers
+// the next dequeues without a round trip.
+//
+// The buffered tasks are active in Redis, on asynq's lease set with the
+// deadline asynq asked for on the dequeue that fetched them, but no handler
+// holds them yet. So they are kept briefly: a task still buffered after
+// prefetchHold is handed back to the head of its queue's pending list (as
+// asynq's requeue does), and so are all of them when the worker stops
+// (handBack, after asynq's processor has stopped). After a kill -9 they are
+// what the killed worker's running tasks are: active with a lease nobody
+// extends, which asynq's recoverer retries (see the spare retry in
+// store.Enqueue), and whose jobs no worker has claimed.
+
+// prefetchMax caps the tasks one dequeue takes.
+const prefetchMax = 16
+
+// prefetchHold is how long a task may wait in the buffer.
+const prefetchHold = 250 * time.Millisecond
+
+// prefetchScript takes up to ARGV[3] tasks, as asynq's dequeueCmd does one.
+// KEYS: asynq:{q}:pending, :paused, :active, :lease. ARGV: lease deadline
+// (unix s), task key prefix, count.
+// Returns nil (none) or {id, msg, id, msg, ...}.
+var prefetchScript = redis.NewScript(prefetchSrc)
+
+const prefetchSrc = `
+if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
+local r = {}
+for i = 1, tonumber(ARGV[3]) do
+  local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
+  if not id then break end
+  local key = ARGV[2] .. id
+  redis.call("HSET", key, "state", "active")
+  redis.call("HDEL", key, "pending_since")
+  redis.call("ZADD", KEYS[4], ARGV[1], id)
+  r[#r + 1] = id
+  r[#r + 1] = redis.call("HGET", key, "msg")
+end
+if #r == 0 then return nil end
+return r`
+
+// handBackScript puts buffered tasks back at the head of their pending
+// list, in order (ARGV[2] is dequeued first again), as asynq's requeueCmd
+// does for one; a task no longer active (nothing but a recoverer could
+// have moved it) is left alone.
+// KEYS: asynq:{q}:pending, :active, :lease. ARGV: task key prefix, id...
+// Returns how many went back.
+var handBackScript = redis.NewScript(`
+local n = 0
+for i = #ARGV, 2, -1 do
+  if redis.call("LREM", KEYS[2], 0, ARGV[i]) == 1 then
+    redis.call("ZREM", KEYS[3], ARGV[i])
+    redis.call("RPUSH", KEYS[1], ARGV[i])
+    redis.call("HSET", ARGV[1] .. ARGV[i], "state", "pending")
+    n = n + 1
+  end
+end
+return n`)
+
+// buffered is a prefetched task.
+type buffered struct {
+	q, id, msg string
+	at         time.Time
+}
+
+// prefetcher is the waker's buffer of prefetched tasks.
+type prefetcher struct {
+	rdb   redis.UniversalClient // for hand-backs
+	conc  int                   // asynq's concurrency; < 2: no prefetch
+	max   int
+	hold  time.Duration
+	onErr func(err error, q string, ids []any)
+
+	// busy counts the tasks handed to asynq whose handler has not returned
+	// (an estimate of the slots taken: a task whose handler asynq skips, its
+	// deadline passed before it started, stays counted, which only makes
+	// later prefetches smaller).
+	busy atomic.Int64
+
+	mu      sync.Mutex
+	buf     []buffered
+	timer   *time.Timer
+	stopped atomic.Bool
+
+	fetched    atomic.Int64 // tasks taken by prefetchScript (tests)
+	handedBack atomic.Int64 // tasks put back to pending (tests)
+}
+
+// want is how many tasks a dequeue that reaches Redis takes.
+func (p *prefetcher) want() int {
+	if p == nil || p.conc < 2 || p.stopped.Load() {
+		return 1
+	}
+	free := p.conc - 1 - int(p.busy.Load())
+	return 1 + max(0, min(free, p.max-1))
+}
+
+// pop hands out the oldest buffered task, if any.
+func (p *prefetcher) pop() (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) == 0 {
+		return "", false
+	}
+	b := p.buf[0]
+	p.buf[0] = buffered{}
+	p.buf = p.buf[1:]
+	return b.msg, true
+}
+
+// keep buffers tasks (id, msg pairs) of queue q.
+func (p *prefetcher) keep(q string, pairs []string) {
+	now := time.Now()
+	bs := make([]buffered, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		bs = append(bs, buffered{q: q, id: pairs[i], msg: pairs[i+1], at: now})
+	}
+	p.mu.Lock()
+	if p.stopped.Load() { // too late to buffer: back they go
+		p.mu.Unlock()
+		p.handBack(context.Background(), bs)
+		return
+	}
+	p.buf = append(p.buf, bs...)
+	if p.timer == nil && len(p.buf) > 0 {
+		p.timer = time.AfterFunc(p.hold, p.expire)
+	}
+	p.mu.Unlock()
+}
+
+// expire hands back the tasks buffered for prefetchHold or longer.
+func (p *prefetcher) expire() {
+	p.mu.Lock()
+	p.timer = nil
+	cut := time.Now().Add(-p.hold)
+	n := 0
+	for n < len(p.buf) && !p.buf[n].at.After(cut) {
+		n++
+	}
+	old := append([]buffered(nil), p.buf[:n]...)
+	p.buf = append(p.buf[:0], p.buf[n:]...)
+	if len(p.buf) > 0 && !p.stopped.Load() {
+		p.timer = time.AfterFunc(p.buf[0].at.Add(p.hold).Sub(time.Now()), p.expire)
+	}
+	p.mu.Unlock()
+	p.handBack(context.Background(), old)
+}
+
+// stop hands every buffered task back; no task is buffered after it. Call
+// it once asynq's processor has stopped dequeuing.
+func (p *prefetcher) stop(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.stopped.Store(true)
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	all := p.buf
+	p.buf = nil
+	p.mu.Unlock()
+	p.handBack(ctx, all)
+}
+
+// handBack puts tasks back to pending, one script per queue.
+func (p *prefetcher) handBack(ctx context.Context, bs []buffered) {
+	var order []string
+	byQ := map[string][]any{}
+	for _, b := range bs {
+		if _, ok := byQ[b.q]; !ok {
+			order = append(order, b.q)
+			byQ[b.q] = []any{"asynq:{" + b.q + "}:t:"}
+		}
+		byQ[b.q] = append(byQ[b.q], b.id)
+	}
+	for _, q := range order {
+		k := "asynq:{" + q + "}:"
+		n, err := handBackScript.Run(ctx, p.rdb, []string{k + "pending", k + "active", k + "lease"}, byQ[q]...).Int64()
+		if err != nil {
+			if p.onErr != nil {
+				p.onErr(err, q, byQ[q][1:])
+			}
+			continue
+		}
+		p.handedBack.Add(n)
+	}
+}
+
+// fetch runs prefetchScript for k tasks in place of asynq's dequeue cmd
+// (args of queue q) and answers cmd with the first task; the others are
+// buffered.
+func (p *prefetcher) fetch(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, q string, k int) error {
+	a := cmd.Args()
+	keys := []any{a[3], a[4], a[5], a[6]}
+	run := func(name, script string) *redis.Cmd {
+		args := append([]any{name, script, 4}, keys...)
+		args = append(args, a[7], a[8], k)
+		c := redis.NewCmd(ctx, args...)
+		if err := next(ctx, c); err != nil { // (the client sets it in Process, above the hooks)
+			c.SetErr(err)
+		}
+		return c
+	}
+	c := run("evalsha", prefetchScript.Hash())
+	if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		c = run("eval", prefetchSrc)
+	}
+	res, err := c.StringSlice()
+	if err == nil && len(res) < 2 {
+		err = redis.Nil
+	}
+	if err != nil {
+		cmd.SetErr(err)
+		return err
+	}
+	p.fetched.Add(int64(len(res) / 2))
+	p.keep(q, res[2:])
+	cmd.SetVal(res[1])
+	return nil
+}
+
+// started counts a task handed to asynq; finished, its handler's return.
+func (p *prefetcher) started() {
+	if p != nil {
+		p.busy.Add(1)
+	}
+}
+
+func (p *prefetcher) finished() {
+	if p != nil {
+		p.busy.Add(-1)
+	}
+}
