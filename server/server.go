@@ -287,6 +287,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.monitor = mon
+	// Group commit: the create scripts of concurrent submits (and the
+	// store's other scripts) go to Redis in shared round trips.
+	s.store.StartCombiner(context.Background())
 	s.hub = newHub(cfg.Redis, cfg.Logger, cfg.RedisTimeout)
 	s.catalog = catalog.NewCache(cfg.Redis, cfg.CatalogRefresh, cfg.Logger)
 	if cfg.Registry != nil {
@@ -362,7 +365,7 @@ func (s *Server) Close() error {
 		s.stop()
 		s.bg.Wait()
 		s.waker.Close()
-		s.closeErr = errors.Join(s.hub.close(), s.client.Close(), s.inspector.Close(), s.monitor.Close())
+		s.closeErr = errors.Join(s.hub.close(), s.store.Close(), s.client.Close(), s.inspector.Close(), s.monitor.Close())
 	})
 	return s.closeErr
 }

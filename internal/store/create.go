@@ -142,7 +142,9 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 		args = append(args, 0)
 	}
 	args = append(args, fields...)
-	cmd, err := s.evalDirect(ctx, createScript, keys, args, nil)
+	// Through the combiner when one runs (the API's): the creates of
+	// concurrent submits share a round trip.
+	cmd, err := s.evalWith(ctx, createScript, keys, args, nil)
 	if err != nil {
 		return redisErr("store.Create "+j.ID, err)
 	}
