@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,9 +59,25 @@ func TestCluster(t *testing.T) {
 	if !closed || len(rest) == 0 || !strings.Contains(rest[len(rest)-1].data, `"succeeded"`) {
 		t.Fatalf("resumed SSE stream: %d events, closed %v; want it to end with the succeeded record", len(rest), closed)
 	}
-	checkEvents(t, "resumed", watched.ID, rest)
+	resumedJobs := checkEvents(t, "resumed", watched.ID, rest)
 	if !firstAfter(first[len(first)-1].id, rest[0].id) {
 		t.Errorf("resumed stream starts at %s, not after %s", rest[0].id, first[len(first)-1].id)
+	}
+	// Each of its 3 stages (300 ms, written at start and end) was seen
+	// running and succeeded, over the two streams: no write missed by the
+	// job's shard channel subscription.
+	seen := map[string]bool{}
+	for _, j := range append(checkEvents(t, "first", watched.ID, first), resumedJobs...) {
+		for k, st := range j.Stages {
+			seen[fmt.Sprintf("%d %s", k, st.State)] = true
+		}
+	}
+	for k := range 3 {
+		for _, st := range []string{"running", "succeeded"} {
+			if !seen[fmt.Sprintf("%d %s", k, st)] {
+				t.Errorf("no SSE event shows stage %d %s; seen %v", k, st, seen)
+			}
+		}
 	}
 
 	// Cancel a running job.
@@ -96,6 +113,46 @@ func TestCluster(t *testing.T) {
 	if len(perNode) != 3 {
 		t.Errorf("job keys on %d masters, want all 3: %v", len(perNode), perNode)
 	}
+
+	// Pub/sub is sharded: record writes, cancels and wake-ups were
+	// SPUBLISHed on every master; nobody subscribes to the plain channels,
+	// and PUBLISH (broadcast to every node) carried only the catalogue's
+	// few changes (a worker's start or stop).
+	for _, n := range cluster.Nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr})
+		subs, err := rdb.PubSubNumSub(ctx, "staged:events", "staged:cancel", "staged:wake").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ch, k := range subs {
+			if k != 0 {
+				t.Errorf("%s has %d subscribers on %s, want 0 on a Cluster", ch, k, n.Addr)
+			}
+		}
+		spub, pub := commandCalls(t, rdb, "spublish"), commandCalls(t, rdb, "publish")
+		rdb.Close()
+		t.Logf("%s: %d SPUBLISH, %d PUBLISH", n.Addr, spub, pub)
+		if spub == 0 || pub > 20 {
+			t.Errorf("%s: %d SPUBLISH and %d PUBLISH; want some SPUBLISH and only the catalogue's PUBLISH", n.Addr, spub, pub)
+		}
+	}
+}
+
+// commandCalls is the calls of a command on one node (INFO commandstats),
+// scripts' calls included.
+func commandCalls(t *testing.T, rdb *redis.Client, cmd string) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func firstAfter(a, b string) bool {

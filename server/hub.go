@@ -33,9 +33,21 @@ import (
 // every (re)subscription marks every feed watcher stale and signals all
 // watchers, since messages published while it was down are lost and the
 // watchers must re-read.
+//
+// On a Redis Cluster the hub subscribes instead to the job's own shard
+// channel (store.EventsShardChannel, SSUBSCRIBE on the master of the job's
+// slot, through store.ShardSub) while the job has watchers here, so that a
+// record write's notice reaches only that master and the API processes
+// watching the job. The subscription is asked for when the job's first
+// watcher registers and becomes active some time later, maybe after the
+// watcher's first read: its confirmation ("ssubscribe", and again after
+// any re-subscription) marks the job's feed watchers stale and signals its
+// watchers, which re-read, as on a (re)subscription above. So no write is
+// missed between a watcher's first read and the subscription.
 type hub struct {
-	log *slog.Logger
-	ps  *redis.PubSub
+	log    *slog.Logger
+	ps     *redis.PubSub
+	shards *store.ShardSub // on a Cluster, instead of ps
 	// read returns up to n entries of job id's stream after id after.
 	read    func(ctx context.Context, id, after string, n int64) ([]store.Event, error)
 	timeout time.Duration // of one read
@@ -93,6 +105,11 @@ type watcher struct {
 
 func newHub(rdb redis.UniversalClient, log *slog.Logger, timeout time.Duration) *hub {
 	h := newHubWith(log, store.NewStore(rdb).Events, timeout)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		h.shards = store.NewShardSub(cc, log, store.EventsChannel)
+		go h.run(h.shards.C())
+		return h
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// An error here (Redis down) is not fatal: the channel below keeps
@@ -114,11 +131,18 @@ func (h *hub) run(ch <-chan any) {
 	for m := range ch {
 		switch m := m.(type) {
 		case *redis.Message:
-			h.notify(m.Payload)
+			if id := store.ShardKey(m.Channel); id != "" {
+				h.notify(id)
+			} else {
+				h.notify(m.Payload)
+			}
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			switch m.Kind {
+			case "subscribe":
 				h.log.Debug("hub subscribed", "channel", m.Channel)
 				h.notifyAll()
+			case "ssubscribe":
+				h.resubscribed(store.ShardKey(m.Channel))
 			}
 		}
 	}
@@ -140,6 +164,9 @@ func (h *hub) add(id string, feed bool) *watcher {
 	if js == nil {
 		js = &jobWatch{ws: map[*watcher]struct{}{}, seq: h.msgs.Load()}
 		h.watchers[id] = js
+		if h.shards != nil {
+			h.shards.SSubscribe(store.EventsShardChannel(id))
+		}
 	}
 	js.ws[w] = struct{}{}
 	h.mu.Unlock()
@@ -154,6 +181,9 @@ func (w *watcher) stop() {
 		delete(js.ws, w)
 		if len(js.ws) == 0 {
 			delete(h.watchers, w.id) // a running reader finds no one and ends
+			if h.shards != nil {
+				h.shards.SUnsubscribe(store.EventsShardChannel(w.id))
+			}
 		}
 	}
 	w.pending, w.npend = nil, 0
@@ -352,6 +382,26 @@ func (h *hub) notifyAll() {
 	h.mu.Unlock()
 }
 
+// resubscribed handles the (re)subscription to job id's shard channel:
+// messages may have been missed before it, so its watchers re-read.
+func (h *hub) resubscribed(id string) {
+	n := h.msgs.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	js := h.watchers[id]
+	if js == nil {
+		return
+	}
+	js.seq = n
+	for w := range js.ws {
+		if w.feed {
+			w.reread()
+		} else {
+			w.signal()
+		}
+	}
+}
+
 // seq returns job id's message count (see jobWatch.seq).
 func (h *hub) seq(id string) uint64 {
 	h.mu.Lock()
@@ -364,7 +414,12 @@ func (h *hub) seq(id string) uint64 {
 
 // close ends the subscription and waits for the readers.
 func (h *hub) close() error {
-	err := h.ps.Close()
+	var err error
+	if h.shards != nil {
+		err = h.shards.Close()
+	} else {
+		err = h.ps.Close()
+	}
 	<-h.done
 	h.cancel()
 	h.readers.Wait()

@@ -121,6 +121,9 @@ func TestHubSignals(t *testing.T) {
 		{"a change of an unwatched job", msg("z"), map[string]bool{"a1": false, "a2": false, "b": false}},
 		{"(re)subscribed: everyone re-reads", &redis.Subscription{Kind: "subscribe", Channel: "staged:events", Count: 1}, map[string]bool{"a1": true, "a2": true, "b": true}},
 		{"unsubscribed", &redis.Subscription{Kind: "unsubscribe", Channel: "staged:events"}, map[string]bool{"a1": false, "a2": false, "b": false}},
+		// On a Cluster: the job's own shard channel.
+		{"a change of a on its shard channel", &redis.Message{Channel: store.EventsShardChannel("a"), Payload: "{a}"}, map[string]bool{"a1": true, "a2": true, "b": false}},
+		{"a's shard channel (re)subscribed: a's watchers re-read", &redis.Subscription{Kind: "ssubscribe", Channel: store.EventsShardChannel("a"), Count: 1}, map[string]bool{"a1": true, "a2": true, "b": false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +143,37 @@ func TestHubSignals(t *testing.T) {
 				t.Errorf("%d watchers, %d ids left after stop", n, len(h.watchers))
 			}
 		})
+	}
+}
+
+// A caught-up feed watcher of a job whose shard channel is (re)subscribed
+// must read for itself: writes made before the subscription sent no
+// message it could have seen.
+func TestHubShardResubscribed(t *testing.T) {
+	f := &fakeStream{}
+	f.add(3)
+	h := newTestHub(f)
+	w, other := h.watchEvents("a"), h.watchEvents("b")
+	defer w.stop()
+	defer other.stop()
+	for _, x := range []*watcher{w, other} {
+		if !x.caughtUp("3-0") {
+			t.Fatal("caughtUp refused")
+		}
+	}
+	before := h.seq("a")
+	h.feed(&redis.Subscription{Kind: "ssubscribe", Channel: store.EventsShardChannel("a"), Count: 1})
+	if !signalled(w) {
+		t.Fatal("a's feed watcher not signalled")
+	}
+	if _, behind := handed(w); !behind {
+		t.Errorf("a's feed watcher not told to read for itself")
+	}
+	if h.seq("a") <= before {
+		t.Errorf("a's message count stayed at %d: a long poll could reuse an older read", before)
+	}
+	if signalled(other) {
+		t.Errorf("b's watcher signalled by a's subscription")
 	}
 }
 

@@ -145,6 +145,8 @@ func (r *run) execute() error {
 	w := r.w
 	w.runs.add(r)
 	defer w.runs.remove(r)
+	w.canceler.watch(r.id)
+	defer w.canceler.unwatch(r.id)
 	r.keeper.start(&w.wg)
 	defer r.keeper.shutdown()
 	defer r.stop(context.Canceled)

@@ -43,6 +43,7 @@ type waker struct {
 	empties atomic.Int32 // consecutive empty dequeues
 	skipped atomic.Int64 // dequeues answered without a round trip (tests)
 	pf      *prefetcher  // nil: one task per dequeue (see prefetch.go)
+	pushes  atomic.Int64 // wake-ups received for its queues (tests)
 }
 
 func newWaker(queues map[string]int, wait time.Duration) *waker {
@@ -83,6 +84,7 @@ func (wk *waker) wakeUp(q string) {
 		return
 	}
 	e.Store(0) // dequeue q for real again
+	wk.pushes.Add(1)
 	select {
 	case wk.wake <- q:
 	default: // one is pending already

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/tasks"
 )
@@ -28,7 +30,11 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 	if !api.ValidID(id) {
 		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
-	res, err := cancelScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, id).StringSlice()
+	pub, err := s.shardArg(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cancelScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, pub).StringSlice()
 	if err != nil {
 		return nil, redisErr("store.Cancel "+id, err)
 	}
@@ -69,4 +75,17 @@ func (s *Store) Cancel(ctx context.Context, id, tenant string) (*Canceled, error
 		return nil, err
 	}
 	return &Canceled{Job: j, Idle: true, Gen: gen}, nil
+}
+
+// CancelFlag reports whether job id was asked to stop (its durable cancel
+// flag, as lease renewals and record writes report it).
+func (s *Store) CancelFlag(ctx context.Context, id string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, JobKey(id), "cancel").Result()
+	if err == redis.Nil {
+		return false, nil
+	}
+	if err != nil {
+		return false, redisErr("store.CancelFlag "+id, err)
+	}
+	return v == "1", nil
 }

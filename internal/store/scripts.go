@@ -13,7 +13,9 @@ import "github.com/redis/go-redis/v9"
 // asynq task (single node only; see TaskEnd): asynq's active list, lease
 // set, completed set, task hash, processed-today and processed counters.
 // ARGV: token, rec, state, ttl_ms, terminal(0|1|2: finished, keeping the
-// stream), maxlen, id, nf, nd, then nf extra field/value arguments (pairs),
+// stream), maxlen, id (PUBLISHed on staged:events; on a Cluster "{id}",
+// SPUBLISHed on the job's staged:ev:{id}), nf, nd, then nf extra
+// field/value arguments (pairs),
 // then nd checkpoint names that a succeeded write drops (nd = -1: unknown,
 // the script looks for them), then with the asynq keys: task id, stats
 // expiry (Unix s), completed-set score, the bytes that set the task
@@ -78,7 +80,8 @@ if term ~= '1' then
   eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-redis.call('PUBLISH', 'staged:events', ARGV[7])
+if string.byte(ARGV[7]) == 123 then redis.call('SPUBLISH', 'staged:ev:' .. ARGV[7], ARGV[7])
+else redis.call('PUBLISH', 'staged:events', ARGV[7]) end
 local done = 0
 local a = 10 + nf + math.max(nd, 0)
 if #KEYS > 4 then
@@ -162,7 +165,8 @@ return {'handoff', tostring(t), tostring(g), h[4], h[5] or ''}
 `)
 
 // cancelScript marks a job canceled-requested.
-// KEYS: job. ARGV: tenant (” = any), id.
+// KEYS: job. ARGV: tenant (” = any), id (PUBLISHed on staged:cancel; on a
+// Cluster "{id}", SPUBLISHed on the job's staged:cancel:{id}).
 // Returns {'missing'}, {'finished', rec}, or {'running'|'idle', token, rec, opts, gen}.
 var cancelScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'token', 'rec', 'tenant', 'opts', 'gen')
@@ -171,7 +175,8 @@ if ARGV[1] ~= '' and h[4] ~= ARGV[1] then return {'missing'} end
 if h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'canceled' then return {'finished', h[3]} end
 redis.call('HSET', KEYS[1], 'cancel', '1')
 if h[1] == 'running' then
-  redis.call('PUBLISH', 'staged:cancel', ARGV[2])
+  if string.byte(ARGV[2]) == 123 then redis.call('SPUBLISH', 'staged:cancel:' .. ARGV[2], ARGV[2])
+  else redis.call('PUBLISH', 'staged:cancel', ARGV[2]) end
   return {'running', h[2], h[3], h[5] or '{}', h[6]}
 end
 return {'idle', h[2], h[3], h[5] or '{}', h[6]}

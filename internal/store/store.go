@@ -301,12 +301,16 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 			term = "2"
 		}
 	}
+	pub, err := s.shardArg(ctx, j.ID)
+	if err != nil {
+		return SaveResult{}, err
+	}
 	nd := -1
 	if a.Checkpoints != nil {
 		nd = len(a.Checkpoints)
 	}
 	args := make([]any, 0, 14+2*len(a.Fields)+len(a.Checkpoints))
-	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), j.ID, 2*len(a.Fields), nd)
+	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), pub, 2*len(a.Fields), nd)
 	for k, v := range a.Fields {
 		args = append(args, k, v)
 	}

@@ -12,19 +12,31 @@ import (
 const wakeTimeout = time.Second
 
 // Wake tells idle workers that queue q has a new task (PUBLISH q on
-// WakeChannel), so that they dequeue it at once rather than at their next
-// poll. It is best effort: a worker that misses it finds the task at its
-// next poll, at most its TaskCheckInterval later.
+// WakeChannel; on a Cluster, SPUBLISH on WakeShardChannel(q), in the slot
+// of the queue's asynq keys), so that they dequeue it at once rather than
+// at their next poll. It is best effort: a worker that misses it finds the
+// task at its next poll, at most its TaskCheckInterval later.
 func Wake(ctx context.Context, rdb redis.UniversalClient, q string) {
 	if q == "" {
 		q = DefaultQueue
 	}
-	rdb.Publish(ctx, WakeChannel, q)
+	sharded, _ := ShardedPubSub(ctx, rdb)
+	publishWake(ctx, rdb, sharded, q)
+}
+
+// publishWake sends the wake-up of queue q on c.
+func publishWake(ctx context.Context, c redis.Cmdable, sharded bool, q string) {
+	if sharded {
+		c.SPublish(ctx, WakeShardChannel(q), q)
+	} else {
+		c.Publish(ctx, WakeChannel, q)
+	}
 }
 
 // Waker sends the wake-ups of many enqueues coalesced: one goroutine takes
 // the first queue waiting, then every other one already waiting, and sends
-// one PUBLISH per distinct queue in one pipelined round trip. Idle, each
+// one PUBLISH (SPUBLISH on a Cluster) per distinct queue in one pipelined
+// round trip (one per master on a Cluster). Idle, each
 // enqueue gets its own PUBLISH at once; under load, one PUBLISH stands for
 // all the jobs enqueued meanwhile (a woken worker goes on dequeuing until
 // the queue is empty). Make one with NewWaker; Close stops it.
@@ -82,9 +94,10 @@ func (w *Waker) loop() {
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wakeTimeout)
+			sharded, _ := ShardedPubSub(ctx, w.rdb)
 			_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for q := range seen {
-					p.Publish(ctx, WakeChannel, q)
+					publishWake(ctx, p, sharded, q)
 				}
 				return nil
 			})
