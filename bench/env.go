@@ -143,6 +143,15 @@ func (e *env) benchQueues(ctx context.Context) ([]string, error) {
 // go-redis defaults, unless -pool.
 func (e *env) productClient() *redis.Client { return e.clientWith(e.o.pool) }
 
+// apiClient returns the API's go-redis client as staged api makes it: a
+// pool of server.RedisPoolSize connections, unless -pool.
+func (e *env) apiClient() *redis.Client {
+	if e.o.pool != 0 {
+		return e.clientWith(e.o.pool)
+	}
+	return e.clientWith(server.RedisPoolSize())
+}
+
 func (e *env) connOpt() asynq.RedisConnOpt {
 	switch o := e.conn.AsynqOpt().(type) {
 	case asynq.RedisClientOpt:
@@ -167,7 +176,7 @@ type apiServer struct {
 // startAPI starts the API on a free port of 127.0.0.1, its logger at warn
 // level, and waits until /healthz answers.
 func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
-	rdb := e.productClient()
+	rdb := e.apiClient()
 	srv, err := server.New(server.Config{Redis: rdb, RedisConnOpt: e.connOpt(), Registry: e.reg,
 		Retention: retention, Queues: []string{benchQueue}, Logger: e.log, RateLimit: e.o.rateLimit,
 		// The per-tenant live-job limit stays on (each submit pays its

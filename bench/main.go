@@ -135,7 +135,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "submit, poll, e2e: load before the measured duration")
 	fs.IntVar(&o.latencyN, "latency-n", 40, "latency: number of jobs")
 	fs.DurationVar(&o.idleWindow, "idle-window", 5*time.Second, "idle: measurement window of each part")
-	fs.IntVar(&o.pool, "pool", 0, "Redis pool size of the API's and the worker's clients (0: go-redis/asynq defaults, as staged uses)")
+	fs.IntVar(&o.pool, "pool", 0, "Redis pool size of the API's and the worker's clients (0: as staged uses: server.RedisPoolSize for the API's, go-redis/asynq defaults otherwise)")
 	fs.BoolVar(&o.jsonOnly, "json", false, "print only the JSON lines")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory to write CPU profiles to: drain-worker.pprof, submit-api.pprof, poll-api.pprof")
 	fs.StringVar(&o.profileDir, "pprof", "", "same as -cpuprofile")

@@ -225,6 +225,9 @@ func (o *serveOpts) connect(ctx context.Context, log *slog.Logger, stderr io.Wri
 		printErr(stderr, "STAGED_REDIS_URL: %v", err)
 		return nil, exitUsage
 	}
+	if o.mode != "worker" { // the API's client: see server.RedisPoolSize
+		conn.Options.PoolSize = server.RedisPoolSize()
+	}
 	c.rdb = conn.NewClient()
 	c.connOpt = conn.AsynqOpt()
 	c.shown, c.conn = conn.Shown, conn
