@@ -88,3 +88,24 @@ func TestFinalWriteCompletesTask(t *testing.T) {
 		t.Errorf("task %s: completed at %v (%v)", ids[0], info.CompletedAt, err)
 	}
 }
+
+// A final write completes the task only when asynq's Redis is the store's.
+func TestSameRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
+	defer a.Close()
+	defer b.Close()
+	defer c.Close()
+	for _, tt := range []struct {
+		rdb, asynqRdb redis.UniversalClient
+		want          bool
+	}{{a, a, true}, {a, b, true}, {a, c, false}} {
+		w := &Worker{rdb: tt.rdb, asynqRdb: tt.asynqRdb}
+		if got := w.sameRedis(); got != tt.want {
+			t.Errorf("sameRedis(%v, %v) = %v, want %v", tt.rdb, tt.asynqRdb, got, tt.want)
+		}
+	}
+}

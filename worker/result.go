@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
@@ -56,5 +57,21 @@ func (r *run) taskEnd(j *api.Job) *store.TaskEnd {
 	}
 	b, _ := json.Marshal(res)
 	return &store.TaskEnd{Queue: q, ID: id, Result: b, Retention: r.retention(),
-		Complete: j.State == api.StateSucceeded || j.State == api.StateCanceled}
+		Complete: (j.State == api.StateSucceeded || j.State == api.StateCanceled) && r.w.sameRedis()}
+}
+
+// sameRedis reports whether asynq's Redis is known to be the store's, so
+// that a final write may complete the job's task in the store's script (as
+// the API's sameRedis decides for a submit's enqueue).
+func (w *Worker) sameRedis() bool {
+	if w.asynqRdb == w.rdb {
+		return true
+	}
+	a, ok := w.rdb.(*redis.Client)
+	b, ok2 := w.asynqRdb.(*redis.Client)
+	if !ok || !ok2 {
+		return false
+	}
+	ao, bo := a.Options(), b.Options()
+	return ao.Addr == bo.Addr && ao.DB == bo.DB // "FailoverClient" for both: the one Sentinel URL
 }

@@ -81,6 +81,16 @@ func TestFinalSaveCompletesTask(t *testing.T) {
 	if n := rdb.ZCard(ctx, "asynq:{q1}:lease").Val(); n != 0 {
 		t.Errorf("asynq lease set holds %d tasks, want 0", n)
 	}
+	// Sent again (its reply lost), the write finds its own completion and
+	// counts nothing twice.
+	res, err = s.Save(ctx, j, c.Token, store.SaveArgs{TTL: time.Minute,
+		Task: &store.TaskEnd{Queue: "q1", ID: tid, Result: []byte(`{"state":"succeeded"}`), Complete: true, Retention: time.Hour}})
+	if err != nil || !res.TaskCompleted {
+		t.Errorf("the write sent again: completed %v, err %v; want true, nil", res.TaskCompleted, err)
+	}
+	if qi, _ := insp.GetQueueInfo("q1"); qi.Processed != 1 || qi.Completed != 1 {
+		t.Errorf("the write sent again counted twice: processed %d, completed %d", qi.Processed, qi.Completed)
+	}
 	day := "asynq:{q1}:processed:" + time.Now().UTC().Format("2006-01-02")
 	if ttl := rdb.TTL(ctx, day).Val(); ttl < 80*24*time.Hour {
 		t.Errorf("TTL of %s = %v, want about 90 days", day, ttl)

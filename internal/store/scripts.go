@@ -98,6 +98,8 @@ if #KEYS > 4 then
     done = 1
   elseif msg then
     redis.call('HSET', KEYS[7], 'result', ARGV[a + 4])
+    -- A write sent again after a lost reply finds its own completion.
+    if redis.call('HGET', KEYS[7], 'state') == 'completed' then done = 1 end
   end
 elseif #KEYS == 4 and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('HSET', KEYS[4], 'result', ARGV[a])
