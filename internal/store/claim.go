@@ -67,7 +67,7 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		k, v := res[i], res[i+1]
 		switch {
 		case k == "rec":
-			if c.Job, err = api.DecodeJob([]byte(v)); err != nil {
+			if c.Job, err = decodeRecord([]byte(v)); err != nil {
 				return nil, err
 			}
 		case k == "tenant":
