@@ -75,7 +75,7 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 		case k == "input":
 			c.Input = json.RawMessage(v)
 		case k == "opts":
-			_ = json.Unmarshal([]byte(v), &c.Options)
+			decodeOptions([]byte(v), &c.Options)
 		case k == "cancel":
 			c.CancelRequested = v == "1"
 		case k == "live":

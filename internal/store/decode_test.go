@@ -87,6 +87,29 @@ func TestDecodeRecord(t *testing.T) {
 	}
 }
 
+// decodeOptions decodes options as json.Unmarshal does.
+func TestDecodeOptions(t *testing.T) {
+	for _, b := range []string{
+		`{"retention":3600000000000,"timeout":0,"max_retries":3,"queue":"gpu"}`,
+		`{}`, `null`, `{"queue":null,"timeout":-5}`,
+		`{"retention":1.5}`, `{"queue":"a\u0062"}`, `{"Queue":"x"}`, `{"other":1}`, `[`, `{"timeout":"1s"}`,
+	} {
+		var got, want api.Options
+		decodeOptions([]byte(b), &got)
+		_ = json.Unmarshal([]byte(b), &want)
+		if got != want {
+			t.Errorf("decodeOptions(%s) = %+v, json.Unmarshal: %+v", b, got, want)
+		}
+	}
+	o := api.Options{Retention: time.Hour, Timeout: time.Minute, MaxRetries: 2, Queue: "q"}
+	b, _ := api.Marshal(o)
+	var got api.Options
+	decodeOptions(b, &got)
+	if got != o {
+		t.Errorf("decodeOptions(%s) = %+v, want %+v", b, got, o)
+	}
+}
+
 // FuzzDecodeRecord: what the fast path takes, encoding/json decodes to the
 // same api.Job.
 //
