@@ -23,7 +23,10 @@ import (
 // ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live ttl_ms,
 // index member, index trim bound ("(ms"), index ttl_ms, orphan deadline_ms,
 // job ttl_ms, n (0, or 5 with a task), then with a task: its message, its
-// id, now_ns, queue name, sadd (1|0); then the record's field/value pairs.
+// id, now_ns, queue name, sadd (1|0); then the values of the record's
+// fields rec, state, tenant, input, opts, type, queue (token 0, gen 1, and
+// live 1 when admitted, are the script's own: fewer arguments, less Lua
+// work per call).
 // Returns {1} when created, or {0, n} when the tenant has n ≥ limit live jobs
 // (nothing written).
 var createScript = redis.NewScript(`
@@ -40,7 +43,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local t = tonumber(ARGV[11])
-redis.call('HSET', KEYS[1], unpack(ARGV, 12 + t))
+local v = 12 + t
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], 'rec', ARGV[v], 'state', ARGV[v+1], 'tenant', ARGV[v+2], 'token', '0', 'gen', '1',
+    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6], 'live', '1')
+else
+  redis.call('HSET', KEYS[1], 'rec', ARGV[v], 'state', ARGV[v+1], 'tenant', ARGV[v+2], 'token', '0', 'gen', '1',
+    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[10])
 if t > 0 then
   if redis.call('EXISTS', KEYS[5]) == 0 then
@@ -99,17 +109,18 @@ func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input jso
 		return nil, false, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
 	ob, _ := json.Marshal(opts)
-	fields := []any{"rec", rec, "state", string(j.State), "tenant", tenant,
-		"token", 0, "gen", 1, "input", []byte(input), "opts", ob,
-		"type", j.Type, "queue", j.Queue}
-	if s.TenantMaxLive > 0 {
-		fields = append(fields, "live", "1") // counted by the admission; Save uncounts it
-	}
+	// The record's fields, in createScript's order.
+	vals := []any{rec, string(j.State), tenant, []byte(input), ob, j.Type, j.Queue}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
 		enqueue = false
+		fields := []any{"rec", vals[0], "state", vals[1], "tenant", vals[2], "token", 0, "gen", 1,
+			"input", vals[3], "opts", vals[4], "type", vals[5], "queue", vals[6]}
+		if s.TenantMaxLive > 0 {
+			fields = append(fields, "live", "1") // counted by the admission; Save uncounts it
+		}
 		err = s.createSlots(ctx, j, tenant, ttl, fields)
 	} else {
-		err = s.createOne(ctx, j, tenant, ttl, fields, enqueue, opts)
+		err = s.createOne(ctx, j, tenant, ttl, vals, enqueue, opts)
 	}
 	if err != nil {
 		return nil, false, err
@@ -118,14 +129,14 @@ func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input jso
 }
 
 // createOne is Create's createScript.
-func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, fields []any, enqueue bool, opts api.Options) error {
+func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, vals []any, enqueue bool, opts api.Options) error {
 	now := s.now()
 	after := s.OrphanAfter
 	if after <= 0 {
 		after = OrphanAfterDefault
 	}
 	keys := []string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}
-	args := append(make([]any, 0, 16+len(fields)),
+	args := append(make([]any, 0, 16+len(vals)),
 		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, ttl.Milliseconds(),
 		indexMember(j.CreatedAt, j.ID), fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli()),
 		IndexHorizon.Milliseconds(), now.Add(after).UnixMilli(), ttl.Milliseconds())
@@ -141,7 +152,7 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 	} else {
 		args = append(args, 0)
 	}
-	args = append(args, fields...)
+	args = append(args, vals...)
 	// Through the combiner when one runs (the API's): the creates of
 	// concurrent submits share a round trip.
 	cmd, err := s.evalWith(ctx, createScript, keys, args, nil)
