@@ -47,5 +47,17 @@ while :; do
 done
 end=$(date +%s.%N)
 echo "$topo workers=$W jobs=$N drain=$(echo "$end-$start"|bc)s jobs/s=$(echo "$N/($end-$start)"|bc)"
+# On a Cluster, per master: pub/sub commands run there (scripts' calls
+# included), PUBLISH messages it received over the Cluster bus, all bus
+# messages it received, and its CPU seconds (sys+user).
+if [ $topo = cluster ]; then
+  for a in ${addrs[@]}; do
+    r="redis-cli -h 127.0.0.1 -p ${a#*:}"
+    calls() { $r info commandstats | tr -d '\r' | sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p"; }
+    ci() { $r cluster info | tr -d '\r' | sed -n "s/^$1:\([0-9]*\)/\1/p"; }
+    cpu=$($r info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s+=$2} END {printf "%.2f", s}')
+    echo "  $a publish=$(calls publish) spublish=$(calls spublish) bus_publish_received=$(ci cluster_stats_messages_publish_received) bus_received=$(ci cluster_stats_messages_received) cpu_s=$cpu"
+  done
+fi
 kill ${pids[@]} 2>/dev/null; wait 2>/dev/null
 rm -rf $D
