@@ -44,7 +44,9 @@ func (e *env) sleepJob(stages int) (json.RawMessage, []tasks.Stage, api.Options,
 }
 
 // presubmit creates n sleep jobs the way the API's submit does
-// (Store.Create, which admits it, then store.Enqueue of generation 1), from 50 goroutines,
+// (Store.CreateQueued: on one server the record, its admission and the
+// first asynq task in one script; on a Cluster Store.Create's part, then
+// store.Enqueue of generation 1), from 50 goroutines,
 // and returns their ids.
 func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Duration, error) {
 	input, st, opts, err := e.sleepJob(stages)
@@ -68,13 +70,16 @@ func (e *env) presubmit(ctx context.Context, n, stages int) ([]string, time.Dura
 			for i := range next {
 				j := store.NewJobWith("sleep", st, opts.Queue, time.Now().UTC())
 				j.Digest = digest
-				if _, err := js.Create(ctx, j, "", input, opts); err != nil {
+				_, enqueued, err := js.CreateQueued(ctx, j, "", input, opts)
+				if err != nil {
 					errc <- err
 					return
 				}
-				if err := store.Enqueue(ctx, e.client, j, 1, opts.MaxRetries, opts.Timeout, opts.Retention); err != nil {
-					errc <- err
-					return
+				if !enqueued { // a Cluster: the record alone, then asynq's enqueue, as the API
+					if err := store.Enqueue(ctx, e.client, j, 1, opts.MaxRetries, opts.Timeout, opts.Retention); err != nil {
+						errc <- err
+						return
+					}
 				}
 				ids[i] = j.ID
 			}
