@@ -77,9 +77,14 @@ func TestSentinelFailover(t *testing.T) {
 	// A job whose task was written to the old primary in its last moment
 	// (the API's two clients can follow the failover at different times)
 	// is queued without a task: the reconciler enqueues it once it is
-	// store.OrphanAfterDefault (1 min) old.
+	// store.OrphanAfterDefault (1 min) old. A job whose claim the old
+	// primary never passed on, while its task's dequeue was replicated
+	// (more likely since the worker prefetches), is queued with an active
+	// task: asynq's recoverer retries that task once its lease (30 s) has
+	// been expired for 30 s, on its next round (every minute), so up to
+	// about 2 min after the failover, and the job then runs. Hence 4 min.
 	for _, id := range accepted {
-		j := s.waitDone(id, 2*time.Minute)
+		j := s.waitDone(id, 4*time.Minute)
 		if j.State != "succeeded" {
 			t.Errorf("job %s answered 202 ended %s", id, j.summary())
 		}
