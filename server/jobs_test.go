@@ -441,13 +441,19 @@ func TestWait(t *testing.T) {
 				j := e.submit(`{"type":"double"}`, http.StatusAccepted)
 				path = "/v1/jobs/" + j.ID + "?wait=" + tt.wait
 			}
+			finished := make(chan error, 1)
 			if tt.finish {
-				go func() {
-					if err := e.finishWatched(); err != nil {
-						t.Error(err)
-					}
-				}()
+				go func() { finished <- e.finishWatched() }()
+			} else {
+				finished <- nil
 			}
+			// The finisher reports before the subtest ends (an Error after
+			// it would panic), whatever the request answered.
+			defer func() {
+				if err := <-finished; err != nil {
+					t.Error(err)
+				}
+			}()
 			start := time.Now()
 			var res *http.Response
 			var b []byte
