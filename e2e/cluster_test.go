@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,30 +128,13 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s has %d subscribers on %s, want 0 on a Cluster", ch, k, n.Addr)
 			}
 		}
-		spub, pub := commandCalls(t, rdb, "spublish"), commandCalls(t, rdb, "publish")
+		spub, pub := redistest.CommandCalls(t, rdb, "spublish"), redistest.CommandCalls(t, rdb, "publish")
 		rdb.Close()
 		t.Logf("%s: %d SPUBLISH, %d PUBLISH", n.Addr, spub, pub)
 		if spub == 0 || pub > 20 {
 			t.Errorf("%s: %d SPUBLISH and %d PUBLISH; want some SPUBLISH and only the catalogue's PUBLISH", n.Addr, spub, pub)
 		}
 	}
-}
-
-// commandCalls is the calls of a command on one node (INFO commandstats),
-// scripts' calls included.
-func commandCalls(t *testing.T, rdb *redis.Client, cmd string) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func firstAfter(a, b string) bool {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
@@ -104,7 +103,7 @@ func TestClusterShardedPushes(t *testing.T) {
 	}
 	var spub int64
 	for _, n := range c.Nodes {
-		spub += commandCalls(t, n.Client(), "spublish")
+		spub += redistest.CommandCalls(t, n.Client(), "spublish")
 	}
 	if spub == 0 {
 		t.Errorf("no SPUBLISH on any master")
@@ -151,22 +150,6 @@ func busPublishes(t *testing.T, c *redistest.Cluster) int64 {
 		total += infoInt(info, "cluster_stats_messages_publish_received")
 	}
 	return total
-}
-
-// commandCalls is the calls of a command on one node (INFO commandstats).
-func commandCalls(t *testing.T, rdb *redis.Client, cmd string) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func infoInt(info, field string) int64 {
