@@ -370,14 +370,7 @@ func (h *hub) notifyAll() {
 	n := h.msgs.Add(1)
 	h.mu.Lock()
 	for _, js := range h.watchers {
-		js.seq = n
-		for w := range js.ws {
-			if w.feed {
-				w.reread()
-			} else {
-				w.signal()
-			}
-		}
+		js.rereadAll(n)
 	}
 	h.mu.Unlock()
 }
@@ -388,10 +381,14 @@ func (h *hub) resubscribed(id string) {
 	n := h.msgs.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	js := h.watchers[id]
-	if js == nil {
-		return
+	if js := h.watchers[id]; js != nil {
+		js.rereadAll(n)
 	}
+}
+
+// rereadAll marks message n as the job's latest, signals its plain
+// watchers and makes its feed watchers reread. The hub's lock is held.
+func (js *jobWatch) rereadAll(n uint64) {
 	js.seq = n
 	for w := range js.ws {
 		if w.feed {
