@@ -21,6 +21,7 @@ type InputSpec struct {
 	// pipeline catalogue publishes and the API validates submits against.
 	Schema json.RawMessage
 	decode func(raw json.RawMessage) (json.RawMessage, error)
+	fast   *fastInput   // InputSchema's fast path for plain inputs; nil: none
 	typ    reflect.Type // InputOf's T; nil when not known
 }
 
@@ -39,6 +40,11 @@ func (s *InputSpec) inputType() reflect.Type {
 func (s *InputSpec) Normalize(raw json.RawMessage) (json.RawMessage, error) {
 	if s == nil {
 		return normalizeObject(raw)
+	}
+	if s.fast != nil {
+		if out, ok := s.fast.normalize(raw); ok {
+			return out, nil
+		}
 	}
 	return s.decode(raw)
 }

@@ -99,7 +99,7 @@ func InputSchema(schema json.RawMessage) (*InputSpec, error) {
 	if err := json.Compact(compact, schema); err != nil {
 		return nil, fmt.Errorf("input schema is not valid JSON: %v", err)
 	}
-	spec := &InputSpec{Fields: fields, Defaults: def, Schema: compact.Bytes()}
+	spec := &InputSpec{Fields: fields, Defaults: def, Schema: compact.Bytes(), fast: newFastInput(obj)}
 	spec.decode = func(raw json.RawMessage) (json.RawMessage, error) {
 		raw, err := normalizeObject(raw)
 		if err != nil {
