@@ -95,7 +95,9 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 // safeName makes s usable inside a key or a queue name: no braces (hash
 // tags), colons or spaces, at most n bytes.
 func safeName(s string, n int) string {
-	s = unsafeChars.ReplaceAllString(s, "_")
+	if !isSafeName(s) {
+		s = unsafeChars.ReplaceAllString(s, "_")
+	}
 	if len(s) > n {
 		s = s[:n]
 	}
@@ -103,6 +105,18 @@ func safeName(s string, n int) string {
 		s = "_"
 	}
 	return s
+}
+
+// isSafeName reports whether s has no character unsafeChars matches: the
+// common case, which needs no regexp (QueueName is called per submit).
+func isSafeName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // QueueName is the asynq queue of jobs of pipeline name with definition

@@ -117,3 +117,18 @@ func TestQueueName(t *testing.T) {
 		t.Error("a plain queue parsed")
 	}
 }
+
+// TestSafeNameFast: a name with nothing to replace skips the regexp (one
+// allocation for QueueName's concatenation, where the regexp takes four
+// more), and isSafeName agrees with unsafeChars on every byte.
+func TestSafeNameFast(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		s := "a" + string([]byte{byte(c)})
+		if got, want := isSafeName(s), !unsafeChars.MatchString(s); got != want {
+			t.Errorf("isSafeName(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { QueueName("default", "sleep-v2.x_Y", "0123456789abcdef") }); n > 1 {
+		t.Errorf("QueueName of a safe name: %v allocations, want 1", n)
+	}
+}
