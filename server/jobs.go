@@ -193,9 +193,12 @@ func (s *Server) getJob(c echo.Context) error {
 			return s.getJobWait(c, id, wait)
 		}
 	}
-	ctx, cancel := s.redisCtx(c.Request().Context())
+	// The store's reader bounds the read by RedisTimeout (StartReads).
+	ctx := c.Request().Context()
+	if err := redisSpent(ctx); err != nil {
+		return store.RedisError("store.Get "+id, err)
+	}
 	raw, err := s.store.GetRaw(ctx, id, tenantOf(c))
-	cancel()
 	if err != nil {
 		return err
 	}

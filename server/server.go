@@ -302,6 +302,10 @@ func New(cfg Config) (*Server, error) {
 	// Group commit: the create scripts of concurrent submits (and the
 	// store's other scripts) go to Redis in shared round trips.
 	s.store.StartCombiner(context.Background())
+	// Group read: the record reads of concurrent polls share round trips,
+	// each bounded by RedisTimeout (so a handler's read needs no deadline
+	// context of its own).
+	s.store.StartReads(context.Background(), cfg.RedisTimeout)
 	s.hub = newHub(cfg.Redis, cfg.Logger, cfg.RedisTimeout)
 	s.catalog = catalog.NewCache(cfg.Redis, cfg.CatalogRefresh, cfg.Logger)
 	if cfg.Registry != nil {
@@ -386,12 +390,20 @@ func (s *Server) Close() error {
 // found Redis unreachable for this request, the context is done at once:
 // the request has spent its wait (see rateLimit).
 func (s *Server) redisCtx(parent context.Context) (context.Context, context.CancelFunc) {
-	if err, _ := parent.Value(redisSpentKey{}).(error); err != nil {
+	if err := redisSpent(parent); err != nil {
 		ctx, cancel := context.WithCancelCause(parent)
 		cancel(err)
 		return ctx, func() {}
 	}
 	return context.WithTimeout(parent, s.cfg.RedisTimeout)
+}
+
+// redisSpent returns the rate limiter's error when it already found Redis
+// unreachable for the request of ctx (see rateLimit), else nil: what
+// redisCtx checks, for the reads the store bounds itself (StartReads).
+func redisSpent(ctx context.Context) error {
+	err, _ := ctx.Value(redisSpentKey{}).(error)
+	return err
 }
 
 // tenantOf returns the tenant of the request: what the auth middleware put

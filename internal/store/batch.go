@@ -59,12 +59,15 @@ func (s *Store) StartCombiner(ctx context.Context) {
 	go func() { wg.Wait(); close(c.done) }()
 }
 
-// Close stops the store's combiner, if it has one. It does not close the
-// Redis client.
+// Close stops the store's combiner and reader, if it has them. It does
+// not close the Redis client.
 func (s *Store) Close() error {
 	if c := s.comb.Load(); c != nil {
 		c.once.Do(func() { close(c.quit) })
 		<-c.done
+	}
+	if r := s.reads.Load(); r != nil {
+		r.stop()
 	}
 	return nil
 }

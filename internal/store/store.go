@@ -81,7 +81,8 @@ type Store struct {
 
 	queues sync.Map // asynq queues CreateQueued has added to asynq:queues
 
-	comb atomic.Pointer[combiner] // set by StartCombiner
+	comb  atomic.Pointer[combiner] // set by StartCombiner
+	reads atomic.Pointer[reader]   // set by StartReads
 }
 
 // NewStore returns a Store on rdb.
@@ -208,12 +209,10 @@ func (s *Store) GetOwned(ctx context.Context, id string) (rec []byte, tenant str
 	if !api.ValidID(id) {
 		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
 	}
-	vals, err := s.rdb.HMGet(ctx, JobKey(id), "rec", "tenant").Result()
+	r, owner, err := s.readRecord(ctx, JobKey(id))
 	if err != nil {
 		return nil, "", redisErr("store.Get "+id, err)
 	}
-	r, _ := vals[0].(string)
-	owner, _ := vals[1].(string)
 	if r == "" {
 		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	}
