@@ -131,16 +131,25 @@ func drain(ctx context.Context, e *env) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	stopTrace, err := startTrace(e.o.traceFile)
+	if err != nil {
+		stopProf()
+		return nil, err
+	}
 	t0 := time.Now()
 	w, err := e.startWorker(e.o.concurr)
 	if err != nil {
 		stopProf()
+		stopTrace()
 		return nil, err
 	}
 	polls, werr := e.waitProcessed(ctx, base+int64(n), max(2*time.Minute, time.Duration(n)*5*time.Millisecond))
 	elapsed := time.Since(t0)
 	m2, err := readMeter(ctx, e.ctl)
 	stopProf()
+	if err := stopTrace(); err != nil {
+		e.logf("trace: %v", err)
+	}
 	if serr := w.stop(); serr != nil {
 		e.logf("worker stop: %v", serr)
 	}

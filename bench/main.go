@@ -60,6 +60,7 @@ type options struct {
 	pool         int
 	jsonOnly     bool
 	profileDir   string
+	traceFile    string // -trace: the drain's execution trace
 	// Levers under test, off by default (staged's defaults): the worker's
 	// store client ("store") or all its Redis traffic ("all") through
 	// go-redis's AutoPipeliner, and asynq's TaskCheckInterval.
@@ -139,6 +140,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.jsonOnly, "json", false, "print only the JSON lines")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory to write CPU profiles to: drain-worker.pprof, submit-api.pprof, poll-api.pprof")
 	fs.StringVar(&o.profileDir, "pprof", "", "same as -cpuprofile")
+	fs.StringVar(&o.traceFile, "trace", "", "file to write the drain's execution trace to (go tool trace), from the worker's start to the last job's end")
 	fs.StringVar(&o.autopipeline, "autopipeline", "", "lever: give the worker go-redis's AutoPipeliner as its store client (store), and asynq's server too (all)")
 	fs.DurationVar(&o.taskCheck, "task-check-interval", 0, "lever: the worker's TaskCheckInterval (0: staged's default)")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 1e6, "the API's rate limit per key (here per IP), requests/s; on by default as in staged, at a rate the load never reaches; 0 = off")
