@@ -29,6 +29,16 @@ import (
 // what the killed worker's running tasks are: active with a lease nobody
 // extends, which asynq's recoverer retries (see the spare retry in
 // store.Enqueue), and whose jobs no worker has claimed.
+//
+// Read-ahead: a busy worker's slots free up one after the other, and each
+// dequeue that finds the buffer empty holds asynq's serial processor for a
+// round trip, during which no task starts. So while slots free up fast, the
+// buffer is topped up in the background before it runs dry: when a dequeue
+// leaves fewer tasks buffered than slots are expected to free up during one
+// round trip (the rate of handler returns, times the round trip of the last
+// fetches), one refill at a time takes about twice that many. Slots that
+// free up slowly (long stages) or not at all expect nothing, and no task
+// waits in the buffer for them.
 
 // prefetchMax caps the tasks one dequeue takes.
 const prefetchMax = 16
@@ -96,13 +106,23 @@ type prefetcher struct {
 	// later prefetches smaller).
 	busy atomic.Int64
 
-	mu      sync.Mutex
-	buf     []buffered
-	timer   *time.Timer
-	stopped atomic.Bool
+	// For the read-ahead: the moving averages of the round trip of a fetch
+	// and of the time between two handler returns, and the last return
+	// (ns since monoStart, 0: none yet).
+	rtt     atomic.Int64
+	gap     atomic.Int64
+	lastEnd atomic.Int64
+
+	mu        sync.Mutex
+	buf       []buffered
+	timer     *time.Timer
+	stopped   atomic.Bool
+	refilling bool           // a refill is under way (guarded by mu)
+	refills   sync.WaitGroup // the refill under way, for stop
 
 	fetched    atomic.Int64 // tasks taken by prefetchScript (tests)
 	handedBack atomic.Int64 // tasks put back to pending (tests)
+	refilled   atomic.Int64 // tasks taken by refills (tests)
 }
 
 // want is how many tasks a dequeue that reaches Redis takes.
@@ -115,19 +135,73 @@ func (p *prefetcher) want() int {
 }
 
 // pop hands out the oldest buffered task, if any.
-func (p *prefetcher) pop() (string, bool) {
+func (p *prefetcher) pop() (buffered, bool) {
 	if p == nil {
-		return "", false
+		return buffered{}, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.buf) == 0 {
-		return "", false
+		return buffered{}, false
 	}
 	b := p.buf[0]
 	p.buf[0] = buffered{}
 	p.buf = p.buf[1:]
-	return b.msg, true
+	return b, true
+}
+
+// ahead is how many slots are expected to free up during one fetch's
+// round trip: 0 when slots free up less often than that, or when none has
+// for longer.
+func (p *prefetcher) ahead() int {
+	if p == nil || p.conc < 2 || p.stopped.Load() {
+		return 0
+	}
+	last, rtt := p.lastEnd.Load(), p.rtt.Load()
+	if last == 0 || rtt == 0 {
+		return 0
+	}
+	gap := max(p.gap.Load(), p.since()-last, 1)
+	return int(min(rtt/gap, int64(p.max), int64(p.conc)))
+}
+
+// since is the monotonic time since monoStart, never 0.
+func (p *prefetcher) since() int64 { return int64(time.Since(monoStart)) + 1 }
+
+var monoStart = time.Now()
+
+// refill tops the buffer up in the background from queue q when it holds
+// fewer tasks than ahead (see Read-ahead above); args are the arguments of
+// a dequeue of queue from, and next sends a command to Redis.
+func (p *prefetcher) refill(next redis.ProcessHook, args []any, from, q string) {
+	n := p.ahead()
+	if n == 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.refilling || p.stopped.Load() || len(p.buf) >= n {
+		p.mu.Unlock()
+		return
+	}
+	k := min(2*n-len(p.buf), p.max)
+	p.refilling = true
+	p.refills.Add(1)
+	p.mu.Unlock()
+	args = retarget(args, from, q)
+	go func() {
+		defer p.refills.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		res, err := p.run(ctx, next, args, k)
+		cancel()
+		if err == nil {
+			p.refilled.Add(int64(len(res) / 2))
+			p.keep(q, res)
+		}
+		// An error or an empty queue is the next dequeue's to find.
+		p.mu.Lock()
+		p.refilling = false
+		p.mu.Unlock()
+	}()
 }
 
 // keep buffers tasks (id, msg pairs) of queue q.
@@ -184,6 +258,7 @@ func (p *prefetcher) stop(ctx context.Context) {
 	p.buf = nil
 	p.mu.Unlock()
 	p.handBack(ctx, all)
+	p.refills.Wait() // a refill under way hands its tasks back itself (keep)
 }
 
 // handBack puts tasks back to pending, one script per queue.
@@ -214,7 +289,21 @@ func (p *prefetcher) handBack(ctx context.Context, bs []buffered) {
 // (args of queue q) and answers cmd with the first task; the others are
 // buffered.
 func (p *prefetcher) fetch(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, q string, k int) error {
-	a := cmd.Args()
+	res, err := p.run(ctx, next, cmd.Args(), k)
+	if err != nil {
+		cmd.SetErr(err)
+		return err
+	}
+	p.fetched.Add(int64(len(res) / 2))
+	p.keep(q, res[2:])
+	cmd.SetVal(res[1])
+	return nil
+}
+
+// run sends prefetchScript for k tasks with the keys and arguments of
+// asynq's dequeue args, and returns the id, msg pairs it took (redis.Nil:
+// none).
+func (p *prefetcher) run(ctx context.Context, next redis.ProcessHook, a []any, k int) ([]string, error) {
 	keys := []any{a[3], a[4], a[5], a[6]}
 	run := func(name, script string) *redis.Cmd {
 		args := append([]any{name, script, 4}, keys...)
@@ -225,6 +314,7 @@ func (p *prefetcher) fetch(ctx context.Context, next redis.ProcessHook, cmd *red
 		}
 		return c
 	}
+	t := time.Now()
 	c := run("evalsha", prefetchScript.Hash())
 	if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		c = run("eval", prefetchSrc)
@@ -233,14 +323,20 @@ func (p *prefetcher) fetch(ctx context.Context, next redis.ProcessHook, cmd *red
 	if err == nil && len(res) < 2 {
 		err = redis.Nil
 	}
-	if err != nil {
-		cmd.SetErr(err)
-		return err
+	if err == nil || err == redis.Nil {
+		ewma(&p.rtt, int64(time.Since(t)))
 	}
-	p.fetched.Add(int64(len(res) / 2))
-	p.keep(q, res[2:])
-	cmd.SetVal(res[1])
-	return nil
+	return res, err
+}
+
+// ewma moves the average a one eighth of the way to v.
+func ewma(a *atomic.Int64, v int64) {
+	old := a.Load()
+	if old == 0 {
+		a.Store(v)
+		return
+	}
+	a.Store(old + (v-old)/8)
 }
 
 // started counts a task handed to asynq; finished, its handler's return.
@@ -253,5 +349,9 @@ func (p *prefetcher) started() {
 func (p *prefetcher) finished() {
 	if p != nil {
 		p.busy.Add(-1)
+		now := p.since()
+		if last := p.lastEnd.Swap(now); last != 0 {
+			ewma(&p.gap, now-last)
+		}
 	}
 }

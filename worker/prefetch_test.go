@@ -309,3 +309,75 @@ func TestKilledPrefetchRecovered(t *testing.T) {
 		t.Errorf("%d stages ran for 5 jobs of 3 stages, want 15", n)
 	}
 }
+
+// While slots free up faster than a fetch's round trip, a dequeue that
+// leaves the buffer short tops it up in the background (read-ahead): the
+// processor's next dequeues find tasks buffered instead of waiting for
+// Redis. Stop hands back the tasks of both fetches.
+func TestPrefetchReadAhead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, chainPipeline(nil, nil))
+	r := newPrefetchRig(t, h, 20)
+	pf := r.wk.pf
+	// Slots freeing up one after the other, and fetches that take a
+	// second: all 8 slots are expected to free up during one fetch.
+	pf.rtt.Store(int64(time.Second))
+	for range 2 {
+		pf.started()
+	}
+	pf.finished()
+	pf.finished()
+	if n := pf.ahead(); n != 8 {
+		t.Fatalf("ahead() = %d, want 8 (all slots)", n)
+	}
+	// The dequeue takes 1 + 7 free slots' tasks, then a refill tops the
+	// 7 buffered up to 2×8.
+	first := r.dequeue(t)
+	redistest.Eventually(t, 10*time.Second, "the refill of 9 tasks", func() bool { return pf.refilled.Load() == 9 })
+	redistest.Eventually(t, 10*time.Second, "the refill over", func() bool {
+		pf.mu.Lock()
+		defer pf.mu.Unlock()
+		return !pf.refilling
+	})
+	if n := r.scripts.n.Load(); n != 2 {
+		t.Fatalf("%d scripts reached Redis, want 2 (the dequeue's fetch and the refill)", n)
+	}
+	pending, active, _ := r.lists(t)
+	if len(pending) != 3 || len(active) != 17 {
+		t.Fatalf("%d pending, %d active; want 3 and 17", len(pending), len(active))
+	}
+	var got []string
+	for range 5 {
+		got = append(got, r.dequeue(t))
+	}
+	if want := r.ids[1:6]; first != r.ids[0] || !slices.Equal(got, want) {
+		t.Errorf("dequeued %s then %v, want %s then %v (queue order)", first, got, r.ids[0], want)
+	}
+	pf.stop(context.Background())
+	if n := pf.handedBack.Load(); n != 11 {
+		t.Errorf("handed back %d at stop, want the 11 still buffered", n)
+	}
+}
+
+// A worker whose slots free up slowly (or not since long) reads no task
+// ahead: no task waits in its buffer for a slot.
+func TestPrefetchNoReadAheadWhenSlow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, chainPipeline(nil, nil))
+	r := newPrefetchRig(t, h, 20)
+	pf := r.wk.pf
+	pf.rtt.Store(int64(time.Millisecond))
+	pf.started()
+	pf.finished()
+	pf.gap.Store(int64(time.Second)) // a slot frees up every second
+	if n := pf.ahead(); n != 0 {
+		t.Fatalf("ahead() = %d, want 0", n)
+	}
+	r.dequeue(t)
+	pf.mu.Lock()
+	refilling, buffered := pf.refilling, len(pf.buf)
+	pf.mu.Unlock()
+	if refilling || buffered != 7 {
+		t.Errorf("after a dequeue: refilling %v, %d buffered; want no refill and the 7 free slots' tasks", refilling, buffered)
+	}
+}

@@ -119,10 +119,11 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		// A prefetched task answers any queue's dequeue: asynq takes the
 		// queue from the task message.
 		if c, ok := cmd.(*redis.Cmd); ok {
-			if msg, ok := wk.pf.pop(); ok {
-				c.SetVal(msg)
+			if b, ok := wk.pf.pop(); ok {
+				c.SetVal(b.msg)
 				wk.pf.started()
 				wk.empties.Store(0)
+				wk.pf.refill(next, cmd.Args(), q, b.q)
 				return nil
 			}
 		}
@@ -184,6 +185,7 @@ func (wk *waker) dequeue(ctx context.Context, next redis.ProcessHook, cmd redis.
 	}
 	if err == nil {
 		wk.pf.started()
+		wk.pf.refill(next, cmd.Args(), q, q)
 	}
 	return err
 }
