@@ -21,8 +21,12 @@ const batchSenders = 2
 // trip. A sender never waits for more work: it takes the first request, then
 // whatever else is already waiting, and sends at once.
 type combiner struct {
-	rdb  redis.UniversalClient
-	reqs chan *batchReq // unbuffered: a request is either taken or still the caller's
+	rdb redis.UniversalClient
+	// reqs holds the requests not yet taken by a sender. A caller waits
+	// once, for its result: with a rendezvous, it was woken when a sender
+	// took its request only to wait again (in the drain bench, half the
+	// scheduler latency of the worker's handlers).
+	reqs chan *batchReq
 	quit chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -50,7 +54,7 @@ type batchRes struct {
 // shared; Close stops the combiner, and ctx being done does too. Calls after
 // that go to Redis directly.
 func (s *Store) StartCombiner(ctx context.Context) {
-	c := &combiner{rdb: s.rdb, reqs: make(chan *batchReq), quit: make(chan struct{}), done: make(chan struct{})}
+	c := &combiner{rdb: s.rdb, reqs: make(chan *batchReq, batchSenders*batchMax), quit: make(chan struct{}), done: make(chan struct{})}
 	s.comb.Store(c)
 	var wg sync.WaitGroup
 	for range batchSenders {
@@ -86,6 +90,15 @@ func (c *combiner) do(ctx context.Context, s *Store, script *redis.Script, keys 
 	select {
 	case res := <-r.res:
 		return res.cmd, res.err
+	case <-c.done:
+		// The senders have stopped: they answered every request they
+		// took, and no one takes the ones still queued.
+		select {
+		case res := <-r.res:
+			return res.cmd, res.err
+		default:
+			return s.evalDirect(ctx, script, keys, args, extra)
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

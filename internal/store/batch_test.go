@@ -272,3 +272,37 @@ func TestCombinerCallerCancel(t *testing.T) {
 		t.Fatalf("save after Close: %v", err)
 	}
 }
+
+// A write queued while both senders are busy goes out when one is free
+// again, and so it does if the combiner stops first: its caller then sends
+// it directly.
+func TestCombinerQueuedAtClose(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := store.NewStore(srv.Client())
+	for i := range 20 { // the senders may take the write or stop first: both, most likely
+		j := newJob(t, plain, "")
+		c, err := plain.Claim(context.Background(), j.ID, 1, time.Minute)
+		if err != nil || c.Outcome != store.ClaimOK {
+			t.Fatalf("claim: %v %+v", err, c)
+		}
+		s, _, release := plugged(t, srv)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		saved := make(chan error, 1)
+		go func() {
+			_, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{})
+			saved <- err
+		}()
+		redistest.Eventually(t, 10*time.Second, "the write queued", func() bool { return store.QueuedWrites(s) == 1 })
+		closed := make(chan struct{})
+		go func() { s.Close(); close(closed) }()
+		release()
+		<-closed
+		if err := <-saved; err != nil {
+			t.Fatalf("round %d: save queued at Close: %v", i, err)
+		}
+		cancel()
+		if evs, _ := plain.Events(context.Background(), j.ID, "", 10); len(evs) != 1 {
+			t.Fatalf("round %d: %d events after the save, want 1", i, len(evs))
+		}
+	}
+}
