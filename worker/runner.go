@@ -308,7 +308,7 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 	}
 	done := make(chan result, 1)
 	start := time.Now()
-	go func() {
+	r.w.stages.run(func() { // on a goroutine of its own (stagepool.go)
 		defer func() {
 			if x := recover(); x != nil {
 				r.log.Error("stage panicked", "stage", st.Name, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
@@ -317,7 +317,7 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 		}()
 		v, err := st.Run(ctx, in, stageProgress{r: r, k: k})
 		done <- result{v, err}
-	}()
+	})
 	var res result
 	select {
 	case res = <-done:

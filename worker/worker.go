@@ -252,6 +252,7 @@ type Worker struct {
 	metrics   *metrics
 
 	runs       *runSet
+	stages     *stagePool // the goroutines stages run on (stagepool.go)
 	canceler   *canceler
 	reconciler *reconciler
 	waker      *waker
@@ -288,7 +289,8 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet(), metrics: m}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet(), metrics: m,
+		stages: newStagePool(cfg.Concurrency)}
 	if w.rdb == nil {
 		c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
 		if !ok {
@@ -431,6 +433,7 @@ func (w *Worker) shutdown() {
 	w.taskEnds.stop()
 	w.canceler.shutdown()
 	w.wg.Wait()
+	w.stages.stop()
 	w.store.Close()
 	if w.ownsAsynqRdb {
 		w.asynqRdb.Close()
