@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+
+	"github.com/staged-dev/staged/internal/jsonscan"
 )
 
 // fastInput accepts the plain inputs of the common input schema without
@@ -166,12 +168,12 @@ func (f *fastInput) normalize(raw []byte) ([]byte, bool) {
 		if raw[0] != '{' {
 			return nil, false
 		}
-		i := skipWS(raw, 1)
+		i := jsonscan.WS(raw, 1)
 		if i < len(raw) && raw[i] == '}' {
 			i++
 		} else {
 			for {
-				end := plainString(raw, i, false)
+				end := jsonscan.String(raw, i, true)
 				if end < 0 {
 					return nil, false
 				}
@@ -179,15 +181,15 @@ func (f *fastInput) normalize(raw []byte) ([]byte, bool) {
 				if k < 0 || got[k] != nil {
 					return nil, false
 				}
-				if i = skipWS(raw, end); i >= len(raw) || raw[i] != ':' {
+				if i = jsonscan.WS(raw, end); i >= len(raw) || raw[i] != ':' {
 					return nil, false
 				}
-				i = skipWS(raw, i+1)
+				i = jsonscan.WS(raw, i+1)
 				if end = f.props[k].scan(raw, i); end < 0 {
 					return nil, false
 				}
 				got[k] = raw[i:end]
-				if i = skipWS(raw, end); i >= len(raw) {
+				if i = jsonscan.WS(raw, end); i >= len(raw) {
 					return nil, false
 				}
 				if raw[i] == '}' {
@@ -197,7 +199,7 @@ func (f *fastInput) normalize(raw []byte) ([]byte, bool) {
 				if raw[i] != ',' {
 					return nil, false
 				}
-				i = skipWS(raw, i+1)
+				i = jsonscan.WS(raw, i+1)
 			}
 		}
 		if i != len(raw) {
@@ -242,7 +244,7 @@ func (p *fastProp) scan(b []byte, i int) int {
 	}
 	switch p.kind {
 	case 's':
-		return plainString(b, i, true)
+		return jsonscan.String(b, i, true)
 	case 'b':
 		switch {
 		case bytes.HasPrefix(b[i:], []byte("true")):
@@ -252,100 +254,19 @@ func (p *fastProp) scan(b []byte, i int) int {
 		}
 		return -1
 	}
-	end, integral := scanNumber(b, i)
+	end, integral := jsonscan.Number(b, i)
 	if end < 0 {
 		return -1
 	}
 	if !p.hasMin && !p.hasMax && (integral || p.kind == 'n') {
 		return end
 	}
-	if !integral || end-i > 18 { // fits an int64
+	if !integral {
 		return -1
 	}
-	var n int64
-	neg := b[i] == '-'
-	for _, c := range b[i:end] {
-		if c != '-' {
-			n = n*10 + int64(c-'0')
-		}
-	}
-	if neg {
-		n = -n
-	}
-	if p.hasMin && n < p.min || p.hasMax && n > p.max {
+	n, ok := jsonscan.Int(b, i, end)
+	if !ok || p.hasMin && n < p.min || p.hasMax && n > p.max {
 		return -1
 	}
 	return end
-}
-
-// plainString returns the end of the string at b[i:] (after its closing
-// quote) when it is printable ASCII without escapes (and, when html, without
-// <, > and &, which encoding/json escapes), or -1.
-func plainString(b []byte, i int, html bool) int {
-	if i >= len(b) || b[i] != '"' {
-		return -1
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return j + 1
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return -1
-		case html && (c == '<' || c == '>' || c == '&'):
-			return -1
-		}
-	}
-	return -1
-}
-
-// scanNumber returns the end of the JSON number at b[i:], or -1, and
-// whether it is an integer without fraction or exponent.
-func scanNumber(b []byte, i int) (end int, integral bool) {
-	j := i
-	if j < len(b) && b[j] == '-' {
-		j++
-	}
-	switch {
-	case j < len(b) && b[j] == '0':
-		j++
-	case j < len(b) && b[j] >= '1' && b[j] <= '9':
-		j = digits(b, j)
-	default:
-		return -1, false
-	}
-	integral = true
-	if j < len(b) && b[j] == '.' {
-		k := digits(b, j+1)
-		if k == j+1 {
-			return -1, false
-		}
-		j, integral = k, false
-	}
-	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
-		j++
-		if j < len(b) && (b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		k := digits(b, j)
-		if k == j {
-			return -1, false
-		}
-		j, integral = k, false
-	}
-	return j, integral
-}
-
-func digits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// skipWS skips JSON whitespace.
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
 }
