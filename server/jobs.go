@@ -91,15 +91,11 @@ func (s *Server) submitJob(c echo.Context) error {
 }
 
 // withWarnings returns the job record rec with a "warnings" array of
-// strings first, when there are any: what the client should know about an
-// accepted job (no live worker runs its pipeline yet). The record itself
-// is unchanged; GET never shows warnings.
-func withWarnings(rec []byte, warnings []string) []byte {
-	if len(warnings) == 0 || len(rec) < 2 || rec[0] != '{' {
-		return rec
-	}
-	w, err := json.Marshal(warnings)
-	if err != nil {
+// strings first, when there are any (w, a JSON array, is not nil): what
+// the client should know about an accepted job (no live worker runs its
+// pipeline yet). The record itself is unchanged; GET never shows warnings.
+func withWarnings(rec []byte, w []byte) []byte {
+	if len(w) == 0 || len(rec) < 2 || rec[0] != '{' {
 		return rec
 	}
 	out := make([]byte, 0, len(rec)+len(w)+16)

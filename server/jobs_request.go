@@ -61,7 +61,28 @@ type submission struct {
 	input    json.RawMessage
 	stages   []tasks.Stage // nil when the worker builds them from the input
 	opts     api.Options
-	warnings []string // said in the answer: no live worker runs the pipeline
+	warnings []byte // a JSON array said in the answer (no live worker runs the pipeline), or nil
+}
+
+// noWorkerWarning is the warnings of a submit accepted under entry e,
+// which no live worker runs, as withWarnings inserts them. The server
+// keeps the last one made: a run of submits of one pipeline formats and
+// encodes it once per catalogue read.
+type noWorkerWarning struct {
+	e    *catalog.Entry
+	json []byte
+}
+
+// noWorkerWarning returns the warnings of a submit accepted under e.
+func (s *Server) noWorkerWarning(e *catalog.Entry) []byte {
+	if w := s.noWorker.Load(); w != nil && w.e == e {
+		return w.json
+	}
+	msg := fmt.Sprintf("no live worker runs pipeline %q right now (last seen %s); "+
+		"the job waits in its queue until one does", e.Def.Name, e.LastSeen.Format(time.RFC3339))
+	b, _ := json.Marshal([]string{msg})
+	s.noWorker.Store(&noWorkerWarning{e: e, json: b})
+	return b
 }
 
 // digest identifies the submission for Idempotency-Key: the SHA-256 of its
@@ -119,8 +140,7 @@ func (s *Server) readSubmission(ctx context.Context, body []byte) (*submission, 
 	}
 	sub.digest = e.Def.Digest
 	if e.Workers == 0 {
-		sub.warnings = append(sub.warnings, fmt.Sprintf("no live worker runs pipeline %q right now (last seen %s); "+
-			"the job waits in its queue until one does", r.Type, e.LastSeen.Format(time.RFC3339)))
+		sub.warnings = s.noWorkerWarning(e)
 	}
 	if sub.opts, err = s.options(&r, sub.pipeline); err != nil {
 		return nil, err

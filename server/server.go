@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staged-dev/staged/internal/catalog"
@@ -248,6 +249,7 @@ type Server struct {
 	catalog   *catalog.Cache
 	monitor   *asynqmon.HTTPHandler
 	health    healthCache
+	noWorker  atomic.Pointer[noWorkerWarning] // the last one made (readSubmission)
 
 	// newRequestID makes the id of a request that brings none (front).
 	newRequestID func() string
