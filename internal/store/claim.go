@@ -46,10 +46,19 @@ type Claim struct {
 // a fresh fencing token and a lease of the given length, and registers the
 // lease with the reconciler. Only ClaimOK carries a api.Job.
 func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Duration) (*Claim, error) {
-	// The lease index entry goes in the same round trip, whatever the
-	// outcome: for a claim that fails, the reconciler drops it later
-	// (Handoff answers done, missing, alive or enqueue).
-	cmd, err := s.evalWith(ctx, claimScript, []string{JobKey(id), LeaseKey(id)}, []any{gen, lease.Milliseconds()}, s.indexLease(ctx, id, lease))
+	keys, args := []string{JobKey(id), LeaseKey(id)}, []any{gen, lease.Milliseconds()}
+	var index func(redis.Pipeliner)
+	if s.cluster() {
+		// The lease index entry goes in the same round trip, whatever the
+		// outcome: for a claim that fails, the reconciler drops it later
+		// (Handoff answers done, missing, alive or enqueue).
+		index = s.indexLease(ctx, id, lease)
+	} else {
+		// On one node the script itself indexes a successful claim.
+		keys = append(keys, LeasesKey(id))
+		args = append(args, s.now().Add(lease).UnixMilli(), s.liveTTL().Milliseconds(), id)
+	}
+	cmd, err := s.evalWith(ctx, claimScript, keys, args, index)
 	if err != nil {
 		return nil, redisErr("store.Claim "+id, err)
 	}

@@ -136,12 +136,12 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 			ids = append(ids, id)
 		}
 	}
+	// The states first, then the index entries of the running jobs only
+	// (the others need none): one command per job that is not running.
 	states := make([]*redis.StringCmd, len(ids))
-	scores := make([]*redis.FloatCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			states[i] = p.HGet(ctx, JobKey(id), "state")
-			scores[i] = p.ZScore(ctx, LeasesKey(id), id)
 		}
 		return nil
 	})
@@ -150,10 +150,30 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 		return err
 	}
 	st.Scanned += len(ids)
+	var running []string
+	for i, id := range ids {
+		if states[i].Val() == "running" {
+			running = append(running, id)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	scores := make([]*redis.FloatCmd, len(running))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range running {
+			scores[i] = p.ZScore(ctx, LeasesKey(id), id)
+		}
+		return nil
+	})
+	st.Calls++
+	if err != nil && err != redis.Nil {
+		return err
+	}
 	now := float64(s.now().UnixMilli())
 	var lost []string
-	for i, id := range ids {
-		if states[i].Val() == "running" && scores[i].Err() == redis.Nil {
+	for i, id := range running {
+		if scores[i].Err() == redis.Nil {
 			lost = append(lost, id)
 		}
 	}

@@ -108,22 +108,45 @@ return {eid, h[2] or '', live, h[5] or '', done}
 `)
 
 // claimScript lets generation gen of the job's task start running it.
-// KEYS: job, lease. ARGV: gen, lease_ms.
-// Returns {'missing'|'done'|'superseded'|'busy'} or {'ok', token, field, value, ...}.
+// KEYS: job, lease, and on one node the job's lease-index shard.
+// ARGV: gen, lease_ms, and with the shard: the lease deadline (Unix ms),
+// the shard's ttl_ms, the job's id.
+// Returns {'missing'|'done'|'superseded'|'busy'} or {'ok', token, field, value, ...}
+// (the hash as it was before the claim, but for state and token).
+// One read of the hash (HGETALL) decides and answers; the new token is
+// the old one + 1, written with the state in one HSET, and SET NX takes
+// the lease only while nobody holds it. A successful claim enters the
+// lease index in the same script: no moment when the job is running and
+// not indexed.
 var claimScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'state', 'gen')
-if not h[1] then return {'missing'} end
-if h[2] ~= ARGV[1] then return {'superseded'} end
-if h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'canceled' then return {'done'} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy'} end
-local t = redis.call('HINCRBY', KEYS[1], 'token', 1)
-redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
+local all = redis.call('HGETALL', KEYS[1])
+local state, gen, tok
+for i = 1, #all, 2 do
+  local k = all[i]
+  if k == 'state' then state = all[i + 1]
+  elseif k == 'gen' then gen = all[i + 1]
+  elseif k == 'token' then tok = all[i + 1] end
+end
+if not state then return {'missing'} end
+if gen ~= ARGV[1] then return {'superseded'} end
+if state == 'succeeded' or state == 'failed' or state == 'canceled' then return {'done'} end
+local t = string.format('%.0f', (tonumber(tok) or 0) + 1)
+if not redis.call('SET', KEYS[2], t, 'NX', 'PX', ARGV[2]) then return {'busy'} end
 -- The owner is running it from now on: if it dies before its first write,
 -- the reconciler sees a running job with a lapsed lease and takes it over.
-redis.call('HSET', KEYS[1], 'state', 'running')
-local r = {'ok', tostring(t)}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all do r[#r + 1] = all[i] end
+redis.call('HSET', KEYS[1], 'token', t, 'state', 'running')
+if KEYS[3] then
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+local r = {'ok', t}
+for i = 1, #all, 2 do
+  local k = all[i]
+  if k ~= 'state' and k ~= 'token' then
+    r[#r + 1] = k
+    r[#r + 1] = all[i + 1]
+  end
+end
 return r
 `)
 

@@ -88,6 +88,13 @@ type Store struct {
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
+// cluster reports whether the store's Redis is a Cluster, whose scripts
+// may only touch keys of one slot.
+func (s *Store) cluster() bool {
+	_, ok := s.rdb.(*redis.ClusterClient)
+	return ok
+}
+
 func (s *Store) now() time.Time {
 	if s.Now != nil {
 		return s.Now().UTC()
