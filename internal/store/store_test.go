@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -190,5 +192,51 @@ func TestEventsByteCap(t *testing.T) {
 	evs, err := s.Events(ctx, j.ID, "", 100)
 	if err != nil || len(evs) != int(n) || evs[len(evs)-1].ID != last {
 		t.Fatalf("events = %d %v", len(evs), err)
+	}
+}
+
+// A claim takes the lease with the next token and enters the lease index
+// with its deadline, in its own script (one node): a claim that finds the
+// job busy, done or superseded leaves the index as it is.
+func TestClaimIndexesLease(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := store.NewStore(rdb)
+	j := newJob(t, s, "")
+	before := time.Now().Truncate(time.Millisecond)
+	c, err := s.Claim(ctx, j.ID, 1, time.Minute)
+	if err != nil || c.Outcome != store.ClaimOK || c.Token != 1 {
+		t.Fatalf("claim: %v %+v", err, c)
+	}
+	if got := rdb.Get(ctx, store.LeaseKey(j.ID)).Val(); got != "1" {
+		t.Fatalf("lease holds %q, want token 1", got)
+	}
+	if h := rdb.HMGet(ctx, store.JobKey(j.ID), "state", "token").Val(); h[0] != "running" || h[1] != "1" {
+		t.Fatalf("state, token = %v", h)
+	}
+	score, err := rdb.ZScore(ctx, store.LeasesKey(j.ID), j.ID).Result()
+	if d := time.UnixMilli(int64(score)).Sub(before); err != nil || d < time.Minute || d > time.Minute+10*time.Second {
+		t.Fatalf("lease index deadline %v after the claim (%v), want the lease's minute", d, err)
+	}
+	if ttl := rdb.PTTL(ctx, store.LeasesKey(j.ID)).Val(); ttl <= 0 {
+		t.Fatalf("lease index TTL %v", ttl)
+	}
+	// The owner's entry, as its renewals keep it, is not the busy claim's.
+	rdb.ZAdd(ctx, store.LeasesKey(j.ID), redis.Z{Score: 42, Member: j.ID})
+	for _, gen := range []int64{1, 2} {
+		if c2, err := s.Claim(ctx, j.ID, gen, time.Hour); err != nil || c2.Outcome == store.ClaimOK {
+			t.Fatalf("claim of gen %d = %v %+v", gen, err, c2)
+		}
+		if score := rdb.ZScore(ctx, store.LeasesKey(j.ID), j.ID).Val(); score != 42 {
+			t.Fatalf("a failed claim of gen %d moved the owner's deadline to %v", gen, score)
+		}
+	}
+	// After a takeover, the next generation's claim has the next token.
+	rdb.Del(ctx, store.LeaseKey(j.ID))
+	if h, err := s.Handoff(ctx, j.ID, 0); err != nil || h.Token != 2 {
+		t.Fatalf("takeover = %v %+v", err, h)
+	}
+	if c3, err := s.Claim(ctx, j.ID, 2, time.Minute); err != nil || c3.Outcome != store.ClaimOK || c3.Token != 3 || c3.Job == nil {
+		t.Fatalf("claim of gen 2 = %v %+v", err, c3)
 	}
 }
