@@ -15,9 +15,12 @@ import (
 // createScript is Create on one node: the tenant's admission (admitScript's
 // check, when ARGV[2] > 0), the listing index entry (indexJob), the lease
 // index entry (indexOrphan) and the record, in one round trip; with
-// CreateQueued, then the job's first asynq task, as asynq's own enqueue
-// script writes it (its EXISTS, HSET and LPUSH; SADD of the queue the
-// first time this Store enqueues on it, as asynq's client does).
+// CreateQueued, the job's first asynq task instead of the lease index
+// entry, as asynq's own enqueue script writes it (its EXISTS, HSET and
+// LPUSH; SADD of the queue the first time this Store enqueues on it, as
+// asynq's client does). A job enqueued in its own create needs no orphan
+// check: its task exists from the moment the job does, and its claim
+// enters the lease index.
 // KEYS: job, tenant index, lease index shard, tenant's live set, and with
 // a task: asynq's task key, its queue's pending list, asynq:queues.
 // ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live ttl_ms,
@@ -30,21 +33,27 @@ import (
 // Returns {1} when created, or {0, n} when the tenant has n ≥ limit live jobs
 // (nothing written).
 var createScript = redis.NewScript(`
-if tonumber(ARGV[2]) > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+local limit = tonumber(ARGV[2])
+if limit > 0 then
   local n = redis.call('ZCARD', KEYS[4])
-  if n >= tonumber(ARGV[2]) then return {0, n} end
+  if n >= limit then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+    n = redis.call('ZCARD', KEYS[4])
+    if n >= limit then return {0, n} end
+  end
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[6])
 redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local t = tonumber(ARGV[11])
+if t == 0 then
+  redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
 local v = 12 + t
-if tonumber(ARGV[2]) > 0 then
+if limit > 0 then
   redis.call('HSET', KEYS[1], 'rec', ARGV[v], 'state', ARGV[v+1], 'tenant', ARGV[v+2], 'token', '0', 'gen', '1',
     'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6], 'live', '1')
 else
@@ -93,7 +102,8 @@ func (s *Store) Create(ctx context.Context, j *api.Job, tenant string, input jso
 // CreateQueued is Create, and on one node also the enqueue of the job's
 // first task (generation 1, with opts' retries, timeout and retention: what
 // Enqueue would write), in the same script: one round trip, and the job is
-// recorded and enqueued, or neither. It reports whether it enqueued the
+// recorded and enqueued, or neither. Such a job has no lease-index entry
+// (no orphan check) until its claim: its task cannot be missing. It reports whether it enqueued the
 // task; when it did not (on a Cluster, where asynq's keys are in another
 // slot than the job's, or with SplitEnqueue), the caller enqueues it
 // (Enqueue), as after Create.

@@ -3,8 +3,12 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/redistest"
@@ -92,6 +96,87 @@ func TestFinalSaveUncounts(t *testing.T) {
 		}
 		if f := rdb.HExists(ctx, store.JobKey(j.ID), "live").Val(); f {
 			t.Errorf("live %v: the live field stays", live)
+		}
+	}
+}
+
+// The live set's lapsed entries (jobs whose finish was never recorded)
+// count only until the tenant reaches its limit: they are dropped then, and
+// the submit is judged on the others, on one node and on the Admit path
+// of a Cluster alike.
+func TestAdmitDropsLapsedAtLimit(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	for _, split := range []bool{false, true} {
+		rdb.FlushAll(ctx)
+		s := store.NewStore(rdb)
+		s.TenantMaxLive = 2
+		live := store.LiveKey("acme")
+		lapsed := time.Now().Add(-time.Hour).UnixMilli()
+		rdb.ZAdd(ctx, live, redis.Z{Score: float64(lapsed), Member: "gone-1"})
+		rdb.PExpire(ctx, live, time.Hour)
+		admit := func() *api.Job {
+			t.Helper()
+			j := store.NewJob(testPipeline(), "", time.Now().UTC())
+			var err error
+			if split {
+				err = s.Admit(ctx, "acme", j.ID)
+			} else {
+				_, err = s.Create(ctx, j, "acme", json.RawMessage(`{}`), api.Options{})
+			}
+			if err != nil {
+				t.Fatalf("split %v: %v", split, err)
+			}
+			return j
+		}
+		// Below the limit the lapsed entry is left alone: it cannot
+		// change the answer.
+		a := admit()
+		if n := rdb.ZCard(ctx, live).Val(); n != 2 {
+			t.Fatalf("split %v: %d entries, want the lapsed one and %s", split, n, a.ID)
+		}
+		// At the limit it goes, and the job is admitted.
+		b := admit()
+		got := rdb.ZRange(ctx, live, 0, -1).Val()
+		if slices.Contains(got, "gone-1") || len(got) != 2 {
+			t.Fatalf("split %v: live set %v, want %s and %s", split, got, a.ID, b.ID)
+		}
+		// At the limit with nothing lapsed: refused, with the count.
+		j := store.NewJob(testPipeline(), "", time.Now().UTC())
+		_, err := s.Create(ctx, j, "acme", json.RawMessage(`{}`), api.Options{})
+		if tasks.ErrorCode(err) != tasks.ERATELIMITED || !strings.Contains(err.Error(), "has 2 live jobs") {
+			t.Fatalf("split %v: over the limit: %v", split, err)
+		}
+		if ttl := rdb.PTTL(ctx, live).Val(); ttl <= time.Hour {
+			t.Fatalf("split %v: live set TTL %v, want the live TTL", split, ttl)
+		}
+	}
+}
+
+// A job that CreateQueued enqueued in its own script has no orphan entry
+// in the lease index (its task cannot be missing; the claim indexes it);
+// one whose enqueue is left to the caller has one.
+func TestCreateQueuedOrphanEntry(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := store.NewStore(rdb)
+	for _, split := range []bool{false, true} {
+		s.SplitEnqueue = split
+		j := store.NewJob(testPipeline(), "", time.Now().UTC())
+		_, enqueued, err := s.CreateQueued(ctx, j, "acme", json.RawMessage(`{}`), api.Options{})
+		if err != nil || enqueued == split {
+			t.Fatalf("split %v: enqueued %v, %v", split, enqueued, err)
+		}
+		_, err = rdb.ZScore(ctx, store.LeasesKey(j.ID), j.ID).Result()
+		if indexed := err == nil; indexed != split {
+			t.Errorf("split %v: in the lease index: %v (%v)", split, indexed, err)
+		}
+		c, err := s.Claim(ctx, j.ID, 1, time.Minute)
+		if err != nil || c.Outcome != store.ClaimOK {
+			t.Fatalf("split %v: claim %v %+v", split, err, c)
+		}
+		if err := rdb.ZScore(ctx, store.LeasesKey(j.ID), j.ID).Err(); err != nil {
+			t.Errorf("split %v: not in the lease index after its claim: %v", split, err)
 		}
 	}
 }

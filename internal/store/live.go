@@ -20,14 +20,18 @@ func LiveKey(tenant string) string { return keyPrefix + "live:{" + tenant + "}" 
 
 // admitScript adds a job to its tenant's live set unless the tenant is at
 // its limit. Entries whose live TTL ran out (a job whose finish was never
-// recorded) are dropped first.
+// recorded) are dropped first when the set holds limit entries or more:
+// below, they cannot change the answer.
 // KEYS: live. ARGV: now_ms, limit, deadline_ms, id, ttl_ms.
 // Returns the number of live jobs before the add; the job was added when
 // that is below limit.
 var admitScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local n = redis.call('ZCARD', KEYS[1])
-if n >= tonumber(ARGV[2]) then return n end
+if n >= tonumber(ARGV[2]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  n = redis.call('ZCARD', KEYS[1])
+  if n >= tonumber(ARGV[2]) then return n end
+end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return n
