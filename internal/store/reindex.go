@@ -138,6 +138,8 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	}
 	// The states first, then the index entries of the running jobs only
 	// (the others need none): one command per job that is not running.
+	// A claim indexes its job in the same script as it makes it running
+	// (one node), so running and not indexed, twice, is lost.
 	states := make([]*redis.StringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
@@ -159,10 +161,14 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	if len(running) == 0 {
 		return nil
 	}
+	// The entry, then the state again: a job that finished meanwhile (its
+	// final write drops the entry after it sets the state) is not lost.
 	scores := make([]*redis.FloatCmd, len(running))
+	again := make([]*redis.StringCmd, len(running))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range running {
 			scores[i] = p.ZScore(ctx, LeasesKey(id), id)
+			again[i] = p.HGet(ctx, JobKey(id), "state")
 		}
 		return nil
 	})
@@ -173,7 +179,7 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	now := float64(s.now().UnixMilli())
 	var lost []string
 	for i, id := range running {
-		if scores[i].Err() == redis.Nil {
+		if scores[i].Err() == redis.Nil && again[i].Val() == "running" {
 			lost = append(lost, id)
 		}
 	}
