@@ -16,15 +16,24 @@ import (
 // check, when ARGV[2] > 0), the listing index entry (indexJob), the lease
 // index entry (indexOrphan) and the record, in one round trip; with
 // CreateQueued, the job's first asynq task instead of the lease index
-// entry, as asynq's own enqueue script writes it (its EXISTS, HSET and
-// LPUSH; SADD of the queue the first time this Store enqueues on it, as
-// asynq's client does). A job enqueued in its own create needs no orphan
+// entry, as asynq's own enqueue script writes it (its HSET and LPUSH; not
+// its EXISTS: the task's id is the job's, made for this submit, so no task
+// has it yet; SADD of the queue the first time this Store enqueues on it,
+// as asynq's client does). A job enqueued in its own create needs no orphan
 // check: its task exists from the moment the job does, and its claim
 // enters the lease index.
+// The tenant's live set gets its TTL when the script creates it and when
+// the tenant's upkeep is due (see upkeepDue); its TTL is the live TTL plus
+// upkeepEvery, so that it outlasts every entry's deadline between two
+// refreshes. The listing index's entries older than IndexHorizon are
+// dropped at the tenant's upkeep too (at most once a minute per Store, not
+// at every submit; the listing skips and removes entries whose job has
+// expired, whatever their age).
 // KEYS: job, tenant index, lease index shard, tenant's live set, and with
 // a task: asynq's task key, its queue's pending list, asynq:queues.
-// ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live ttl_ms,
-// index member, index trim bound ("(ms"), index ttl_ms, orphan deadline_ms,
+// ARGV: now_ms, limit (0: no admission), live deadline_ms, id, live set
+// ttl_ms, index member, index trim bound ("(ms", or "" when the tenant's
+// upkeep is not due), index ttl_ms, orphan deadline_ms,
 // job ttl_ms, n (0, or 5 with a task), then with a task: its message, its
 // id, now_ns, queue name, sadd (1|0); then the values of the record's
 // fields rec, state, tenant, input, opts, type, queue (token 0, gen 1, and
@@ -34,6 +43,7 @@ import (
 // (nothing written).
 var createScript = redis.NewScript(`
 local limit = tonumber(ARGV[2])
+local due = ARGV[7] ~= ''
 if limit > 0 then
   local n = redis.call('ZCARD', KEYS[4])
   if n >= limit then
@@ -42,10 +52,10 @@ if limit > 0 then
     if n >= limit then return {0, n} end
   end
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  if n == 0 or due then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[6])
-redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[7])
+if due then redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 local t = tonumber(ARGV[11])
 if t == 0 then
@@ -62,10 +72,8 @@ else
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[10])
 if t > 0 then
-  if redis.call('EXISTS', KEYS[5]) == 0 then
-    redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[14])
-    redis.call('LPUSH', KEYS[6], ARGV[13])
-  end
+  redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[14])
+  redis.call('LPUSH', KEYS[6], ARGV[13])
   if ARGV[16] == '1' then redis.call('SADD', KEYS[7], ARGV[15]) end
 end
 return {1}
@@ -146,9 +154,13 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 		after = OrphanAfterDefault
 	}
 	keys := []string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}
+	trim := ""
+	if s.upkeepDue(tenant, now) {
+		trim = fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli())
+	}
 	args := append(make([]any, 0, 16+len(vals)),
-		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, ttl.Milliseconds(),
-		indexMember(j.CreatedAt, j.ID), fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli()),
+		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, (ttl + upkeepEvery).Milliseconds(),
+		indexMember(j.CreatedAt, j.ID), trim,
 		IndexHorizon.Milliseconds(), now.Add(after).UnixMilli(), ttl.Milliseconds())
 	var q string
 	var sadd bool
@@ -177,6 +189,24 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 		s.queues.Store(q, true)
 	}
 	return nil
+}
+
+// upkeepEvery is how often a Store's creates trim a tenant's listing
+// index and refresh the TTL of its live set (createScript).
+const upkeepEvery = time.Minute
+
+// upkeepDue reports whether tenant's upkeep is due at now in this Store,
+// and if so counts it as done. Concurrent callers may both see it due.
+func (s *Store) upkeepDue(tenant string, now time.Time) bool {
+	ms, every := now.UnixMilli(), upkeepEvery.Milliseconds()
+	if v, ok := s.upkeep.Load(tenant); ok {
+		// Not due before the next time, unless the clock went back.
+		if next := v.(int64); ms < next && ms >= next-every {
+			return false
+		}
+	}
+	s.upkeep.Store(tenant, ms+every)
+	return true
 }
 
 func boolArg(b bool) string {

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -179,4 +181,57 @@ func TestCreateQueuedOrphanEntry(t *testing.T) {
 			t.Errorf("split %v: not in the lease index after its claim: %v", split, err)
 		}
 	}
+}
+
+// A create refreshes the TTL of its tenant's live set when it creates the
+// set, and at the tenant's upkeep (once a minute per Store), which also
+// drops the listing index's entries past IndexHorizon; the creates between
+// do neither. Every key keeps a TTL.
+func TestCreateUpkeep(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := store.NewStore(rdb)
+	s.TenantMaxLive = 10
+	now := time.Now().UTC()
+	s.Now = func() time.Time { return now }
+	create := func() {
+		t.Helper()
+		j := store.NewJob(testPipeline(), "", now)
+		if _, _, err := s.CreateQueued(ctx, j, "acme", json.RawMessage(`{}`), api.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, index := store.LiveKey("acme"), store.TenantJobsKey("acme")
+	old := fmt.Sprintf("%013d:old", now.Add(-store.IndexHorizon-time.Hour).UnixMilli())
+	create() // the first: upkeep due
+	if ttl := rdb.PTTL(ctx, live).Val(); ttl <= store.LiveTTLDefault {
+		t.Fatalf("live set TTL %v, want the live TTL and the upkeep's minute", ttl)
+	}
+	rdb.ZAdd(ctx, index, redis.Z{Member: old})
+	rdb.PExpire(ctx, live, time.Hour)
+	now = now.Add(30 * time.Second)
+	create() // not due: neither trims nor refreshes
+	if ttl := rdb.PTTL(ctx, live).Val(); ttl > time.Hour {
+		t.Fatalf("live set TTL %v refreshed before the upkeep was due", ttl)
+	}
+	if rdb.ZScore(ctx, index, old).Err() != nil {
+		t.Fatalf("index trimmed before the upkeep was due")
+	}
+	// A live set that is gone (its last job finished) gets its TTL back
+	// at once from the create that makes it again.
+	rdb.Del(ctx, live)
+	create()
+	if ttl := rdb.PTTL(ctx, live).Val(); ttl <= store.LiveTTLDefault {
+		t.Fatalf("new live set TTL %v", ttl)
+	}
+	rdb.PExpire(ctx, live, time.Hour)
+	now = now.Add(31 * time.Second)
+	create() // due
+	if ttl := rdb.PTTL(ctx, live).Val(); ttl <= store.LiveTTLDefault {
+		t.Fatalf("live set TTL %v after the upkeep, want it refreshed", ttl)
+	}
+	if err := rdb.ZScore(ctx, index, old).Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("the entry past the horizon is still indexed after the upkeep (%v)", err)
+	}
+	assertIndexTTLs(t, rdb)
 }

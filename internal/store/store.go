@@ -80,6 +80,7 @@ type Store struct {
 	SplitEnqueue bool
 
 	queues sync.Map // asynq queues CreateQueued has added to asynq:queues
+	upkeep sync.Map // tenant → when its next upkeep is due (Unix ms; see upkeepDue)
 
 	comb  atomic.Pointer[combiner] // set by StartCombiner
 	reads atomic.Pointer[reader]   // set by StartReads
