@@ -11,12 +11,16 @@ import (
 // readBatchMax caps the record reads one pipelined round trip carries.
 const readBatchMax = 128
 
-// readSenders is how many read round trips may be in flight at once (as
-// batchSenders for the scripts: while one waits for Redis, the next batch
-// is gathered and sent).
-const readSenders = 2
+// readSenders is how many read round trips may be in flight at once. One:
+// a read that comes while a round trip is in flight waits for it (a local
+// round trip is some tens of µs) and goes with the others that came
+// meanwhile. With two senders (as batchSenders for the scripts), about half
+// the reads of the poll bench went alone, which cost the API 5% more CPU
+// per poll and Redis 40% more (bench-poll.md); the API's CPU, not Redis's
+// latency, is what limits its polls.
+const readSenders = 1
 
-// reader is the group read of a Store: its sender goroutines send the
+// reader is the group read of a Store: its sender goroutine sends the
 // HMGETs of all the record reads waiting at the same moment (GetOwned,
 // GetRaw, Get) as one pipelined round trip. A sender never waits for more
 // work, so a read on an idle API goes out at once, alone; under load, one

@@ -177,12 +177,12 @@ func TestReadsCallerGivesUp(t *testing.T) {
 	srv := redistest.Start(t)
 	j := newJob(t, store.NewStore(srv.Client()), "acme")
 	rdb := srv.Client()
-	h := &readHook{gate: make(chan struct{}), entered: make(chan struct{}, 4)}
+	h := &readHook{gate: make(chan struct{}), entered: make(chan struct{}, store.ReadSenders+2)}
 	rdb.AddHook(h)
 	s := store.NewStore(rdb)
 	s.StartReads(ctx, 5*time.Second)
 	var plugs sync.WaitGroup
-	for range 2 { // one per sender, held in the hook
+	for range store.ReadSenders { // one per sender, held in the hook
 		plugs.Go(func() {
 			if _, _, err := s.GetOwned(ctx, j.ID); err != nil {
 				t.Errorf("held read: %v", err)
