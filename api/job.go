@@ -138,8 +138,29 @@ func (j *Job) MarkCanceled(now time.Time) {
 
 // Marshal encodes v as JSON without escaping <, > and & (so "->" stays
 // readable on the wire) and without a trailing newline. Use it for
-// everything staged writes: records, checkpoints, results.
+// everything staged writes: records, checkpoints, results. A record
+// (*Job) is written without reflection, to the same bytes (encode.go).
 func Marshal(v any) ([]byte, error) {
+	if j, ok := v.(*Job); ok && j != nil {
+		if b, ok := appendJob(make([]byte, 0, jobSizeHint(j)), j); ok {
+			return b, nil
+		}
+	}
+	return marshalJSON(v)
+}
+
+// jobSizeHint is about the length of j as JSON, so that appendJob
+// allocates once.
+func jobSizeHint(j *Job) int {
+	n := 640 + 192*len(j.Stages) + len(j.Partial) + len(j.Result) + 3*len(j.ID)
+	if j.Error != nil {
+		n += len(j.Error.Message) + len(j.Error.Stage) + 32
+	}
+	return n
+}
+
+// marshalJSON is Marshal by encoding/json.
+func marshalJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
