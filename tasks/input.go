@@ -81,19 +81,25 @@ func InputOf[T any](defaults T, check func(*T) error) *InputSpec {
 		panic(err)
 	}
 	spec := &InputSpec{Defaults: def, Fields: fieldsOf(reflect.ValueOf(defaults)), Schema: schemaOf(reflect.ValueOf(defaults)), typ: reflect.TypeFor[T]()}
+	fast := newFlatDecoder(spec.typ)
 	spec.decode = func(raw json.RawMessage) (json.RawMessage, error) {
-		raw, err := normalizeObject(raw)
-		if err != nil {
-			return nil, err
-		}
 		v := defaults
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&v); err != nil {
-			return nil, inputDecodeError(err)
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			return nil, &Error{Code: EINVALID, Field: "input", Message: "input has trailing data after the JSON object"}
+		// A flat struct's plain JSON object decodes without encoding/json
+		// (flatdecode.go); anything else as before.
+		if fast == nil || !fast.decode(raw, &v) {
+			v = defaults
+			raw, err := normalizeObject(raw)
+			if err != nil {
+				return nil, err
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&v); err != nil {
+				return nil, inputDecodeError(err)
+			}
+			if _, err := dec.Token(); err != io.EOF {
+				return nil, &Error{Code: EINVALID, Field: "input", Message: "input has trailing data after the JSON object"}
+			}
 		}
 		if check != nil {
 			if err := check(&v); err != nil {

@@ -96,9 +96,21 @@ func BuildOf[In any](fn func(in In) ([]Stage, error)) func(input json.RawMessage
 }
 
 // decodeStrict decodes raw into a T strictly: no unknown fields, no wrong
-// types, no trailing data. A failure is an EINVALID error whose message
+// types, no trailing data; a flat struct's plain JSON without
+// encoding/json (flatdecode.go). A failure is an EINVALID error whose message
 // starts with who and whose Field is prefix or prefix.field.
 func decodeStrict[T any](who, prefix string, raw json.RawMessage) (T, error) {
+	var v T
+	if d := flatDecoderFor(reflect.TypeFor[T]()); d != nil {
+		if d.decode(raw, &v) {
+			return v, nil
+		}
+	}
+	return decodeJSON[T](who, prefix, raw)
+}
+
+// decodeJSON is decodeStrict by encoding/json.
+func decodeJSON[T any](who, prefix string, raw json.RawMessage) (T, error) {
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
