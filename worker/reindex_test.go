@@ -47,6 +47,9 @@ func TestLostLeaseIndexEntry(t *testing.T) {
 	t.Cleanup(func() { close(hp.gate) })
 	id := h.submit("hb", `{}`, api.Options{})
 	<-hp.started
+	// The start of stage b reaches Redis with a flush (write-behind): wait
+	// for it, so that the restart below finds the job running.
+	h.wait(id, api.StateRunning, 10*time.Second)
 	cut.Store(true)
 	a.srv.Stop()
 
