@@ -243,11 +243,13 @@ func isJSON(ct string) bool {
 // readBody reads the whole (size-limited) body. Going over the limit is an
 // *http.MaxBytesError.
 func readBody(req *http.Request, limit int64) ([]byte, error) {
-	n := int64(512)
+	n := int64(0)
 	if req.ContentLength > 0 && req.ContentLength <= limit {
-		n = req.ContentLength + 1 // +1 so ReadAll sees EOF without growing
+		n = req.ContentLength
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n))
+	// ReadFrom wants bytes.MinRead free before each read, the one that
+	// sees EOF too: with that room from the start it never grows.
+	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
 	if _, err := buf.ReadFrom(req.Body); err != nil {
 		var me *http.MaxBytesError
 		if errors.As(err, &me) {
