@@ -259,6 +259,9 @@ func (s *Server) deleteTask(j *api.Job, gen int64) {
 // waitParam parses ?wait: a Go duration, 0 when absent, at most
 // Config.MaxWait.
 func (s *Server) waitParam(c echo.Context) (time.Duration, error) {
+	if c.Request().URL.RawQuery == "" {
+		return 0, nil // and echo parses no query into a map
+	}
 	v := c.QueryParam("wait")
 	if v == "" {
 		return 0, nil
