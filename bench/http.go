@@ -118,6 +118,11 @@ func e2e(ctx context.Context, e *env) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	stopProf, err := profile(e.o.profileDir, "e2e.pprof") // the API and the worker
+	if err != nil {
+		return nil, err
+	}
+	defer stopProf()
 	t0 := time.Now()
 	l, err := runLoadgen(ctx, spec)
 	if err != nil {

@@ -138,7 +138,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.idleWindow, "idle-window", 5*time.Second, "idle: measurement window of each part")
 	fs.IntVar(&o.pool, "pool", 0, "Redis pool size of the API's and the worker's clients (0: as staged uses: server.RedisPoolSize for the API's, go-redis/asynq defaults otherwise)")
 	fs.BoolVar(&o.jsonOnly, "json", false, "print only the JSON lines")
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory to write CPU profiles to: drain-worker.pprof, submit-api.pprof, poll-api.pprof")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory to write CPU profiles to: drain-worker.pprof, submit-api.pprof, poll-api.pprof, e2e.pprof (the API and the worker of e2e)")
 	fs.StringVar(&o.profileDir, "pprof", "", "same as -cpuprofile")
 	fs.StringVar(&o.traceFile, "trace", "", "file to write the drain's execution trace to (go tool trace), from the worker's start to the last job's end")
 	fs.StringVar(&o.autopipeline, "autopipeline", "", "lever: give the worker go-redis's AutoPipeliner as its store client (store), and asynq's server too (all)")
