@@ -222,3 +222,88 @@ func TestFinalSaveDropsCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// The final write of a job's first owner knows without looking (EXISTS)
+// whether the job has an event stream: none while the claim's mark (ns)
+// is there, which the owner's first write to the stream drops. A later
+// owner (a takeover) looks, and deletes the stream an earlier one made.
+func TestFinalSaveKnowsItsStream(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := store.NewStore(rdb)
+	exists := func() int64 { return redistest.CommandCalls(t, rdb, "exists") }
+	finish := func(j *api.Job, token int64) string {
+		t.Helper()
+		j.State = api.StateSucceeded
+		res, err := s.Save(ctx, j, token, store.SaveArgs{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := rdb.XLen(ctx, store.EventsKey(j.ID)).Val(); n != 0 { // XLEN: not an EXISTS
+			t.Fatalf("job %s: the stream stays after the final write (%d entries)", j.ID, n)
+		}
+		return res.EventID
+	}
+
+	// No write before the final one: no stream, and no look for one.
+	j := newJob(t, s, "acme")
+	c, _ := s.Claim(ctx, j.ID, 1, time.Minute)
+	if c.Token != 1 || rdb.HGet(ctx, store.JobKey(j.ID), "ns").Val() != "1" {
+		t.Fatalf("the first claim (token %d) did not mark the job as streamless", c.Token)
+	}
+	before := exists()
+	finish(c.Job, c.Token)
+	if n := exists() - before; n != 0 {
+		t.Errorf("the first owner's final write looked for the stream (%d EXISTS)", n)
+	}
+
+	// A running write makes the stream and drops the mark; the final write
+	// appends to it (its id follows the stream's) and deletes it.
+	j = newJob(t, s, "acme")
+	c, _ = s.Claim(ctx, j.ID, 1, time.Minute)
+	c.Job.State = api.StateRunning
+	run, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rdb.HExists(ctx, store.JobKey(j.ID), "ns").Val() {
+		t.Fatalf("the mark stays after the stream was made")
+	}
+	if id := finish(c.Job, c.Token); !idAfter(id, run.EventID) {
+		t.Errorf("final id %s does not follow the running write's %s", id, run.EventID)
+	}
+
+	// A takeover's owner (token 3) looks for the stream the first owner made.
+	j = newJob(t, s, "acme")
+	c, _ = s.Claim(ctx, j.ID, 1, time.Minute)
+	c.Job.State = api.StateRunning
+	run, _ = s.Save(ctx, c.Job, c.Token, store.SaveArgs{})
+	rdb.Del(ctx, store.LeaseKey(j.ID))
+	h, err := s.Handoff(ctx, j.ID, 0)
+	if err != nil || h.Outcome != store.HandoffOK {
+		t.Fatalf("takeover: %v %+v", err, h)
+	}
+	c2, _ := s.Claim(ctx, j.ID, h.Gen, time.Minute)
+	before = exists()
+	if id := finish(c2.Job, c2.Token); !idAfter(id, run.EventID) {
+		t.Errorf("final id %s does not follow the first owner's %s", id, run.EventID)
+	}
+	if n := exists() - before; n != 1 {
+		t.Errorf("a later owner's final write: %d EXISTS, want 1", n)
+	}
+}
+
+// idAfter reports whether stream id a sorts after b.
+func idAfter(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) > len(bm)
+	}
+	if am != bm {
+		return am > bm
+	}
+	x, _ := strconv.Atoi(as)
+	y, _ := strconv.Atoi(bs)
+	return x > y
+}

@@ -26,18 +26,21 @@ import "github.com/redis/go-redis/v9"
 // event is the record itself, and the hash keeps that event's id (field
 // eid; see Events). A job that never had a stream gets the id a new
 // stream's first entry would get (from TIME, after the job's last event
-// id), without creating one. A succeeded job's checkpoints (out:K) are
+// id), without creating one; when its first owner (token 1) writes it and
+// field ns is still there, the job never had a stream, without looking. A succeeded job's checkpoints (out:K) are
 // dropped.
 // Returns {event id, cancel flag, 1 when the job was counted among its
 // tenant's live jobs (see LiveKey) and no longer is, its tenant, 1 when the
 // asynq task was completed here}, or {-1} when fenced.
 var saveScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff', 'live', 'tenant', 'eid')
+local h = redis.call('HMGET', KEYS[1], 'token', 'cancel', 'handoff', 'live', 'tenant', 'eid', 'ns')
 if h[1] ~= ARGV[1] then return {-1} end
 local state, term, nf, nd = ARGV[3], ARGV[5], tonumber(ARGV[8]), tonumber(ARGV[9])
+-- ns: the job has had no stream (see claimScript); true only with token 1.
+local ns = h[1] == '1' and h[7] == '1'
 local eid
 if term == '1' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then
+  if not ns and redis.call('EXISTS', KEYS[2]) == 1 then
     eid = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'rec', ARGV[2])
     redis.call('DEL', KEYS[2], KEYS[3])
   else
@@ -74,6 +77,9 @@ if term ~= '0' then
     end
   end
 end
+-- The stream is made below: ns goes. A finished job's goes when there is
+-- an HDEL anyway (a lone ns is harmless: only token 1 reads it).
+if h[7] and (term ~= '1' or #del > 0) then del[#del + 1] = 'ns' end
 if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if term ~= '1' then
@@ -134,7 +140,11 @@ local t = string.format('%.0f', (tonumber(tok) or 0) + 1)
 if not redis.call('SET', KEYS[2], t, 'NX', 'PX', ARGV[2]) then return {'busy'} end
 -- The owner is running it from now on: if it dies before its first write,
 -- the reconciler sees a running job with a lapsed lease and takes it over.
-redis.call('HSET', KEYS[1], 'token', t, 'state', 'running')
+-- The first claim (token 1) marks the job as one without an event stream
+-- (ns): the save script knows it so without looking, until a write of
+-- this owner makes the stream (and drops ns). Other tokens never read it.
+if t == '1' then redis.call('HSET', KEYS[1], 'token', t, 'state', 'running', 'ns', '1')
+else redis.call('HSET', KEYS[1], 'token', t, 'state', 'running') end
 if KEYS[3] then
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
