@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -194,11 +195,11 @@ func (s *Server) getJob(c echo.Context) error {
 	if err := redisSpent(ctx); err != nil {
 		return store.RedisError("store.Get "+id, err)
 	}
-	raw, err := s.store.GetRaw(ctx, id, tenantOf(c))
+	rec, err := s.store.GetRecord(ctx, id, tenantOf(c))
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, raw)
+	return writeJSONString(c, http.StatusOK, rec)
 }
 
 // jsonType is the Content-Type of a JSON answer, as writeJSON puts it in
@@ -213,6 +214,18 @@ func writeJSON(c echo.Context, code int, b []byte) error {
 	res.Header()[echo.HeaderContentType] = jsonType // the name is canonical
 	res.WriteHeader(code)
 	_, err := res.Write(b)
+	return err
+}
+
+// writeJSONString is writeJSON for a body held in a string (a record as
+// the store read it): net/http's ResponseWriter writes a string as it is
+// (io.StringWriter), where Echo's Response would need a []byte copy.
+func writeJSONString(c echo.Context, code int, body string) error {
+	res := c.Response()
+	res.Header()[echo.HeaderContentType] = jsonType
+	res.WriteHeader(code)
+	n, err := io.WriteString(res.Writer, body)
+	res.Size += int64(n)
 	return err
 }
 

@@ -203,9 +203,19 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // reads any job; otherwise another tenant's job is tasks.ENOTFOUND, as are unknown
 // and expired ones.
 func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
-	rec, owner, err := s.GetOwned(ctx, id)
+	rec, err := s.GetRecord(ctx, id, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(rec), nil
+}
+
+// GetRecord is GetRaw with the record as Redis returned it, a string, not
+// copied once more into a []byte: for a caller that only writes it out.
+func (s *Store) GetRecord(ctx context.Context, id, tenant string) (string, error) {
+	rec, owner, err := s.getOwned(ctx, id)
 	if err == nil && tenant != "" && owner != tenant {
-		return nil, tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+		return "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
 	}
 	return rec, err
 }
@@ -214,17 +224,25 @@ func (s *Store) GetRaw(ctx context.Context, id, tenant string) ([]byte, error) {
 // tenant, in one round trip (one read shared by the long polls of several
 // tenants); unknown and expired jobs are tasks.ENOTFOUND.
 func (s *Store) GetOwned(ctx context.Context, id string) (rec []byte, tenant string, err error) {
-	if !api.ValidID(id) {
-		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
-	}
-	r, owner, err := s.readRecord(ctx, JobKey(id))
+	r, owner, err := s.getOwned(ctx, id)
 	if err != nil {
-		return nil, "", redisErr("store.Get "+id, err)
-	}
-	if r == "" {
-		return nil, "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+		return nil, "", err
 	}
 	return []byte(r), owner, nil
+}
+
+func (s *Store) getOwned(ctx context.Context, id string) (rec, tenant string, err error) {
+	if !api.ValidID(id) {
+		return "", "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %q", id)
+	}
+	rec, tenant, err = s.readRecord(ctx, JobKey(id))
+	if err != nil {
+		return "", "", redisErr("store.Get "+id, err)
+	}
+	if rec == "" {
+		return "", "", tasks.Errorf(tasks.ENOTFOUND, "no job with id %s (unknown, expired, or not yours)", id)
+	}
+	return rec, tenant, nil
 }
 
 // Get returns the decoded record of job id; see GetRaw.
