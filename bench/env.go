@@ -238,6 +238,7 @@ type runningWorker struct {
 // the commands of concurrent jobs into shared round trips ("store"), and
 // with "all" asynq's server uses it too.
 func (e *env) startWorker(concurrency int) (*runningWorker, error) {
+	untune := worker.TuneGC() // as staged worker and staged dev do (unless GOGC is set), while it runs
 	rdb := e.productClient()
 	cfg := worker.Config{RedisConnOpt: e.connOpt(), Redis: rdb, Registry: e.reg,
 		Concurrency: concurrency, Queues: map[string]int{benchQueue: 1}, Logger: e.log,
@@ -245,6 +246,7 @@ func (e *env) startWorker(concurrency int) (*runningWorker, error) {
 	if e.o.autopipeline != "" {
 		ap, err := rdb.AutoPipeline()
 		if err != nil {
+			untune()
 			rdb.Close()
 			return nil, err
 		}
@@ -255,6 +257,7 @@ func (e *env) startWorker(concurrency int) (*runningWorker, error) {
 	}
 	w, err := worker.New(cfg)
 	if err != nil {
+		untune()
 		rdb.Close()
 		return nil, err
 	}
@@ -264,6 +267,7 @@ func (e *env) startWorker(concurrency int) (*runningWorker, error) {
 	return &runningWorker{stop: func() error {
 		cancel()
 		err := <-done
+		untune()
 		return errors.Join(err, rdb.Close())
 	}}, nil
 }

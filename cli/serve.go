@@ -286,6 +286,7 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 // workerParts returns the worker of worker and dev, and for staged worker
 // its metrics listener. nil means exit with code (said on stderr).
 func (o *serveOpts) workerParts(c *serveConn, reg *tasks.Registry, log *slog.Logger, promReg *prometheus.Registry, stderr io.Writer) ([]func(context.Context) error, int) {
+	worker.TuneGC() // unless GOGC is set; for the life of the process
 	w, err := worker.New(worker.Config{
 		RedisConnOpt: c.connOpt, Redis: c.rdb, Registry: reg, Concurrency: o.cfg.Concurrency, Logger: log,
 		Metrics: promReg, Queues: queueWeights(o.cfg.Queues), // asynq's StrictPriority stays off
