@@ -29,6 +29,9 @@ func decodeRecord(b []byte) (*api.Job, error) {
 type recDecoder struct {
 	b []byte
 	i int
+	// times holds the times the record's pointers point to, allocated
+	// together.
+	times []time.Time
 }
 
 func (d *recDecoder) ws() {
@@ -103,6 +106,33 @@ func (d *recDecoder) str(p *string) bool {
 	}
 	s, ok := d.rawString()
 	*p = string(s)
+	return ok
+}
+
+// state is str for a state; a known one is not copied.
+func (d *recDecoder) state(p *api.State) bool {
+	if d.lit("null") {
+		return true
+	}
+	s, ok := d.rawString()
+	switch api.State(s) {
+	case api.StateQueued:
+		*p = api.StateQueued
+	case api.StateRunning:
+		*p = api.StateRunning
+	case api.StateRetrying:
+		*p = api.StateRetrying
+	case api.StateSucceeded:
+		*p = api.StateSucceeded
+	case api.StateFailed:
+		*p = api.StateFailed
+	case api.StateCanceled:
+		*p = api.StateCanceled
+	case api.StatePending:
+		*p = api.StatePending
+	default:
+		*p = api.State(s)
+	}
 	return ok
 }
 
@@ -200,9 +230,13 @@ func (d *recDecoder) timePtr(p **time.Time) bool {
 		*p = nil
 		return true
 	}
-	var t time.Time
-	*p = &t
-	return d.time(&t)
+	if len(d.times) == 0 {
+		d.times = make([]time.Time, 12)
+	}
+	t := &d.times[0]
+	d.times = d.times[1:]
+	*p = t
+	return d.time(t)
 }
 
 // raw captures any JSON value (a json.RawMessage; null is kept as null).
@@ -308,9 +342,9 @@ func (d *recDecoder) escape() bool {
 	return false
 }
 
-// object calls field for each key of an object (null: none); field
-// reports false for an unknown key. A key seen twice is refused.
-func (d *recDecoder) object(field func(key string) bool) bool {
+// object calls field for each key of an object (null: none), given as
+// the entry of keys it is; a key not in keys, or seen twice, is refused.
+func (d *recDecoder) object(keys []string, field func(key string) bool) bool {
 	if d.lit("null") {
 		return true
 	}
@@ -320,20 +354,21 @@ func (d *recDecoder) object(field func(key string) bool) bool {
 	if d.eat('}') {
 		return true
 	}
-	var seen []string
+	var seen uint64 // bit i: keys[i] (at most 64 keys)
 	for {
 		k, ok := d.rawString()
 		if !ok || !d.eat(':') {
 			return false
 		}
-		for _, s := range seen {
-			if s == string(k) {
-				return false
-			}
+		i := 0
+		for i < len(keys) && keys[i] != string(k) {
+			i++
 		}
-		key := string(k)
-		seen = append(seen, key)
-		if !field(key) {
+		if i == len(keys) || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		if !field(keys[i]) {
 			return false
 		}
 		if d.eat('}') {
@@ -345,20 +380,31 @@ func (d *recDecoder) object(field func(key string) bool) bool {
 	}
 }
 
+// The keys of the record's objects, as api.Job's json tags name them.
+var (
+	jobKeys = []string{"id", "type", "state", "stage", "progress", "stages", "partial", "result", "error", "attempt", "queue",
+		"digest", "cancel_requested", "next_attempt_at", "created_at", "started_at", "updated_at", "finished_at", "expires_at", "links"}
+	stageRefKeys = []string{"index", "name", "total"}
+	errorKeys    = []string{"stage", "message"}
+	linksKeys    = []string{"self", "events", "page"}
+	stageKeys    = []string{"name", "state", "attempts", "started_at", "finished_at"}
+	optionsKeys  = []string{"retention", "timeout", "max_retries", "queue"}
+)
+
 func (d *recDecoder) job(j *api.Job) bool {
 	if d.peek() != '{' { // a record is an object
 		return false
 	}
-	return d.object(func(k string) bool {
+	return d.object(jobKeys, func(k string) bool {
 		switch k {
 		case "id":
 			return d.str(&j.ID)
 		case "type":
 			return d.str(&j.Type)
 		case "state":
-			return d.str((*string)(&j.State))
+			return d.state(&j.State)
 		case "stage":
-			return d.object(func(k string) bool {
+			return d.object(stageRefKeys, func(k string) bool {
 				switch k {
 				case "index":
 					return d.int(&j.Stage.Index)
@@ -372,7 +418,7 @@ func (d *recDecoder) job(j *api.Job) bool {
 		case "progress":
 			return d.float(&j.Progress)
 		case "stages":
-			return d.stages(&j.Stages)
+			return d.stages(&j.Stages, j.Stage.Total)
 		case "partial":
 			return d.raw(&j.Partial)
 		case "result":
@@ -383,7 +429,7 @@ func (d *recDecoder) job(j *api.Job) bool {
 				return true
 			}
 			j.Error = &api.JobError{}
-			return d.object(func(k string) bool {
+			return d.object(errorKeys, func(k string) bool {
 				switch k {
 				case "stage":
 					return d.str(&j.Error.Stage)
@@ -413,7 +459,7 @@ func (d *recDecoder) job(j *api.Job) bool {
 		case "expires_at":
 			return d.time(&j.ExpiresAt)
 		case "links":
-			return d.object(func(k string) bool {
+			return d.object(linksKeys, func(k string) bool {
 				switch k {
 				case "self":
 					return d.str(&j.Links.Self)
@@ -429,7 +475,9 @@ func (d *recDecoder) job(j *api.Job) bool {
 	})
 }
 
-func (d *recDecoder) stages(p *[]api.StageStatus) bool {
+// stages decodes the list of stages; total (the record's stage.total,
+// before it) is how many there are likely to be.
+func (d *recDecoder) stages(p *[]api.StageStatus, total int) bool {
 	if d.lit("null") {
 		*p = nil
 		return true
@@ -437,19 +485,19 @@ func (d *recDecoder) stages(p *[]api.StageStatus) bool {
 	if !d.eat('[') {
 		return false
 	}
-	ss := []api.StageStatus{}
+	ss := make([]api.StageStatus, 0, min(max(total, 0), 128))
 	if !d.eat(']') {
 		for {
 			var s api.StageStatus
 			if d.peek() != '{' {
 				return false
 			}
-			ok := d.object(func(k string) bool {
+			ok := d.object(stageKeys, func(k string) bool {
 				switch k {
 				case "name":
 					return d.str(&s.Name)
 				case "state":
-					return d.str((*string)(&s.State))
+					return d.state(&s.State)
 				case "attempts":
 					return d.int(&s.Attempts)
 				case "started_at":
@@ -480,7 +528,7 @@ func (d *recDecoder) stages(p *[]api.StageStatus) bool {
 func decodeOptions(b []byte, o *api.Options) {
 	d := recDecoder{b: b}
 	var v api.Options
-	ok := d.peek() == '{' && d.object(func(k string) bool {
+	ok := d.peek() == '{' && d.object(optionsKeys, func(k string) bool {
 		switch k {
 		case "retention":
 			return d.duration(&v.Retention)

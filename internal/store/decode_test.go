@@ -133,3 +133,13 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeRecord(b *testing.B) {
+	rec := records(b)[1]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeRecord(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
