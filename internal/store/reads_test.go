@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,5 +209,41 @@ func TestReadsCallerGivesUp(t *testing.T) {
 	}
 	if h.lone.Load() != before+1 {
 		t.Fatalf("read after Close did not go to Redis")
+	}
+}
+
+// A sender that has a single read lets the goroutines already runnable go
+// first, so that a read they are about to ask for goes in the same round
+// trip: on one P, two reads started together share it (without the yield,
+// the sender takes the first before the second has run, and sends it
+// alone).
+func TestReadsYieldForCompany(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	plain := store.NewStore(srv.Client())
+	a, b := newJob(t, plain, ""), newJob(t, plain, "")
+	rdb := srv.Client()
+	h := &readHook{}
+	rdb.AddHook(h)
+	s := store.NewStore(rdb)
+	s.StartReads(ctx, 5*time.Second)
+	defer s.Close()
+	if _, _, err := s.GetOwned(ctx, a.ID); err != nil { // the connection made
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for try := 0; h.maxPiped.Load() < 2; try++ {
+		if try == 20 {
+			t.Fatalf("20 pairs of reads started together, none shared a round trip (%d alone)", h.lone.Load())
+		}
+		var wg sync.WaitGroup
+		for _, id := range []string{a.ID, b.ID} {
+			wg.Go(func() {
+				if _, _, err := s.GetOwned(ctx, id); err != nil {
+					t.Errorf("read %s: %v", id, err)
+				}
+			})
+		}
+		wg.Wait()
 	}
 }
