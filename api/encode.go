@@ -32,7 +32,7 @@ func appendJob(b []byte, j *Job) ([]byte, bool) {
 	b = append(b, `,"total":`...)
 	b = strconv.AppendInt(b, int64(j.Stage.Total), 10)
 	b = append(b, `},"progress":`...)
-	if b, ok = appendFloat(b, j.Progress); !ok {
+	if b, ok = appendFloat(b, j.Progress, 64); !ok {
 		return b, false
 	}
 	b = append(b, `,"stages":`...)
@@ -146,18 +146,18 @@ func appendTime(b []byte, t time.Time) ([]byte, bool) {
 	return append(tb, '"'), true
 }
 
-// appendFloat writes f as encoding/json writes a float64 (ES6 number
-// formatting), or reports false for NaN and the infinities, which it
+// appendFloat writes f as encoding/json writes a float of that many bits
+// (ES6 number formatting), or reports false for NaN and the infinities, which it
 // refuses.
-func appendFloat(b []byte, f float64) ([]byte, bool) {
+func appendFloat(b []byte, f float64, bits int) ([]byte, bool) {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return b, false
 	}
 	abs, format := math.Abs(f), byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
 		format = 'e'
 	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
+	b = strconv.AppendFloat(b, f, format, -1, bits)
 	if format == 'e' {
 		// e-09 to e-9, as encoding/json does
 		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {

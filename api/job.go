@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -139,10 +140,16 @@ func (j *Job) MarkCanceled(now time.Time) {
 // Marshal encodes v as JSON without escaping <, > and & (so "->" stays
 // readable on the wire) and without a trailing newline. Use it for
 // everything staged writes: records, checkpoints, results. A record
-// (*Job) is written without reflection, to the same bytes (encode.go).
+// (*Job) and a flat struct are written without encoding/json, to the same
+// bytes (encode.go, flatencode.go).
 func Marshal(v any) ([]byte, error) {
 	if j, ok := v.(*Job); ok && j != nil {
 		if b, ok := appendJob(make([]byte, 0, jobSizeHint(j)), j); ok {
+			return b, nil
+		}
+	} else if e := flatEncoderFor(reflect.TypeOf(v)); e != nil {
+		// A flat struct (a stage's output, a partial result): flatencode.go.
+		if b, ok := e.appendStruct(make([]byte, 0, 16+24*len(e.fields)), reflect.ValueOf(v)); ok {
 			return b, nil
 		}
 	}
