@@ -40,7 +40,42 @@ const (
 )
 
 // handle is the asynq handler of every task type: one attempt at a job.
+// It runs the attempt on a goroutine of the stage pool (stagepool.go),
+// whose stack has grown already, not on asynq's new goroutine of the task;
+// a panic goes on in handle's goroutine, to asynq, as if it were there.
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
+	var (
+		err      error
+		panicked any
+		stack    []byte
+	)
+	done := make(chan struct{})
+	w.stages.run(func() {
+		defer close(done)
+		defer func() {
+			if x := recover(); x != nil {
+				panicked, stack = x, debug.Stack()
+			}
+		}()
+		err = w.attempt(ctx, t)
+	})
+	<-done
+	if panicked != nil {
+		log := w.log
+		if tid, ok := asynq.GetTaskID(ctx); ok {
+			log = log.With("task_id", tid)
+			if ids := jobIDsIn(tid); len(ids) == 1 {
+				log = log.With("job_id", ids[0])
+			}
+		}
+		log.Error("the job's attempt panicked outside its stages; asynq retries the task", "panic", fmt.Sprint(panicked), "stack", string(stack))
+		panic(panicked)
+	}
+	return err
+}
+
+// attempt is handle's work.
+func (w *Worker) attempt(ctx context.Context, t *asynq.Task) error {
 	defer w.waker.pf.finished() // a slot is free again (prefetch.go)
 	pl, err := store.DecodePayload(t.Payload())
 	if err != nil {

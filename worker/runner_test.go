@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -241,5 +243,36 @@ func TestPermanentErrors(t *testing.T) {
 				t.Fatalf("the oversized output was checkpointed")
 			}
 		})
+	}
+}
+
+// A panic outside the stages (here the pipeline's Build) goes to asynq as
+// it did when the attempt ran on asynq's goroutine: asynq retries the task
+// and the worker lives on; the line about it names the job.
+func TestPanicOutsideStages(t *testing.T) {
+	t.Parallel()
+	var builds atomic.Int32
+	h := newHarness(t,
+		&tasks.Pipeline{Name: "badbuild", Stages: []tasks.Stage{
+			{Name: "s", Run: stageFunc(func(context.Context, string, tasks.Progress) (any, error) { return "ok", nil })},
+		}, Build: func(json.RawMessage) ([]tasks.Stage, error) {
+			builds.Add(1)
+			panic("build kaboom")
+		}},
+		chainPipeline(nil, nil),
+	)
+	rec := newRecorder()
+	cfg := h.config()
+	cfg.Logger = slog.New(rec)
+	h.start(cfg)
+	id := h.submit("badbuild", `{}`, api.Options{MaxRetries: 1})
+	redistest.Eventually(t, 10*time.Second, "asynq's retry of the panicked attempt", func() bool { return builds.Load() >= 2 })
+	if j := h.wait(h.submit("chain", `"x"`, api.Options{}), api.StateSucceeded, 5*time.Second); string(j.Result) != `"xabc"` {
+		t.Fatalf("result = %s", j.Result)
+	}
+	if !slices.ContainsFunc(rec.records(), func(r logRecord) bool {
+		return strings.Contains(r.msg, "panicked outside its stages") && r.attrs["job_id"] == id
+	}) {
+		t.Errorf("no line about the panic with job_id %s", id)
 	}
 }

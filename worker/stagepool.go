@@ -5,8 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// stagePool runs the stages of all runs on goroutines that outlive them:
-// a goroutine whose stage has returned waits for the next stage to run,
+// stagePool runs the stages of all runs, and the attempts themselves
+// (Worker.handle), on goroutines that outlive them: a goroutine whose
+// stage has returned waits for the next stage to run,
 // so a stage starts on a stack already grown by earlier ones instead of on
 // a new goroutine's small stack, whose growth (copying it, frame by frame)
 // cost the drain bench about a tenth of the worker's CPU. At most max

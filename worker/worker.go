@@ -290,7 +290,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), rdb: cfg.Redis, runs: newRunSet(), metrics: m,
-		stages: newStagePool(cfg.Concurrency)}
+		stages: newStagePool(2 * cfg.Concurrency)} // a job's attempt and its stage
 	if w.rdb == nil {
 		c, ok := cfg.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
 		if !ok {
