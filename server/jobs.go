@@ -76,19 +76,19 @@ func (s *Server) submitJob(c echo.Context) error {
 		return err
 	}
 	s.metrics.jobSubmitted(j.Type)
-	c.Response().Header().Set(echo.HeaderLocation, j.Links.Self)
+	c.Response().Header()[echo.HeaderLocation] = []string{j.Links.Self} // the name is canonical
 	if wait > 0 {
 		raw, done, err := s.waitFinished(c.Request().Context(), w, j.ID, tenant, wait)
 		switch {
 		case done:
-			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, raw)
+			return writeJSON(c, http.StatusOK, raw)
 		case err == nil:
-			return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, withWarnings(raw, sub.warnings))
+			return writeJSON(c, http.StatusAccepted, withWarnings(raw, sub.warnings))
 		}
 		// The job exists: a failed wait must not look like a failed submit.
 		s.log.Warn("waiting for a submitted job", "job", j.ID, "err", err)
 	}
-	return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, withWarnings(rec, sub.warnings))
+	return writeJSON(c, http.StatusAccepted, withWarnings(rec, sub.warnings))
 }
 
 // withWarnings returns the job record rec with a "warnings" array of
