@@ -176,6 +176,7 @@ type apiServer struct {
 // startAPI starts the API on a free port of 127.0.0.1, its logger at warn
 // level, and waits until /healthz answers.
 func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
+	untune := worker.TuneGC() // as staged api does (unless GOGC is set), while it runs
 	rdb := e.apiClient()
 	srv, err := server.New(server.Config{Redis: rdb, RedisConnOpt: e.connOpt(), Registry: e.reg,
 		Retention: retention, Queues: []string{benchQueue}, Logger: e.log, RateLimit: e.o.rateLimit,
@@ -184,11 +185,13 @@ func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
 		// leaves every job queued, far beyond the default 10,000.
 		TenantMaxLive: 1 << 30, WaitReplicas: e.wait})
 	if err != nil {
+		untune()
 		rdb.Close()
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
+		untune()
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
@@ -199,6 +202,7 @@ func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
 	a.stop = func() error {
 		cancel()
 		err := <-done
+		untune()
 		return errors.Join(err, srv.Close(), rdb.Close())
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -212,7 +216,7 @@ func (e *env) startAPI(ctx context.Context) (*apiServer, error) {
 		}
 		select {
 		case err := <-done:
-			a.stop = func() error { return errors.Join(srv.Close(), rdb.Close()) }
+			a.stop = func() error { untune(); return errors.Join(srv.Close(), rdb.Close()) }
 			a.stop()
 			return nil, fmt.Errorf("api did not start: %v", err)
 		case <-ctx.Done():

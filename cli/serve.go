@@ -256,6 +256,9 @@ func (o *serveOpts) newServer(c *serveConn, reg *tasks.Registry, log *slog.Logge
 	cfg := o.cfg
 	if o.mode == "api" {
 		reg = nil // the API learns every pipeline from the catalogue the workers publish
+		// An API allocates per request around a small live heap, as a
+		// worker per job: the same tuning (dev has it from workerParts).
+		worker.TuneGC() // unless GOGC is set; for the life of the process
 	} // dev: the API knows this process's pipelines before the worker's first heartbeat
 	wait := cfg.WaitReplicas
 	if wait < 0 { // auto: one replica when the primary has any

@@ -34,7 +34,8 @@ var (
 )
 
 // TuneGC tunes the garbage collector of a process whose main work is a
-// worker (staged worker and staged dev call it): unless GOGC is set, after
+// worker (staged worker and staged dev call it; staged api too, whose
+// requests allocate the same way): unless GOGC is set, after
 // each collection the GC percent becomes gcHeadroom over the live heap,
 // between 100 (Go's default, from a live heap of 256 MiB up) and 400; so
 // the heap grows by at most max(256 MiB, the live heap) between
