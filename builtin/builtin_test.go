@@ -3,6 +3,7 @@ package builtin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -149,6 +150,15 @@ func TestBuildRechecks(t *testing.T) {
 	for _, tt := range tests {
 		if _, err := tt.p.StagesFor(json.RawMessage(tt.input)); tasks.ErrorCode(err) != tt.want {
 			t.Errorf("%s: Build of %s: %v, want %s", tt.p.Name, tt.input, err, tt.want)
+		}
+	}
+}
+
+// stageName is "stage" and k, for every k (the table up to MaxStages too).
+func TestStageName(t *testing.T) {
+	for k := -1; k <= MaxStages+2; k++ {
+		if got, want := stageName(k), fmt.Sprintf("stage%d", k); got != want {
+			t.Errorf("stageName(%d) = %q, want %q", k, got, want)
 		}
 	}
 }

@@ -57,10 +57,11 @@ type Stage struct {
 // each stage's Out is the next stage's In, and that the first stage's In is
 // the type given to InputOf.
 func StageOf[In, Out any](name string, fn func(ctx context.Context, in In, p Progress) (Out, error)) Stage {
+	who := "stage " + name
 	return Stage{
 		Name: name,
 		Run: func(ctx context.Context, raw json.RawMessage, p Progress) (any, error) {
-			in, err := decodeStrict[In]("stage "+name, "in", raw)
+			in, err := decodeStrict[In](who, "in", raw)
 			if err != nil {
 				return nil, Permanent(err)
 			}
