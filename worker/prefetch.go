@@ -34,9 +34,11 @@ import (
 // dequeue that finds the buffer empty holds asynq's serial processor for a
 // round trip, during which no task starts. So while slots free up fast, the
 // buffer is topped up in the background before it runs dry: when a dequeue
-// leaves fewer tasks buffered than slots are expected to free up during one
-// round trip (the rate of handler returns, times the round trip of the last
-// fetches), one refill at a time takes about twice that many. Slots that
+// leaves fewer tasks buffered than slots are expected to free up during two
+// round trips (the rate of handler returns, times the round trip of the
+// last fetches: slots free up in bursts, as the record writes that end jobs
+// go out in batches), one refill at a time tops it up to four round trips'
+// worth (at most 2 × prefetchMax a refill). Slots that
 // free up slowly (long stages) or not at all expect nothing, and no task
 // waits in the buffer for them.
 
@@ -179,11 +181,11 @@ func (p *prefetcher) refill(next redis.ProcessHook, args []any, from, q string) 
 		return
 	}
 	p.mu.Lock()
-	if p.refilling || p.stopped.Load() || len(p.buf) >= n {
+	if p.refilling || p.stopped.Load() || len(p.buf) >= 2*n {
 		p.mu.Unlock()
 		return
 	}
-	k := min(2*n-len(p.buf), p.max)
+	k := min(4*n-len(p.buf), 2*p.max)
 	p.refilling = true
 	p.refills.Add(1)
 	p.mu.Unlock()

@@ -317,7 +317,7 @@ func TestKilledPrefetchRecovered(t *testing.T) {
 func TestPrefetchReadAhead(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, chainPipeline(nil, nil))
-	r := newPrefetchRig(t, h, 20)
+	r := newPrefetchRig(t, h, 40)
 	pf := r.wk.pf
 	// Slots freeing up one after the other, and fetches that take a
 	// second: all 8 slots are expected to free up during one fetch.
@@ -331,9 +331,9 @@ func TestPrefetchReadAhead(t *testing.T) {
 		t.Fatalf("ahead() = %d, want 8 (all slots)", n)
 	}
 	// The dequeue takes 1 + 7 free slots' tasks, then a refill tops the
-	// 7 buffered up to 2×8.
+	// 7 buffered up to 4×8.
 	first := r.dequeue(t)
-	redistest.Eventually(t, 10*time.Second, "the refill of 9 tasks", func() bool { return pf.refilled.Load() == 9 })
+	redistest.Eventually(t, 10*time.Second, "the refill of 25 tasks", func() bool { return pf.refilled.Load() == 25 })
 	redistest.Eventually(t, 10*time.Second, "the refill over", func() bool {
 		pf.mu.Lock()
 		defer pf.mu.Unlock()
@@ -343,8 +343,8 @@ func TestPrefetchReadAhead(t *testing.T) {
 		t.Fatalf("%d scripts reached Redis, want 2 (the dequeue's fetch and the refill)", n)
 	}
 	pending, active, _ := r.lists(t)
-	if len(pending) != 3 || len(active) != 17 {
-		t.Fatalf("%d pending, %d active; want 3 and 17", len(pending), len(active))
+	if len(pending) != 7 || len(active) != 33 {
+		t.Fatalf("%d pending, %d active; want 7 and 33", len(pending), len(active))
 	}
 	var got []string
 	for range 5 {
@@ -354,8 +354,8 @@ func TestPrefetchReadAhead(t *testing.T) {
 		t.Errorf("dequeued %s then %v, want %s then %v (queue order)", first, got, r.ids[0], want)
 	}
 	pf.stop(context.Background())
-	if n := pf.handedBack.Load(); n != 11 {
-		t.Errorf("handed back %d at stop, want the 11 still buffered", n)
+	if n := pf.handedBack.Load(); n != 27 {
+		t.Errorf("handed back %d at stop, want the 27 still buffered", n)
 	}
 }
 
