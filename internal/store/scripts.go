@@ -94,7 +94,11 @@ if #KEYS > 4 then
   -- asynq's MarkAsComplete (v0.26), for a task still active.
   local tid = ARGV[a]
   local msg = redis.call('HGET', KEYS[7], 'msg')
-  if msg and redis.call('LREM', KEYS[4], 0, tid) > 0 then
+  -- LREM from the tail: RPOPLPUSH put the task at the head when it was
+  -- dequeued, so it has moved toward the tail since, with the tasks
+  -- dequeued after it in front (asynq's LREM 0 reads the whole list; a
+  -- task is in it once, so -1 removes the same).
+  if msg and redis.call('LREM', KEYS[4], -1, tid) > 0 then
     redis.call('ZREM', KEYS[5], tid)
     redis.call('ZADD', KEYS[6], ARGV[a + 2], tid)
     redis.call('HSET', KEYS[7], 'msg', msg .. ARGV[a + 3], 'state', 'completed', 'result', ARGV[a + 4])
