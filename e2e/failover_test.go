@@ -82,7 +82,13 @@ func TestSentinelFailover(t *testing.T) {
 	// (more likely since the worker prefetches), is queued with an active
 	// task: asynq's recoverer retries that task once its lease (30 s) has
 	// been expired for 30 s, on its next round (every minute), so up to
-	// about 2 min after the failover, and the job then runs. Hence 4 min.
+	// about 2 min after the failover, and the job then runs. A job whose
+	// claim and final write the old primary never passed on, while asynq's
+	// end of its task reached the new one (the worker's store client still
+	// read the old primary, which answered "done"), is queued with a
+	// completed task and no lease-index entry: the workers' scan of the new
+	// primary indexes it, and about store.OrphanAfterDefault (1 min) later
+	// the reconciler enqueues its task again. Hence 4 min.
 	for _, id := range accepted {
 		j := s.waitDone(id, 4*time.Minute)
 		if j.State != "succeeded" {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/staged-dev/staged/api"
 	"github.com/staged-dev/staged/internal/store"
 
@@ -29,6 +31,7 @@ const takeoverBatch = 100
 // its worker each time) ends failed instead.
 type reconciler struct {
 	w        *Worker
+	insp     *asynq.Inspector // on the store's client
 	throttle throttle
 	reindex  *reindexer // finds running jobs whose index entry was lost
 	quit     chan struct{}
@@ -100,14 +103,13 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 	switch h.Outcome {
 	case store.HandoffAlive:
 		return nil
-	case store.HandoffEnqueue: // a hand-off is under way, or the job waits for an asynq retry
+	case store.HandoffEnqueue: // a hand-off is under way, the job waits for an asynq retry, or it is queued
 		j, err := w.store.Get(ctx, id, "")
 		if err != nil {
 			return err
 		}
 		p := w.cfg.Registry.Get(j.Type)
-		err = store.Enqueue(ctx, w.client, j, h.Gen, info.retriesLeft(p), jobTimeout(info.opts, p), info.opts.Retention)
-		if err != nil {
+		if err := rc.enqueue(ctx, j, h.Gen, info, p, log); err != nil {
 			return err
 		}
 		store.Wake(ctx, w.rdb, store.TaskQueue(j))
@@ -144,6 +146,34 @@ func (rc *reconciler) takeover(ctx context.Context, id string) error {
 		" stopped renewing the job's lease (killed, or cut off from Redis); the stage runs again on another worker"}
 	w.handOn(ctx, h, j, info.opts, p, info.retriesLeft(p), why, fields, log)
 	return nil
+}
+
+// enqueue makes sure that generation gen of job j's task is on its queue
+// and can still run the job (which is neither running nor finished). A task
+// of that generation that asynq completed or archived cannot: a Redis
+// failover lost the job's writes of that attempt (its claim, its final
+// write) but not asynq's end of the task, as when the worker's store
+// client still read the old master (the claim found the job done there)
+// while asynq's client already wrote to the new one. That task is deleted
+// and enqueued again; its claim decides, as ever, whether it runs the job.
+func (rc *reconciler) enqueue(ctx context.Context, j *api.Job, gen int64, info jobInfo, p *tasks.Pipeline, log *slog.Logger) error {
+	q, tid := store.TaskQueue(j), store.TaskID(j.ID, gen)
+	ti, err := rc.insp.GetTaskInfo(q, tid)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+	case err != nil:
+		return err
+	case ti.State == asynq.TaskStateCompleted || ti.State == asynq.TaskStateArchived:
+		log.Warn("the job's task has ended but the job has not (a Redis failover lost the job's writes?): enqueuing it again",
+			"gen", gen, "task_state", ti.State.String(), "job_state", string(j.State))
+		if err := rc.insp.DeleteTask(q, tid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return err
+		}
+	default: // pending, active, scheduled, retry: it runs the job
+		return nil
+	}
+	w := rc.w
+	return store.Enqueue(ctx, w.client, j, gen, info.retriesLeft(p), jobTimeout(info.opts, p), info.opts.Retention)
 }
 
 // handOn finishes a hand-off (a takeover, or a hand-back by the job's

@@ -96,6 +96,9 @@ func (x *reindexer) check(ctx context.Context) {
 	for _, id := range st.Reindexed {
 		w.log.Warn("running job was missing from the lease index (lost in a Redis failover?): the reconciler checks its lease", "job_id", id)
 	}
+	for _, id := range st.Waiting {
+		w.log.Debug("queued job was missing from the lease index: the reconciler checks its task", "job_id", id)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("looking for running jobs missing from the lease index failed; another worker retries", "err", err,
@@ -104,6 +107,7 @@ func (x *reindexer) check(ctx context.Context) {
 		return
 	}
 	w.log.Info("looked for running jobs missing from the lease index", "scanned", st.Scanned, "reindexed", len(st.Reindexed),
+		"queued", len(st.Waiting),
 		"redis_calls", st.Calls, "took", time.Since(start).Round(time.Millisecond))
 	for _, id := range claimed {
 		if _, err := w.store.ClaimReindex(ctx, id, reindexEvery, true); err != nil && x.allow() {

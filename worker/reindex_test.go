@@ -75,7 +75,8 @@ func TestLostLeaseIndexEntry(t *testing.T) {
 }
 
 // The scan finds exactly the running jobs without an entry, on every
-// master of a Cluster.
+// master of a Cluster, and gives the queued ones without an entry a new
+// job's (OrphanAfter from now).
 func TestReindexRunningCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, 3)
@@ -83,7 +84,7 @@ func TestReindexRunningCluster(t *testing.T) {
 	st := store.NewStore(rdb)
 	ctx := context.Background()
 	reg := tasks.NewRegistry(chainPipeline(nil, nil))
-	var lost []string
+	var lost, waiting []string
 	for i := range 60 {
 		j := store.NewJob(reg.Get("chain"), "", time.Now().UTC())
 		if _, err := st.Create(ctx, j, "", []byte(`"x"`), api.Options{}); err != nil {
@@ -94,7 +95,12 @@ func TestReindexRunningCluster(t *testing.T) {
 			rdb.ZRem(ctx, store.LeasesKey(j.ID), j.ID)
 			lost = append(lost, j.ID)
 		}
+		if i%3 == 1 { // queued, entry lost
+			rdb.ZRem(ctx, store.LeasesKey(j.ID), j.ID)
+			waiting = append(waiting, j.ID)
+		}
 	}
+	before := time.Now()
 	ids, err := st.NodeIdentities(ctx)
 	if err != nil || len(ids) != 3 {
 		t.Fatalf("identities %v, %v; want 3", ids, err)
@@ -103,12 +109,19 @@ func TestReindexRunningCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Scanned != 60 || len(stats.Reindexed) != len(lost) {
-		t.Fatalf("scanned %d, reindexed %d; want 60, %d", stats.Scanned, len(stats.Reindexed), len(lost))
+	if stats.Scanned != 60 || len(stats.Reindexed) != len(lost) || len(stats.Waiting) != len(waiting) {
+		t.Fatalf("scanned %d, reindexed %d, waiting %d; want 60, %d, %d",
+			stats.Scanned, len(stats.Reindexed), len(stats.Waiting), len(lost), len(waiting))
 	}
 	for _, id := range lost {
-		if err := rdb.ZScore(ctx, store.LeasesKey(id), id).Err(); err != nil {
-			t.Errorf("job %s not back in the lease index: %v", id, err)
+		if d, err := rdb.ZScore(ctx, store.LeasesKey(id), id).Result(); err != nil || d > float64(time.Now().UnixMilli()) {
+			t.Errorf("job %s not back in the lease index with a lapsed deadline: %v, %v", id, d, err)
+		}
+	}
+	for _, id := range waiting {
+		d, err := rdb.ZScore(ctx, store.LeasesKey(id), id).Result()
+		if least := before.Add(store.OrphanAfterDefault).UnixMilli(); err != nil || d < float64(least) {
+			t.Errorf("queued job %s not in the lease index with a new job's deadline (≥ %d): %v, %v", id, least, d, err)
 		}
 	}
 }

@@ -344,7 +344,7 @@ func New(cfg Config) (*Worker, error) {
 	w.asynqRdb.AddHook(w.taskEnds)
 	w.srv = asynq.NewServerFromRedisClient(w.asynqRdb, acfg)
 	w.canceler = &canceler{w: w}
-	w.reconciler = &reconciler{w: w, quit: make(chan struct{}), done: make(chan struct{})}
+	w.reconciler = &reconciler{w: w, insp: asynq.NewInspectorFromRedisClient(w.rdb), quit: make(chan struct{}), done: make(chan struct{})}
 	w.publisher = catalog.NewPublisher(w.rdb, cfg.Registry, catalog.PublisherConfig{
 		Heartbeat: cfg.Heartbeat, DefinitionTTL: cfg.DefinitionTTL, Logger: w.log})
 	w.orphans = newOrphanSweeper(w)

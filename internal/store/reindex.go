@@ -15,7 +15,11 @@ import (
 // reloads an older snapshot) a running job's record may say running while
 // the claim's or a renewal's entry in the lease index is gone. The
 // reconciler only reads the index, so such a job whose worker also died
-// would stay running for ever. The functions here find those jobs: the
+// would stay running for ever. Likewise a queued job whose claim and
+// final write were lost while asynq's completion of its task was not (the
+// worker's store client still read the old master, asynq's already wrote
+// to the new one) has neither an entry nor a task that will run it. The
+// functions here find those jobs: the
 // workers watch each master's identity (NodeIdentities) and, once per new
 // identity (ClaimReindex), one of them scans the job records
 // (ReindexRunning).
@@ -80,6 +84,7 @@ type ReindexStats struct {
 	Scanned   int      // job records looked at
 	Calls     int      // Redis calls (round trips) made
 	Reindexed []string // ids of the running jobs put back into the lease index
+	Waiting   []string // ids of the queued or retrying jobs put into it
 }
 
 // ReindexRunning scans every job record (SCAN, batch keys at a time on
@@ -87,7 +92,10 @@ type ReindexStats struct {
 // job that has no lease-index entry back into the index with a lapsed
 // deadline: the next reconcile pass looks at its lease, leaves it alone if
 // its owner still holds it (the owner's renewal then sets the right
-// deadline) and takes it over if not.
+// deadline) and takes it over if not. Each queued or retrying job without
+// an entry gets one with the deadline of a new job's (OrphanAfter from
+// now), as Create gives it: unless a claim replaces the entry first, the
+// reconciler then makes sure the job's task exists and can still run it.
 func (s *Store) ReindexRunning(ctx context.Context, batch int64, pace time.Duration) (ReindexStats, error) {
 	var (
 		mu  sync.Mutex
@@ -99,6 +107,7 @@ func (s *Store) ReindexRunning(ctx context.Context, batch int64, pace time.Durat
 			mu.Lock()
 			all.Scanned, all.Calls = all.Scanned+st.Scanned, all.Calls+st.Calls
 			all.Reindexed = append(all.Reindexed, st.Reindexed...)
+			all.Waiting = append(all.Waiting, st.Waiting...)
 			mu.Unlock()
 		}()
 		var cursor uint64
@@ -124,7 +133,8 @@ func (s *Store) ReindexRunning(ctx context.Context, batch int64, pace time.Durat
 	return all, redisErr("store.ReindexRunning", err)
 }
 
-// reindexBatch re-indexes the running jobs among keys (job hash keys).
+// reindexBatch re-indexes the running, queued and retrying jobs among
+// keys (job hash keys).
 func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStats) error {
 	if len(keys) == 0 {
 		return nil
@@ -136,8 +146,8 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 			ids = append(ids, id)
 		}
 	}
-	// The states first, then the index entries of the running jobs only
-	// (the others need none): one command per job that is not running.
+	// The states first, then the index entries of the unfinished jobs only
+	// (the others need none): one command per finished job.
 	// A claim indexes its job in the same script as it makes it running
 	// (one node), so running and not indexed, twice, is lost.
 	states := make([]*redis.StringCmd, len(ids))
@@ -152,9 +162,9 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 		return err
 	}
 	st.Scanned += len(ids)
-	var running []string
+	var running []string // and queued, retrying
 	for i, id := range ids {
-		if states[i].Val() == "running" {
+		if unfinished(states[i].Val()) {
 			running = append(running, id)
 		}
 	}
@@ -176,19 +186,34 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	if err != nil && err != redis.Nil {
 		return err
 	}
-	now := float64(s.now().UnixMilli())
-	var lost []string
+	after := s.OrphanAfter
+	if after <= 0 {
+		after = OrphanAfterDefault
+	}
+	now := s.now()
+	lapsed, orphan := float64(now.UnixMilli()), float64(now.Add(after).UnixMilli())
+	var lost, waiting []string
 	for i, id := range running {
-		if scores[i].Err() == redis.Nil && again[i].Val() == "running" {
+		if scores[i].Err() != redis.Nil {
+			continue
+		}
+		switch state := again[i].Val(); {
+		case state == "running":
 			lost = append(lost, id)
+		case unfinished(state):
+			waiting = append(waiting, id)
 		}
 	}
-	if len(lost) == 0 {
+	if len(lost)+len(waiting) == 0 {
 		return nil
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range lost {
-			p.ZAddNX(ctx, LeasesKey(id), redis.Z{Score: now, Member: id})
+			p.ZAddNX(ctx, LeasesKey(id), redis.Z{Score: lapsed, Member: id})
+			p.Expire(ctx, LeasesKey(id), s.liveTTL())
+		}
+		for _, id := range waiting {
+			p.ZAddNX(ctx, LeasesKey(id), redis.Z{Score: orphan, Member: id})
 			p.Expire(ctx, LeasesKey(id), s.liveTTL())
 		}
 		return nil
@@ -198,7 +223,14 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 		return err
 	}
 	st.Reindexed = append(st.Reindexed, lost...)
+	st.Waiting = append(st.Waiting, waiting...)
 	return nil
+}
+
+// unfinished reports whether a job in state (a record's state field) is
+// still to run or running.
+func unfinished(state string) bool {
+	return state == "running" || state == "queued" || state == "retrying"
 }
 
 // forEachMaster calls fn with a client of each master: every master of a
