@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -134,12 +135,33 @@ func (c *combiner) loop(ctx context.Context) {
 // have (NOSCRIPT, after a restart or SCRIPT FLUSH) are sent once more, with
 // their extra commands, after loading the script.
 func (c *combiner) send(batch []*batchReq) {
-	ctx := context.Background() // callers' contexts only decide whether they still wait
 	live := batch[:0:0]
 	for _, r := range batch {
 		if r.ctx.Err() == nil { // a caller that has given up already got its error
 			live = append(live, r)
 		}
+	}
+	// The callers' contexts decide whether they still wait; the pipeline's
+	// own context ends with the last of their deadlines, so that go-redis
+	// does not go on retrying (redialling) for a caller that has already
+	// answered, e.g. a submit answered 503 whose create would otherwise
+	// reach a Redis that came back after the answer.
+	ctx := context.Background()
+	var last time.Time
+	for _, r := range live {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			last = time.Time{}
+			break
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	if !last.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, last)
+		defer cancel()
 	}
 	for try := 0; len(live) > 0; try++ {
 		p := c.rdb.Pipeline()

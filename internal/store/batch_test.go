@@ -306,3 +306,32 @@ func TestCombinerQueuedAtClose(t *testing.T) {
 		}
 	}
 }
+
+// A write whose caller gave up (its deadline passed while Redis was down)
+// is not retried into a Redis that comes back afterwards: the combiner's
+// pipeline ends with its callers' deadlines, not with the client's retries.
+func TestCombinerStopsRetryingAtDeadline(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AOF: true})
+	plain := store.NewStore(srv.Client())
+	j := newJob(t, plain, "")
+	c, err := plain.Claim(context.Background(), j.ID, 1, time.Minute)
+	if err != nil || c.Outcome != store.ClaimOK {
+		t.Fatalf("claim: %v %+v", err, c)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: 100,
+		MinRetryBackoff: 100 * time.Millisecond, MaxRetryBackoff: 200 * time.Millisecond}) // ≥ 10 s of retries
+	defer rdb.Close()
+	s := store.NewStore(rdb)
+	s.StartCombiner(context.Background())
+	srv.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := s.Save(ctx, c.Job, c.Token, store.SaveArgs{}); tasks.ErrorCode(err) != tasks.EUNAVAILABLE {
+		t.Fatalf("save with Redis down: %v, want unavailable", err)
+	}
+	srv.Restart()
+	s.Close() // waits for the senders: a save still being retried is written by now
+	if evs, err := plain.Events(context.Background(), j.ID, "", 10); err != nil || len(evs) != 0 {
+		t.Fatalf("the save answered 'unavailable' was written after Redis came back: %d events (%v)", len(evs), err)
+	}
+}
