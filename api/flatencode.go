@@ -6,7 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/staged-dev/staged/internal/flatstruct"
 )
 
 // A flatEncoder writes a flat struct (exported fields of bool, integer,
@@ -27,82 +28,32 @@ type flatField struct {
 	omitEmpty bool
 }
 
-var (
-	marshalerType     = reflect.TypeFor[json.Marshaler]()
-	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
-	// flatEncoders caches flatEncoderFor: reflect.Type → *flatEncoder
-	// (nil when the type is not flat).
-	flatEncoders sync.Map
-)
+// flatEncoders caches flatEncoderFor: reflect.Type → *flatEncoder (nil
+// when the type is not flat).
+var flatEncoders = flatstruct.Cache[flatEncoder]{New: newFlatEncoder}
 
 // flatEncoderFor returns t's flatEncoder, or nil when t is not a flat
 // struct.
-func flatEncoderFor(t reflect.Type) *flatEncoder {
-	if e, ok := flatEncoders.Load(t); ok {
-		return e.(*flatEncoder)
-	}
-	e := newFlatEncoder(t)
-	flatEncoders.Store(t, e)
-	return e
-}
-
-func customEncoding(t reflect.Type) bool {
-	pt := reflect.PointerTo(t)
-	return t.Implements(marshalerType) || pt.Implements(marshalerType) ||
-		t.Implements(textMarshalerType) || pt.Implements(textMarshalerType)
-}
+func flatEncoderFor(t reflect.Type) *flatEncoder { return flatEncoders.Get(t) }
 
 func newFlatEncoder(t reflect.Type) *flatEncoder {
-	if t == nil || t.Kind() != reflect.Struct || customEncoding(t) {
+	fields, ok := flatstruct.Fields(t, reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]())
+	if !ok {
 		return nil
 	}
 	e := &flatEncoder{}
-	seen := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if sf.Anonymous {
-			return nil // embedded fields: encoding/json's promotion rules
-		}
-		tag := sf.Tag.Get("json")
-		if !sf.IsExported() || tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
+	for _, f := range fields {
 		omitEmpty := false
-		for _, o := range strings.Split(opts, ",") {
+		for _, o := range strings.Split(f.Opts, ",") {
 			switch o {
 			case "":
 			case "omitempty":
 				omitEmpty = true
-			default: // string, omitzero, ...
+			default: // omitzero, ...
 				return nil
 			}
 		}
-		if name == "" {
-			name = sf.Name
-		}
-		for _, c := range name {
-			if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-				return nil
-			}
-		}
-		if seen[name] { // encoding/json drops both
-			return nil
-		}
-		seen[name] = true
-		ft := sf.Type
-		if customEncoding(ft) {
-			return nil
-		}
-		switch ft.Kind() {
-		case reflect.Bool, reflect.String,
-			reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-			reflect.Float32, reflect.Float64:
-		default:
-			return nil
-		}
-		e.fields = append(e.fields, flatField{key: `"` + name + `":`, index: i, kind: ft.Kind(), omitEmpty: omitEmpty})
+		e.fields = append(e.fields, flatField{key: `"` + f.Name + `":`, index: f.Index, kind: f.Kind, omitEmpty: omitEmpty})
 	}
 	return e
 }

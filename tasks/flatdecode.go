@@ -6,8 +6,9 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
-	"unicode/utf8"
+
+	"github.com/staged-dev/staged/internal/flatstruct"
+	"github.com/staged-dev/staged/internal/jsonscan"
 )
 
 // A flatDecoder decodes a JSON object into a flat struct (exported fields
@@ -31,80 +32,34 @@ type flatField struct {
 	bits  int
 }
 
-var (
-	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
-	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
-	// flatDecoders caches flatDecoderFor: reflect.Type → *flatDecoder
-	// (nil when the type is not flat).
-	flatDecoders sync.Map
-)
+// flatDecoders caches flatDecoderFor: reflect.Type → *flatDecoder (nil
+// when the type is not flat).
+var flatDecoders = flatstruct.Cache[flatDecoder]{New: newFlatDecoder}
 
 // flatDecoderFor returns t's flatDecoder, or nil when t is not a flat
 // struct.
-func flatDecoderFor(t reflect.Type) *flatDecoder {
-	if d, ok := flatDecoders.Load(t); ok {
-		return d.(*flatDecoder)
-	}
-	d := newFlatDecoder(t)
-	flatDecoders.Store(t, d)
-	return d
-}
-
-func customDecoding(t reflect.Type) bool {
-	pt := reflect.PointerTo(t)
-	return t.Implements(unmarshalerType) || pt.Implements(unmarshalerType) ||
-		t.Implements(textUnmarshalerType) || pt.Implements(textUnmarshalerType)
-}
+func flatDecoderFor(t reflect.Type) *flatDecoder { return flatDecoders.Get(t) }
 
 func newFlatDecoder(t reflect.Type) *flatDecoder {
-	if t == nil || t.Kind() != reflect.Struct || customDecoding(t) {
+	fields, ok := flatstruct.Fields(t, reflect.TypeFor[json.Unmarshaler](), reflect.TypeFor[encoding.TextUnmarshaler]())
+	if !ok {
 		return nil
 	}
 	d := &flatDecoder{}
-	seen := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if sf.Anonymous {
-			return nil // embedded fields: encoding/json's promotion rules
-		}
-		tag := sf.Tag.Get("json")
-		if !sf.IsExported() || tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		if strings.Contains(","+opts+",", ",string,") {
+	for i, sf := range fields {
+		if sf.Kind == reflect.Uintptr {
 			return nil
-		}
-		if name == "" {
-			name = sf.Name
-		}
-		for _, c := range name {
-			if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-				return nil
-			}
 		}
 		// Two names equal but for case: encoding/json matches keys
 		// without regard to case; leave such types to it.
-		if folded := strings.ToLower(name); seen[folded] {
-			return nil
-		} else {
-			seen[folded] = true
+		for _, prev := range fields[:i] {
+			if strings.EqualFold(prev.Name, sf.Name) {
+				return nil
+			}
 		}
-		ft := sf.Type
-		if customDecoding(ft) {
-			return nil
-		}
-		switch ft.Kind() {
-		case reflect.Bool, reflect.String,
-			reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-			reflect.Float32, reflect.Float64:
-		default:
-			return nil
-		}
-		f := flatField{name: name, index: i, kind: ft.Kind()}
+		f := flatField{name: sf.Name, index: sf.Index, kind: sf.Kind}
 		if f.kind != reflect.Bool && f.kind != reflect.String {
-			f.bits = ft.Bits()
+			f.bits = t.Field(sf.Index).Type.Bits()
 		}
 		d.fields = append(d.fields, f)
 	}
@@ -149,27 +104,16 @@ func (d *flatDecoder) field(key []byte) *flatField {
 	return nil
 }
 
-// flatScanner is a cursor on the JSON being decoded.
+// flatScanner is a cursor on the JSON being decoded, over jsonscan.
 type flatScanner struct {
 	b []byte
 	i int
 }
 
-func (s *flatScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *flatScanner) end() bool { s.ws(); return s.i == len(s.b) }
+func (s *flatScanner) end() bool { return jsonscan.WS(s.b, s.i) == len(s.b) }
 
 func (s *flatScanner) eat(c byte) bool {
-	s.ws()
+	s.i = jsonscan.WS(s.b, s.i)
 	if s.i < len(s.b) && s.b[s.i] == c {
 		s.i++
 		return true
@@ -180,73 +124,36 @@ func (s *flatScanner) eat(c byte) bool {
 // str returns the bytes of a string without escapes or control
 // characters, in valid UTF-8.
 func (s *flatScanner) str() ([]byte, bool) {
-	if !s.eat('"') {
+	i := jsonscan.WS(s.b, s.i)
+	end := jsonscan.String(s.b, i, false)
+	if end < 0 {
 		return nil, false
 	}
-	start, ascii := s.i, true
-	for ; s.i < len(s.b); s.i++ {
-		switch c := s.b[s.i]; {
-		case c == '"':
-			v := s.b[start:s.i]
-			s.i++
-			return v, ascii || utf8.Valid(v)
-		case c == '\\' || c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return nil, false
+	s.i = end
+	return s.b[i+1 : end-1], true
 }
 
 // number returns a JSON number's text, and whether it is an integer (no
 // fraction, no exponent).
 func (s *flatScanner) number() (text []byte, integer, ok bool) {
-	s.ws()
-	start := s.i
-	digits := func() bool {
-		n := s.i
-		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
-			s.i++
-		}
-		return s.i > n
-	}
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	if s.i < len(s.b) && s.b[s.i] == '0' {
-		s.i++
-	} else if !digits() {
+	i := jsonscan.WS(s.b, s.i)
+	end, integer := jsonscan.Number(s.b, i)
+	if end < 0 {
 		return nil, false, false
 	}
-	integer = true
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		integer = false
-		if !digits() {
-			return nil, false, false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		integer = false
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if !digits() {
-			return nil, false, false
-		}
-	}
-	return s.b[start:s.i], integer, true
+	s.i = end
+	return s.b[i:end], integer, true
 }
 
-func (s *flatScanner) lit(l string) bool {
-	s.ws()
-	if len(s.b)-s.i >= len(l) && string(s.b[s.i:s.i+len(l)]) == l {
-		s.i += len(l)
-		return true
+// boolean returns the value of true or false.
+func (s *flatScanner) boolean() (v, ok bool) {
+	i := jsonscan.WS(s.b, s.i)
+	end := jsonscan.Literal(s.b, i)
+	if end < 0 || s.b[i] == 'n' {
+		return false, false
 	}
-	return false
+	s.i = end
+	return s.b[i] == 't', true
 }
 
 // value decodes the value of field f into v.
@@ -259,15 +166,11 @@ func (s *flatScanner) value(f *flatField, v reflect.Value) bool {
 		}
 		return ok
 	case reflect.Bool:
-		switch {
-		case s.lit("true"):
-			v.SetBool(true)
-		case s.lit("false"):
-			v.SetBool(false)
-		default:
-			return false
+		b, ok := s.boolean()
+		if ok {
+			v.SetBool(b)
 		}
-		return true
+		return ok
 	case reflect.Float32, reflect.Float64:
 		b, _, ok := s.number()
 		if !ok {
