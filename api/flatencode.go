@@ -28,13 +28,8 @@ type flatField struct {
 	omitEmpty bool
 }
 
-// flatEncoders caches flatEncoderFor: reflect.Type → *flatEncoder (nil
-// when the type is not flat).
+// flatEncoders.Get(t) is t's flatEncoder, or nil when t is not a flat struct.
 var flatEncoders = flatstruct.Cache[flatEncoder]{New: newFlatEncoder}
-
-// flatEncoderFor returns t's flatEncoder, or nil when t is not a flat
-// struct.
-func flatEncoderFor(t reflect.Type) *flatEncoder { return flatEncoders.Get(t) }
 
 func newFlatEncoder(t reflect.Type) *flatEncoder {
 	fields, ok := flatstruct.Fields(t, reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]())

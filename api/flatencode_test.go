@@ -8,49 +8,14 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/staged-dev/staged/internal/flatstruct/flattest"
 )
 
-type flatName string
-
-// flatAll has a field of each kind the fast path encodes, omitempty ones,
-// and fields encoding/json skips.
-type flatAll struct {
-	I       int      `json:"i"`
-	I8      int8     `json:"i8,omitempty"`
-	U16     uint16   `json:"u16"`
-	U       uint     `json:"u,omitempty"`
-	F       float64  `json:"f"`
-	F32     float32  `json:"f32"`
-	FE      float64  `json:"fe,omitempty"`
-	S       string   `json:"s"`
-	SE      string   `json:"se,omitempty"`
-	N       flatName `json:"n"`
-	B       bool     `json:"b"`
-	BE      bool     `json:"be,omitempty"`
-	Untaged int
-	Skipped int `json:"-"`
-	hidden  int
-}
-
-var _ = flatAll{}.hidden
-
 type (
-	flatEmbedded struct {
-		flatAll
-		X int `json:"x"`
-	}
-	flatPointer struct {
-		P *int `json:"p"`
-	}
-	flatQuoted struct {
-		N int `json:"n,string"`
-	}
 	flatTwice struct {
 		A int
 		B int `json:"A"` // encoding/json writes this one
-	}
-	flatTime struct {
-		T time.Time `json:"t"`
 	}
 	flatCustom struct{ X int }
 	flatOdd    struct {
@@ -69,7 +34,7 @@ func checkFlat(t *testing.T, v any) {
 	if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
 		t.Fatalf("Marshal(%+v) = %s, %v; encoding/json: %s, %v", v, got, err, want, werr)
 	}
-	if e := flatEncoderFor(reflect.TypeOf(v)); e != nil {
+	if e := flatEncoders.Get(reflect.TypeOf(v)); e != nil {
 		if _, ok := e.appendStruct(nil, reflect.ValueOf(v)); ok != (werr == nil) {
 			t.Fatalf("the fast path took %+v: %v; encoding/json's error: %v", v, ok, werr)
 		}
@@ -79,22 +44,22 @@ func checkFlat(t *testing.T, v any) {
 // Marshal writes flat structs without encoding/json, to its bytes; other
 // types go to encoding/json.
 func TestFlatEncoder(t *testing.T) {
-	if flatEncoderFor(reflect.TypeFor[flatAll]()) == nil {
-		t.Fatal("flatAll has no fast path")
+	if flatEncoders.Get(reflect.TypeFor[flattest.All]()) == nil {
+		t.Fatal("flattest.All has no fast path")
 	}
 	for name, typ := range map[string]reflect.Type{
-		"embedded": reflect.TypeFor[flatEmbedded](), "pointer": reflect.TypeFor[flatPointer](),
-		",string": reflect.TypeFor[flatQuoted](), "a name twice": reflect.TypeFor[flatTwice](),
-		"time.Time": reflect.TypeFor[flatTime](), "MarshalJSON": reflect.TypeFor[flatCustom](),
+		"embedded": reflect.TypeFor[flattest.Embedded](), "pointer": reflect.TypeFor[flattest.Pointer](),
+		",string": reflect.TypeFor[flattest.Quoted](), "a name twice": reflect.TypeFor[flatTwice](),
+		"time.Time": reflect.TypeFor[flattest.Time](), "MarshalJSON": reflect.TypeFor[flatCustom](),
 		"name a-b": reflect.TypeFor[flatOdd](), "map": reflect.TypeFor[map[string]int](), "int": reflect.TypeFor[int](),
-		"*flatAll": reflect.TypeFor[*flatAll](), "Options (durations)": nil,
+		"*flattest.All": reflect.TypeFor[*flattest.All](), "Options (durations)": nil,
 	} {
 		if typ != nil && newFlatEncoder(typ) != nil {
 			t.Errorf("%s: %s has a fast path", name, typ)
 		}
 	}
-	for _, v := range []any{flatEmbedded{X: 1}, flatPointer{}, flatQuoted{N: 2}, flatTwice{1, 2}, flatTime{}, flatCustom{}, flatOdd{3},
-		nil, 1, "x", map[string]int{"a": 1}, &flatAll{I: 1}, json.RawMessage(` [1] `), Options{Timeout: time.Second}} {
+	for _, v := range []any{flattest.Embedded{X: 1}, flattest.Pointer{}, flattest.Quoted{N: 2}, flatTwice{1, 2}, flattest.Time{}, flatCustom{}, flatOdd{3},
+		nil, 1, "x", map[string]int{"a": 1}, &flattest.All{I: 1}, json.RawMessage(` [1] `), Options{Timeout: time.Second}} {
 		checkFlat(t, v)
 	}
 	floats := append([]float64{math.NaN(), math.Inf(1), math.Inf(-1), math.MaxFloat32, 1e38, 3.4e38}, testFloats...)
@@ -105,9 +70,9 @@ func TestFlatEncoder(t *testing.T) {
 		if r.IntN(20) > 0 && (math.IsNaN(f) || math.IsInf(f, 0)) {
 			f = 0.25
 		}
-		v := flatAll{I: r.IntN(2000) - 1000, I8: int8(r.IntN(256) - 128), U16: uint16(r.IntN(65536)), U: uint(r.Uint64() >> r.IntN(64)),
+		v := flattest.All{I: r.IntN(2000) - 1000, I8: int8(r.IntN(256) - 128), U16: uint16(r.IntN(65536)), U: uint(r.Uint64() >> r.IntN(64)),
 			F: f, F32: float32(floats[r.IntN(len(floats))]), FE: []float64{0, math.Copysign(0, -1), 1}[r.IntN(3)],
-			S: str(), SE: str(), N: flatName(str()), B: r.IntN(2) == 0, BE: r.IntN(2) == 0, Untaged: r.Int(), Skipped: 1}
+			S: str(), SE: str(), N: flattest.Name(str()), B: r.IntN(2) == 0, BE: r.IntN(2) == 0, Untaged: r.Int(), Skipped: 1}
 		if math.IsNaN(float64(v.F32)) || math.IsInf(float64(v.F32), 0) {
 			if r.IntN(20) > 0 {
 				v.F32 = 1.5
@@ -125,7 +90,7 @@ func FuzzFlatEncoder(f *testing.F) {
 	f.Add(int64(3), uint64(7), 0.375, float32(1.5), "x", `say "hi" <&> ✓`, true)
 	f.Add(int64(-1), uint64(0), 1e21, float32(1e-7), "\xff\u2028", "", false)
 	f.Fuzz(func(t *testing.T, i int64, u uint64, fl float64, f32 float32, s, s2 string, b bool) {
-		checkFlat(t, flatAll{I: int(i), I8: int8(i), U16: uint16(u), U: uint(u), F: fl, F32: f32, FE: fl, S: s, SE: s2, N: flatName(s2), B: b, BE: b})
+		checkFlat(t, flattest.All{I: int(i), I8: int8(i), U16: uint16(u), U: uint(u), F: fl, F32: f32, FE: fl, S: s, SE: s2, N: flattest.Name(s2), B: b, BE: b})
 	})
 }
 

@@ -147,7 +147,7 @@ func Marshal(v any) ([]byte, error) {
 		if b, ok := appendJob(make([]byte, 0, jobSizeHint(j)), j); ok {
 			return b, nil
 		}
-	} else if e := flatEncoderFor(reflect.TypeOf(v)); e != nil {
+	} else if e := flatEncoders.Get(reflect.TypeOf(v)); e != nil {
 		// A flat struct (a stage's output, a partial result): flatencode.go.
 		if b, ok := e.appendStruct(make([]byte, 0, 16+24*len(e.fields)), reflect.ValueOf(v)); ok {
 			return b, nil

@@ -32,13 +32,8 @@ type flatField struct {
 	bits  int
 }
 
-// flatDecoders caches flatDecoderFor: reflect.Type → *flatDecoder (nil
-// when the type is not flat).
+// flatDecoders.Get(t) is t's flatDecoder, or nil when t is not a flat struct.
 var flatDecoders = flatstruct.Cache[flatDecoder]{New: newFlatDecoder}
-
-// flatDecoderFor returns t's flatDecoder, or nil when t is not a flat
-// struct.
-func flatDecoderFor(t reflect.Type) *flatDecoder { return flatDecoders.Get(t) }
 
 func newFlatDecoder(t reflect.Type) *flatDecoder {
 	fields, ok := flatstruct.Fields(t, reflect.TypeFor[json.Unmarshaler](), reflect.TypeFor[encoding.TextUnmarshaler]())

@@ -7,45 +7,14 @@ import (
 	"io"
 	"reflect"
 	"testing"
-	"time"
+
+	"github.com/staged-dev/staged/internal/flatstruct/flattest"
 )
 
-type flatName string
-
-// flatAll has a field of each kind the fast path decodes, and fields
-// encoding/json skips.
-type flatAll struct {
-	I       int      `json:"i"`
-	I8      int8     `json:"i8"`
-	U16     uint16   `json:"u16"`
-	U       uint     `json:"u,omitempty"`
-	F       float64  `json:"f"`
-	F32     float32  `json:"f32"`
-	S       string   `json:"s"`
-	N       flatName `json:"n"`
-	B       bool     `json:"b"`
-	Untaged int
-	Skipped int `json:"-"`
-	hidden  int
-}
-
 type (
-	flatEmbedded struct {
-		flatAll
-		X int `json:"x"`
-	}
-	flatPointer struct {
-		P *int `json:"p"`
-	}
-	flatQuoted struct {
-		N int `json:"n,string"`
-	}
 	flatCase struct {
 		A int `json:"name"`
 		B int `json:"Name"`
-	}
-	flatTime struct {
-		T time.Time `json:"t"`
 	}
 	flatCustom struct{ X int }
 	flatDash   struct {
@@ -55,8 +24,6 @@ type (
 )
 
 func (c *flatCustom) UnmarshalJSON([]byte) error { return nil }
-
-var _ = flatAll{}.hidden // encoding/json skips unexported fields
 
 // flatInputs are JSON texts the fast path takes or leaves to
 // encoding/json; the fuzz target starts from them.
@@ -80,7 +47,7 @@ func checkFlat[T any](t *testing.T, raw []byte) bool {
 	if !reflect.DeepEqual(got, want) || !sameError(err, werr) {
 		t.Fatalf("decodeStrict(%q) = %+v, %v; encoding/json: %+v, %v", raw, got, err, want, werr)
 	}
-	d := flatDecoderFor(reflect.TypeFor[T]())
+	d := flatDecoders.Get(reflect.TypeFor[T]())
 	if d == nil {
 		return false
 	}
@@ -107,12 +74,12 @@ func sameError(a, b error) bool {
 func TestFlatDecoder(t *testing.T) {
 	fast := 0
 	for _, in := range flatInputs {
-		if checkFlat[flatAll](t, []byte(in)) {
+		if checkFlat[flattest.All](t, []byte(in)) {
 			fast++
 		}
 	}
 	for _, in := range []string{`{}`, `{"i":1,"s":"x","b":false,"f":0.25}`, `{"i":1,"i":2}`, ` {"n":"a"} `} {
-		if !checkFlat[flatAll](t, []byte(in)) {
+		if !checkFlat[flattest.All](t, []byte(in)) {
 			t.Errorf("the fast path refused %s", in)
 		}
 	}
@@ -120,9 +87,9 @@ func TestFlatDecoder(t *testing.T) {
 		t.Errorf("the fast path took %d of %d inputs", fast, len(flatInputs))
 	}
 	for name, typ := range map[string]reflect.Type{
-		"embedded": reflect.TypeFor[flatEmbedded](), "pointer": reflect.TypeFor[flatPointer](),
-		",string": reflect.TypeFor[flatQuoted](), "names equal but for case": reflect.TypeFor[flatCase](),
-		"time.Time": reflect.TypeFor[flatTime](), "UnmarshalJSON": reflect.TypeFor[flatCustom](),
+		"embedded": reflect.TypeFor[flattest.Embedded](), "pointer": reflect.TypeFor[flattest.Pointer](),
+		",string": reflect.TypeFor[flattest.Quoted](), "names equal but for case": reflect.TypeFor[flatCase](),
+		"time.Time": reflect.TypeFor[flattest.Time](), "UnmarshalJSON": reflect.TypeFor[flatCustom](),
 		"name -": reflect.TypeFor[flatDash](), "map": reflect.TypeFor[flatMap](), "int": reflect.TypeFor[int](),
 		"any": reflect.TypeFor[any](), "RawMessage": reflect.TypeFor[json.RawMessage](),
 	} {
@@ -131,18 +98,18 @@ func TestFlatDecoder(t *testing.T) {
 		}
 	}
 	for _, in := range []string{`{"p":1}`, `{"n":"1"}`, `{"name":1,"Name":2}`, `{"t":"2026-12-01T00:00:00Z"}`, `{"X":1}`, `{"-":1}`} {
-		checkFlat[flatPointer](t, []byte(in))
-		checkFlat[flatQuoted](t, []byte(in))
+		checkFlat[flattest.Pointer](t, []byte(in))
+		checkFlat[flattest.Quoted](t, []byte(in))
 		checkFlat[flatCase](t, []byte(in))
-		checkFlat[flatTime](t, []byte(in))
+		checkFlat[flattest.Time](t, []byte(in))
 		checkFlat[flatCustom](t, []byte(in))
 		checkFlat[flatDash](t, []byte(in))
 	}
 }
 
-// normalizeJSON is InputOf's Normalize of flatAll by encoding/json, as it
+// normalizeJSON is InputOf's Normalize of flattest.All by encoding/json, as it
 // was before the fast path.
-func normalizeJSON(raw json.RawMessage, defaults flatAll) (json.RawMessage, error) {
+func normalizeJSON(raw json.RawMessage, defaults flattest.All) (json.RawMessage, error) {
 	raw, err := normalizeObject(raw)
 	if err != nil {
 		return nil, err
@@ -159,7 +126,7 @@ func normalizeJSON(raw json.RawMessage, defaults flatAll) (json.RawMessage, erro
 	return json.Marshal(v)
 }
 
-var flatDefaults = flatAll{I: 3, S: "def", B: true, F: 0.5, Untaged: 9}
+var flatDefaults = flattest.All{I: 3, S: "def", B: true, F: 0.5, Untaged: 9}
 
 func checkNormalize(t *testing.T, spec *InputSpec, raw []byte) {
 	t.Helper()
@@ -189,7 +156,7 @@ func FuzzFlatDecoder(f *testing.F) {
 	}
 	spec := InputOf(flatDefaults, nil)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		checkFlat[flatAll](t, raw)
+		checkFlat[flattest.All](t, raw)
 		checkNormalize(t, spec, raw)
 	})
 }

@@ -102,7 +102,7 @@ func BuildOf[In any](fn func(in In) ([]Stage, error)) func(input json.RawMessage
 // starts with who and whose Field is prefix or prefix.field.
 func decodeStrict[T any](who, prefix string, raw json.RawMessage) (T, error) {
 	var v T
-	if d := flatDecoderFor(reflect.TypeFor[T]()); d != nil {
+	if d := flatDecoders.Get(reflect.TypeFor[T]()); d != nil {
 		if d.decode(raw, &v) {
 			return v, nil
 		}
