@@ -193,9 +193,15 @@ func (s *flatScanner) value(f *flatField, v reflect.Value) bool {
 		if !ok || !integer {
 			return false
 		}
-		x, err := strconv.ParseInt(string(b), 10, f.bits)
-		if err != nil {
-			return false
+		x, short := jsonscan.Int(b, 0, len(b))
+		if short && f.bits < 64 && x<<(64-f.bits)>>(64-f.bits) != x {
+			return false // out of range
+		}
+		if !short {
+			var err error
+			if x, err = strconv.ParseInt(string(b), 10, f.bits); err != nil {
+				return false
+			}
 		}
 		v.SetInt(x)
 		return true
