@@ -61,17 +61,24 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	})
 	<-done
 	if panicked != nil {
-		log := w.log
-		if tid, ok := asynq.GetTaskID(ctx); ok {
-			log = log.With("task_id", tid)
-			if ids := jobIDsIn(tid); len(ids) == 1 {
-				log = log.With("job_id", ids[0])
-			}
-		}
-		log.Error("the job's attempt panicked outside its stages; asynq retries the task", "panic", fmt.Sprint(panicked), "stack", string(stack))
+		w.taskLog(ctx).Error("the job's attempt panicked outside its stages; asynq retries the task", "panic", fmt.Sprint(panicked), "stack", string(stack))
 		panic(panicked)
 	}
 	return err
+}
+
+// taskLog is the worker's logger with the id of ctx's asynq task, and the
+// id of its job when the task id names one: for what happens before the
+// payload is decoded.
+func (w *Worker) taskLog(ctx context.Context) *slog.Logger {
+	log := w.log
+	if tid, ok := asynq.GetTaskID(ctx); ok {
+		log = log.With("task_id", tid)
+		if ids := jobIDsIn(tid); len(ids) == 1 {
+			log = log.With("job_id", ids[0])
+		}
+	}
+	return log
 }
 
 // attempt is handle's work.
@@ -79,14 +86,7 @@ func (w *Worker) attempt(ctx context.Context, t *asynq.Task) error {
 	defer w.waker.pf.finished() // a slot is free again (prefetch.go)
 	pl, err := store.DecodePayload(t.Payload())
 	if err != nil {
-		log := w.log
-		if tid, ok := asynq.GetTaskID(ctx); ok {
-			log = log.With("task_id", tid)
-			if ids := jobIDsIn(tid); len(ids) == 1 {
-				log = log.With("job_id", ids[0])
-			}
-		}
-		log.Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
+		w.taskLog(ctx).Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
 		return fmt.Errorf("worker: bad payload in a %q task: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
 	log := w.log.With("job_id", pl.ID)
