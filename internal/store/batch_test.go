@@ -18,12 +18,35 @@ import (
 	"github.com/staged-dev/staged/tasks"
 )
 
+// gate holds the round trips of a test's hook while it is shut: each one
+// held says so on entered, then waits for open.
+type gate struct {
+	mu      sync.Mutex
+	shut    chan struct{} // nil: open
+	entered chan struct{}
+}
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	c := g.shut
+	g.mu.Unlock()
+	if c != nil {
+		g.entered <- struct{}{}
+		<-c
+	}
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	close(g.shut)
+	g.shut = nil
+	g.mu.Unlock()
+}
+
 // gateHook holds every pipeline while the gate is shut, and records the
 // largest number of EVALSHAs one pipeline carried.
 type gateHook struct {
-	mu      sync.Mutex
-	gate    chan struct{} // nil: open
-	entered chan struct{}
+	gate
 	maxEval atomic.Int64
 }
 
@@ -41,13 +64,7 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 		}
 		for m := h.maxEval.Load(); n > m && !h.maxEval.CompareAndSwap(m, n); m = h.maxEval.Load() {
 		}
-		h.mu.Lock()
-		g := h.gate
-		h.mu.Unlock()
-		if g != nil {
-			h.entered <- struct{}{}
-			<-g
-		}
+		h.hold()
 		return next(ctx, cmds)
 	}
 }
@@ -57,7 +74,7 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // wait and go out together.
 func plugged(t *testing.T, srv *redistest.Server) (s *store.Store, h *gateHook, release func()) {
 	rdb := srv.Client()
-	h = &gateHook{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	h = &gateHook{gate: gate{shut: make(chan struct{}), entered: make(chan struct{}, 16)}}
 	rdb.AddHook(h)
 	s = store.NewStore(rdb)
 	s.StartCombiner(context.Background())
@@ -68,10 +85,7 @@ func plugged(t *testing.T, srv *redistest.Server) (s *store.Store, h *gateHook, 
 		<-h.entered
 	}
 	return s, h, func() {
-		h.mu.Lock()
-		close(h.gate)
-		h.gate = nil
-		h.mu.Unlock()
+		h.open()
 		plugs.Wait()
 	}
 }

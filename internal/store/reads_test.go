@@ -20,27 +20,8 @@ import (
 // readHook counts the HMGETs that reach Redis, alone or in pipelines, and
 // can hold every round trip while its gate is shut.
 type readHook struct {
+	gate
 	lone, piped, maxPiped atomic.Int64
-	mu                    sync.Mutex
-	gate                  chan struct{} // nil: open
-	entered               chan struct{}
-}
-
-func (h *readHook) hold() {
-	h.mu.Lock()
-	g := h.gate
-	h.mu.Unlock()
-	if g != nil {
-		h.entered <- struct{}{}
-		<-g
-	}
-}
-
-func (h *readHook) open() {
-	h.mu.Lock()
-	close(h.gate)
-	h.gate = nil
-	h.mu.Unlock()
 }
 
 func (h *readHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -178,7 +159,7 @@ func TestReadsCallerGivesUp(t *testing.T) {
 	srv := redistest.Start(t)
 	j := newJob(t, store.NewStore(srv.Client()), "acme")
 	rdb := srv.Client()
-	h := &readHook{gate: make(chan struct{}), entered: make(chan struct{}, store.ReadSenders+2)}
+	h := &readHook{gate: gate{shut: make(chan struct{}), entered: make(chan struct{}, store.ReadSenders+2)}}
 	rdb.AddHook(h)
 	s := store.NewStore(rdb)
 	s.StartReads(ctx, 5*time.Second)
