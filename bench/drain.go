@@ -178,6 +178,8 @@ func drain(ctx context.Context, e *env) (*result, error) {
 	r.set("evalsha_per_job", float64(dr.cmds["evalsha"]+dr.cmds["eval"])/per)
 	r.set("redis_cpu_us_per_job", dr.redisCPU*1e6/per)
 	r.set("worker_cpu_us_per_job", dr.procCPU*1e6/per)
+	r.set("worker_allocs_per_job", float64(dr.allocs)/per)
+	r.set("worker_alloc_bytes_per_job", float64(dr.allocBytes)/per)
 	r.set("top_cmds_per_job", dr.cmds.top(10, per))
 	r.set("submit_per_s", per/took.Seconds())
 	r.set("submit_redis_cmds_per_job", float64(sub.cmds.total())/per)

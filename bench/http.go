@@ -88,6 +88,7 @@ func loadAPI(ctx context.Context, e *env, name string, spec func(*apiServer) (lo
 	}
 	d, per := m1.since(m0), float64(l.Total)
 	r.set("api_cpu_us_per_req", d.procCPU*1e6/per)
+	r.set("api_allocs_per_req", float64(d.allocs)/per)
 	r.set("redis_cpu_us_per_req", d.redisCPU*1e6/per)
 	r.set("redis_cmds_per_req", float64(d.cmds.total())/per)
 	r.set("top_cmds_per_req", d.cmds.top(8, per))

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
@@ -282,12 +283,16 @@ func redisCPU(ctx context.Context, c redis.UniversalClient) (float64, error) {
 }
 
 // meter reads what a phase costs: Redis commands (INFO commandstats),
-// Redis CPU (INFO cpu) and this process's CPU (getrusage).
+// Redis CPU (INFO cpu), this process's CPU (getrusage) and its heap
+// allocations (runtime/metrics; unlike CPU, the machine's load does not
+// move them).
 type meter struct {
-	cmds     cmdStats
-	redisCPU float64
-	procCPU  float64
-	memory   int64 // Redis used_memory, bytes
+	cmds       cmdStats
+	redisCPU   float64
+	procCPU    float64
+	allocs     uint64 // heap allocations of this process, objects
+	allocBytes uint64 // and bytes
+	memory     int64  // Redis used_memory, bytes
 }
 
 func readMeter(ctx context.Context, c redis.UniversalClient) (meter, error) {
@@ -303,7 +308,8 @@ func readMeter(ctx context.Context, c redis.UniversalClient) (meter, error) {
 	if err != nil {
 		return meter{}, err
 	}
-	return meter{cmds: st, redisCPU: cpu, procCPU: processCPU(), memory: mem}, nil
+	objs, nb := processAllocs()
+	return meter{cmds: st, redisCPU: cpu, procCPU: processCPU(), allocs: objs, allocBytes: nb, memory: mem}, nil
 }
 
 // redisMemory returns used_memory from INFO memory.
@@ -327,7 +333,17 @@ func (m meter) since(m0 meter) meter {
 	if d["info"] -= 3; d["info"] <= 0 {
 		delete(d, "info")
 	}
-	return meter{cmds: d, redisCPU: m.redisCPU - m0.redisCPU, procCPU: m.procCPU - m0.procCPU, memory: m.memory - m0.memory}
+	return meter{cmds: d, redisCPU: m.redisCPU - m0.redisCPU, procCPU: m.procCPU - m0.procCPU,
+		allocs: m.allocs - m0.allocs, allocBytes: m.allocBytes - m0.allocBytes, memory: m.memory - m0.memory}
+}
+
+// processAllocs returns the heap allocations of this process so far:
+// objects and bytes (runtime/metrics, cumulative; tiny objects are
+// counted by the block they share).
+func processAllocs() (objects, nbytes uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 // processCPU returns this process's user + system CPU seconds.
