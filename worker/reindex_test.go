@@ -75,8 +75,9 @@ func TestLostLeaseIndexEntry(t *testing.T) {
 }
 
 // The scan finds exactly the running jobs without an entry, on every
-// master of a Cluster, and gives the queued ones without an entry a new
-// job's (OrphanAfter from now).
+// master of a Cluster, and gives the queued ones without an entry whose
+// task is missing a new job's (OrphanAfter from now); those whose task is
+// pending get none.
 func TestReindexRunningCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, 3)
@@ -84,7 +85,8 @@ func TestReindexRunningCluster(t *testing.T) {
 	st := store.NewStore(rdb)
 	ctx := context.Background()
 	reg := tasks.NewRegistry(chainPipeline(nil, nil))
-	var lost, waiting []string
+	client := asynq.NewClientFromRedisClient(rdb)
+	var lost, waiting, pending []string
 	for i := range 60 {
 		j := store.NewJob(reg.Get("chain"), "", time.Now().UTC())
 		if _, err := st.Create(ctx, j, "", []byte(`"x"`), api.Options{}); err != nil {
@@ -97,7 +99,14 @@ func TestReindexRunningCluster(t *testing.T) {
 		}
 		if i%3 == 1 { // queued, entry lost
 			rdb.ZRem(ctx, store.LeasesKey(j.ID), j.ID)
-			waiting = append(waiting, j.ID)
+			if i%2 == 0 { // its task pending: it needs no entry
+				if err := store.Enqueue(ctx, client, j, 1, 0, time.Minute, 0); err != nil {
+					t.Fatal(err)
+				}
+				pending = append(pending, j.ID)
+			} else { // its task missing
+				waiting = append(waiting, j.ID)
+			}
 		}
 	}
 	before := time.Now()
@@ -122,6 +131,11 @@ func TestReindexRunningCluster(t *testing.T) {
 		d, err := rdb.ZScore(ctx, store.LeasesKey(id), id).Result()
 		if least := before.Add(store.OrphanAfterDefault).UnixMilli(); err != nil || d < float64(least) {
 			t.Errorf("queued job %s not in the lease index with a new job's deadline (≥ %d): %v, %v", id, least, d, err)
+		}
+	}
+	for _, id := range pending {
+		if err := rdb.ZScore(ctx, store.LeasesKey(id), id).Err(); err == nil {
+			t.Errorf("queued job %s, whose task is pending, was indexed", id)
 		}
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/internal/catalog"
 )
 
 // Redis replication is asynchronous: after a failover (or a restart that
@@ -93,9 +96,22 @@ type ReindexStats struct {
 // deadline: the next reconcile pass looks at its lease, leaves it alone if
 // its owner still holds it (the owner's renewal then sets the right
 // deadline) and takes it over if not. Each queued or retrying job without
-// an entry gets one with the deadline of a new job's (OrphanAfter from
-// now), as Create gives it: unless a claim replaces the entry first, the
-// reconciler then makes sure the job's task exists and can still run it.
+// an entry whose task (of the job's generation) is not waiting on its
+// queue — completed, archived, missing, or active — gets one with the
+// deadline of a new job's (OrphanAfter from now), as Create gives it:
+// unless a claim replaces the entry first, the reconciler then makes sure
+// the job's task exists and can still run it. A job whose task is pending,
+// scheduled or retry gets none: that task runs it (one HGET per such job,
+// where an entry was four commands).
+//
+// What that leaves: a job whose task the scan read pending, dequeued
+// afterwards by a worker whose store client still reads the old master
+// (its claim finds the job done there, asynq's client completes the task
+// on the new one), stays queued. That needs another worker's store
+// client to lag behind the store client of the worker that scans (which
+// has seen the new master) by more than the scan's start: the skew
+// between two clients' switches. An entry given at the scan covered that
+// case only until the reconciler read the task, OrphanAfter later.
 func (s *Store) ReindexRunning(ctx context.Context, batch int64, pace time.Duration) (ReindexStats, error) {
 	var (
 		mu  sync.Mutex
@@ -150,11 +166,13 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	// (the others need none): one command per finished job.
 	// A claim indexes its job in the same script as it makes it running
 	// (one node), so running and not indexed, twice, is lost.
-	states := make([]*redis.StringCmd, len(ids))
+	fields := make([]*redis.SliceCmd, len(ids))
+	var queues *redis.StringSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			states[i] = p.HGet(ctx, JobKey(id), "state")
+			fields[i] = p.HMGet(ctx, JobKey(id), "state", "gen", "queue", "type")
 		}
+		queues = p.SMembers(ctx, asynqQueuesKey)
 		return nil
 	})
 	st.Calls++
@@ -162,11 +180,25 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 		return err
 	}
 	st.Scanned += len(ids)
-	var running []string // and queued, retrying
+	var running []string // and the queued and retrying jobs whose task may not run them
+	var waits []waitingJob
 	for i, id := range ids {
-		if unfinished(states[i].Val()) {
+		v := fields[i].Val()
+		state := hmString(v, 0)
+		switch {
+		case state == "running":
 			running = append(running, id)
+		case unfinished(state):
+			waits = append(waits, waitingJob{id: id, fields: v})
 		}
+	}
+	if len(waits) > 0 {
+		ended, err := s.tasksEnded(ctx, waits, queues.Val())
+		st.Calls++
+		if err != nil {
+			return err
+		}
+		running = append(running, ended...)
 	}
 	if len(running) == 0 {
 		return nil
@@ -225,6 +257,99 @@ func (s *Store) reindexBatch(ctx context.Context, keys []string, st *ReindexStat
 	st.Reindexed = append(st.Reindexed, lost...)
 	st.Waiting = append(st.Waiting, waiting...)
 	return nil
+}
+
+// waitingJob is a queued or retrying job seen by the scan: its id and its
+// hash's state, gen, queue and type (HMGET's values).
+type waitingJob struct {
+	id     string
+	fields []any
+}
+
+// tasksEnded returns the jobs among waits whose task of their generation
+// may not run them: its asynq state is other than pending, scheduled or
+// retry (active, completed, archived), or it is not found. Those are the
+// jobs the scan looks at further (their lease-index entry, their state
+// again); a job whose task waits on its queue is run by it, and needs
+// nothing (so a backlog of queued jobs costs the scan one HGET each, not
+// an entry each). The task's queue is the job's TaskQueue: its queue and
+// pipeline as the job's hash has them and the definition's digest, which
+// only the record has, so every queue of asynq's (queues) that can be
+// it is looked at; a job for which none can is looked at further.
+func (s *Store) tasksEnded(ctx context.Context, waits []waitingJob, queues []string) ([]string, error) {
+	type cand struct {
+		job  int
+		cmds []*redis.StringCmd
+	}
+	cands := make([]cand, len(waits))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, w := range waits {
+			cands[i].job = i
+			gen, err := strconv.ParseInt(hmString(w.fields, 1), 10, 64)
+			if err != nil {
+				continue
+			}
+			tid := TaskID(w.id, gen)
+			for _, q := range taskQueues(hmString(w.fields, 2), hmString(w.fields, 3), queues) {
+				cands[i].cmds = append(cands[i].cmds, p.HGet(ctx, asynqTaskKey(q, tid), "state"))
+			}
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, err
+	}
+	var ended []string
+	for _, c := range cands {
+		waiting := false
+		for _, cmd := range c.cmds {
+			switch cmd.Val() {
+			case "pending", "scheduled", "retry":
+				waiting = true
+			}
+		}
+		if !waiting {
+			ended = append(ended, waits[c.job].id)
+		}
+	}
+	return ended, nil
+}
+
+// taskQueues returns the asynq queues among queues that a job on queue
+// (the job hash's; "" is DefaultQueue) of pipeline typ can have its tasks
+// on (TaskQueue): catalog.QueueName's of that queue and pipeline with any
+// digest, or if there is none, the queue itself (a job without a digest).
+// A job without a digest whose pipeline also has such queues is not found
+// on them, and so looked at further: a cost, not a miss.
+func taskQueues(queue, typ string, queues []string) []string {
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	prefix := catalog.QueueName(queue, typ, "")
+	var out []string
+	plain := false
+	for _, q := range queues {
+		switch {
+		case q == queue:
+			plain = true
+		case strings.HasPrefix(q, prefix) && !strings.Contains(q[len(prefix):], ":"):
+			out = append(out, q)
+		}
+	}
+	if len(out) == 0 && plain {
+		out = append(out, queue)
+	}
+	return out
+}
+
+// hmString returns HMGET's value i as a string ("" when nil).
+func hmString(v []any, i int) string {
+	if i < len(v) {
+		if s, ok := v[i].(string); ok {
+			return s
+		}
+	}
+	return ""
 }
 
 // unfinished reports whether a job in state (a record's state field) is
