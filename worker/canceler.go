@@ -99,6 +99,9 @@ func (c *canceler) handle(msg *redis.Message) {
 func (c *canceler) stop(id string) {
 	if c.w.runs.stop(id, errCanceled) {
 		c.w.log.Info("cancel requested: stopping the job's stage", "job_id", id)
+	} else if c.w.waker.pf.cancel(id) {
+		// Claimed by a dequeue, its run not started (prefetch.go).
+		c.w.log.Info("cancel requested: the job's run will not start its stages", "job_id", id)
 	}
 }
 

@@ -39,7 +39,13 @@ func (k *leaseKeeper) start(wg *sync.WaitGroup) {
 	k.wg = wg
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.timer = time.AfterFunc(k.r.w.cfg.RenewEvery, k.tick)
+	// The first renewal is RenewEvery after the claim, which the dequeue
+	// may have made a little before the run started (prefetch.go).
+	first := k.r.w.cfg.RenewEvery
+	if !k.r.claimedAt.IsZero() {
+		first = max(first-time.Since(k.r.claimedAt), 0)
+	}
+	k.timer = time.AfterFunc(first, k.tick)
 }
 
 // tick renews the lease and sets the timer for the next renewal,

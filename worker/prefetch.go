@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/staged-dev/staged/internal/store"
 )
 
 // Prefetch: asynq's processor dequeues one task per round trip, one after
@@ -41,6 +43,17 @@ import (
 // worth (at most 2 × prefetchMax a refill). Slots that
 // free up slowly (long stages) or not at all expect nothing, and no task
 // waits in the buffer for them.
+//
+// Claims (one node): the dequeue also claims the jobs of the tasks it
+// takes (store.TakeArgs), so a handler starts with its job's claim made,
+// without a round trip of its own (claimed, Worker.attempt). A buffered
+// task handed back gives its claim back first (store.Unclaim: lease,
+// lease-index entry, state), so the next dequeue of it claims the job at
+// once; a cancel published while a claimed task waits for its handler is
+// kept with the claim (cancel). A claimed task that no handler takes
+// (after a kill -9, or one asynq skips because its deadline passed) is a
+// running job whose lease nobody renews: the reconciler takes it over once
+// the lease lapses, as it does a killed worker's running jobs.
 
 // prefetchMax caps the tasks one dequeue takes.
 const prefetchMax = 16
@@ -48,27 +61,12 @@ const prefetchMax = 16
 // prefetchHold is how long a task may wait in the buffer.
 const prefetchHold = 250 * time.Millisecond
 
-// prefetchScript takes up to ARGV[3] tasks, as asynq's dequeueCmd does one.
+// prefetchScript takes up to ARGV[3] tasks, as asynq's dequeueCmd does one
+// (store.PrefetchLua).
 // KEYS: asynq:{q}:pending, :paused, :active, :lease. ARGV: lease deadline
 // (unix s), task key prefix, count.
 // Returns nil (none) or {id, msg, id, msg, ...}.
-var prefetchScript = redis.NewScript(prefetchSrc)
-
-const prefetchSrc = `
-if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
-local r = {}
-for i = 1, tonumber(ARGV[3]) do
-  local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
-  if not id then break end
-  local key = ARGV[2] .. id
-  redis.call("HSET", key, "state", "active")
-  redis.call("HDEL", key, "pending_since")
-  redis.call("ZADD", KEYS[4], ARGV[1], id)
-  r[#r + 1] = id
-  r[#r + 1] = redis.call("HGET", key, "msg")
-end
-if #r == 0 then return nil end
-return r`
+var prefetchScript = redis.NewScript(store.PrefetchLua)
 
 // handBackScript puts buffered tasks back at the head of their pending
 // list, in order (ARGV[2] is dequeued first again), as asynq's requeueCmd
@@ -88,10 +86,19 @@ for i = #ARGV, 2, -1 do
 end
 return n`)
 
-// buffered is a prefetched task.
+// buffered is a prefetched task, with its job's claim when the dequeue
+// claims (t.TaskID is the task id then too).
 type buffered struct {
 	q, id, msg string
 	at         time.Time
+	t          store.Taken
+}
+
+// held is the claim of a task handed to asynq whose handler has not taken
+// it yet.
+type held struct {
+	t  store.Taken
+	at time.Time // when the dequeue claimed it
 }
 
 // prefetcher is the waker's buffer of prefetched tasks.
@@ -101,6 +108,13 @@ type prefetcher struct {
 	max   int
 	hold  time.Duration
 	onErr func(err error, q string, ids []any)
+	// onUnclaimErr reports claims that could not be given back.
+	onUnclaimErr func(err error, bs []buffered)
+
+	// take, when set, makes the dequeue claim the jobs of the tasks it
+	// takes, with leases of length lease (one node only).
+	take  *store.Store
+	lease time.Duration
 
 	// busy counts the tasks handed to asynq whose handler has not returned
 	// (an estimate of the slots taken: a task whose handler asynq skips, its
@@ -117,6 +131,7 @@ type prefetcher struct {
 
 	mu        sync.Mutex
 	buf       []buffered
+	held      map[string]held // by task id
 	timer     *time.Timer
 	stopped   atomic.Bool
 	refilling bool           // a refill is under way (guarded by mu)
@@ -124,6 +139,7 @@ type prefetcher struct {
 
 	fetched    atomic.Int64 // tasks taken by prefetchScript (tests)
 	handedBack atomic.Int64 // tasks put back to pending (tests)
+	unclaimed  atomic.Int64 // claims given back (tests)
 	refilled   atomic.Int64 // tasks taken by refills (tests)
 }
 
@@ -149,7 +165,76 @@ func (p *prefetcher) pop() (buffered, bool) {
 	b := p.buf[0]
 	p.buf[0] = buffered{}
 	p.buf = p.buf[1:]
+	p.hold1(b.t, b.at)
 	return b, true
+}
+
+// takes reports whether the dequeue claims.
+func (p *prefetcher) takes() bool { return p != nil && p.take != nil }
+
+// heldMax bounds the claims held for handlers: past it, those held longer
+// than a minute go (tasks asynq dropped without a handler; their jobs'
+// leases lapse and the reconciler takes them over).
+const heldMax = 1024
+
+// hold1 keeps t's claim for its task's handler (guarded by mu).
+func (p *prefetcher) hold1(t store.Taken, at time.Time) {
+	if p.take == nil {
+		return
+	}
+	if p.held == nil {
+		p.held = map[string]held{}
+	}
+	if len(p.held) >= heldMax {
+		for id, h := range p.held {
+			if time.Since(h.at) > time.Minute {
+				delete(p.held, id)
+			}
+		}
+	}
+	p.held[t.TaskID] = held{t, at}
+}
+
+// claimed returns (and forgets) the claim made for task tid by the dequeue
+// that took it, if any.
+func (p *prefetcher) claimed(tid string) (held, bool) {
+	if p == nil || p.take == nil {
+		return held{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, ok := p.held[tid]
+	if ok {
+		delete(p.held, tid)
+	}
+	return h, ok
+}
+
+// cancel marks the claims of job id that wait for a handler (buffered, or
+// handed to asynq) as canceled: the canceler found no run of the job to
+// stop, and the handler will start from the claim. It reports whether
+// there was one.
+func (p *prefetcher) cancel(id string) bool {
+	if p == nil || p.take == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	found := false
+	for i := range p.buf {
+		if j, _ := store.JobOfTask(p.buf[i].id); j == id {
+			p.buf[i].t.Cancel()
+			found = true
+		}
+	}
+	for tid, h := range p.held {
+		if j, _ := store.JobOfTask(tid); j == id {
+			h.t.Cancel()
+			p.held[tid] = h
+			found = true
+		}
+	}
+	return found
 }
 
 // ahead is how many slots are expected to free up during one fetch's
@@ -193,11 +278,11 @@ func (p *prefetcher) refill(next redis.ProcessHook, args []any, from, q string) 
 	go func() {
 		defer p.refills.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		res, err := p.run(ctx, next, args, k)
+		ts, err := p.run(ctx, next, args, k)
 		cancel()
 		if err == nil {
-			p.refilled.Add(int64(len(res) / 2))
-			p.keep(q, res)
+			p.refilled.Add(int64(len(ts)))
+			p.keep(q, ts)
 		}
 		// An error or an empty queue is the next dequeue's to find.
 		p.mu.Lock()
@@ -206,12 +291,12 @@ func (p *prefetcher) refill(next redis.ProcessHook, args []any, from, q string) 
 	}()
 }
 
-// keep buffers tasks (id, msg pairs) of queue q.
-func (p *prefetcher) keep(q string, pairs []string) {
+// keep buffers tasks of queue q.
+func (p *prefetcher) keep(q string, ts []store.Taken) {
 	now := time.Now()
-	bs := make([]buffered, 0, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		bs = append(bs, buffered{q: q, id: pairs[i], msg: pairs[i+1], at: now})
+	bs := make([]buffered, 0, len(ts))
+	for _, t := range ts {
+		bs = append(bs, buffered{q: q, id: t.TaskID, msg: t.Msg, at: now, t: t})
 	}
 	p.mu.Lock()
 	if p.stopped.Load() { // too late to buffer: back they go
@@ -263,8 +348,20 @@ func (p *prefetcher) stop(ctx context.Context) {
 	p.refills.Wait() // a refill under way hands its tasks back itself (keep)
 }
 
-// handBack puts tasks back to pending, one script per queue.
+// handBack puts tasks back to pending, one script per queue, after it
+// gave back the claims of their jobs.
 func (p *prefetcher) handBack(ctx context.Context, bs []buffered) {
+	if p.take != nil && len(bs) > 0 {
+		ts := make([]store.Taken, len(bs))
+		for i, b := range bs {
+			ts[i] = b.t
+		}
+		n, err := p.take.Unclaim(ctx, ts)
+		if err != nil && p.onUnclaimErr != nil {
+			p.onUnclaimErr(err, bs)
+		}
+		p.unclaimed.Add(n)
+	}
 	var order []string
 	byQ := map[string][]any{}
 	for _, b := range bs {
@@ -291,44 +388,66 @@ func (p *prefetcher) handBack(ctx context.Context, bs []buffered) {
 // (args of queue q) and answers cmd with the first task; the others are
 // buffered.
 func (p *prefetcher) fetch(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, q string, k int) error {
-	res, err := p.run(ctx, next, cmd.Args(), k)
+	ts, err := p.run(ctx, next, cmd.Args(), k)
 	if err != nil {
 		cmd.SetErr(err)
 		return err
 	}
-	p.fetched.Add(int64(len(res) / 2))
-	p.keep(q, res[2:])
-	cmd.SetVal(res[1])
+	p.fetched.Add(int64(len(ts)))
+	if p.take != nil {
+		p.mu.Lock()
+		p.hold1(ts[0], time.Now())
+		p.mu.Unlock()
+	}
+	p.keep(q, ts[1:])
+	cmd.SetVal(ts[0].Msg)
 	return nil
 }
 
 // run sends prefetchScript for k tasks with the keys and arguments of
-// asynq's dequeue args, and returns the id, msg pairs it took (redis.Nil:
-// none).
-func (p *prefetcher) run(ctx context.Context, next redis.ProcessHook, a []any, k int) ([]string, error) {
-	keys := []any{a[3], a[4], a[5], a[6]}
-	run := func(name, script string) *redis.Cmd {
-		args := append([]any{name, script, 4}, keys...)
-		args = append(args, a[7], a[8], k)
+// asynq's dequeue args, or the claiming dequeue in its place (take), and
+// returns the tasks it took (redis.Nil: none).
+func (p *prefetcher) run(ctx context.Context, next redis.ProcessHook, a []any, k int) ([]store.Taken, error) {
+	send := func(args []any) *redis.Cmd {
 		c := redis.NewCmd(ctx, args...)
 		if err := next(ctx, c); err != nil { // (the client sets it in Process, above the hooks)
 			c.SetErr(err)
 		}
 		return c
 	}
-	t := time.Now()
-	c := run("evalsha", prefetchScript.Hash())
-	if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		c = run("eval", prefetchSrc)
+	var sha, src []any
+	if p.take != nil {
+		sha, src = p.take.TakeArgs(a, k, p.lease)
+	} else {
+		tail := []any{4, a[3], a[4], a[5], a[6], a[7], a[8], k}
+		sha = append([]any{"evalsha", prefetchScript.Hash()}, tail...)
+		src = append([]any{"eval", store.PrefetchLua}, tail...)
 	}
-	res, err := c.StringSlice()
-	if err == nil && len(res) < 2 {
+	t := time.Now()
+	c := send(sha)
+	if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		c = send(src)
+	}
+	var ts []store.Taken
+	err := c.Err()
+	if err == nil {
+		if p.take != nil {
+			ts, err = store.ParseTaken(c.Val())
+		} else {
+			var res []string
+			res, err = c.StringSlice()
+			for i := 0; i+1 < len(res); i += 2 {
+				ts = append(ts, store.Taken{TaskID: res[i], Msg: res[i+1]})
+			}
+		}
+	}
+	if err == nil && len(ts) == 0 {
 		err = redis.Nil
 	}
 	if err == nil || err == redis.Nil {
 		ewma(&p.rtt, int64(time.Since(t)))
 	}
-	return res, err
+	return ts, err
 }
 
 // ewma moves the average a one eighth of the way to v.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -234,25 +235,8 @@ func TestWorkerStopHandsPrefetchBack(t *testing.T) {
 	t.Parallel()
 	gate, started := make(chan struct{}), make(chan string, 16)
 	h := newHarness(t, chainPipeline(gate, started))
-	cfg := h.config()
-	cfg.Concurrency = 1
-	w := h.newWorker(cfg)
-	// The waker believes in 8 slots while asynq has 1: the first dequeue
-	// takes all four tasks and three stay in the buffer while the first
-	// job waits at its gate.
-	w.waker.pf.conc, w.waker.pf.hold = 8, time.Hour
-	var ids []string
-	for range 4 {
-		ids = append(ids, h.submit("chain", `"x"`, api.Options{}))
-	}
-	stop := h.run(w)
-	<-started // a
-	<-started // b: at the gate
-	redistest.Eventually(t, 10*time.Second, "3 tasks buffered", func() bool {
-		w.waker.pf.mu.Lock()
-		defer w.waker.pf.mu.Unlock()
-		return len(w.waker.pf.buf) == 3
-	})
+	// Three of the four tasks wait in the buffer.
+	_, ids, stop := runBuffered(t, h, h.config(), started, 4)
 	stop()
 	q := store.TaskQueue(h.job(ids[0]))
 	insp := asynq.NewInspectorFromRedisClient(h.rdb)
@@ -277,36 +261,55 @@ func TestWorkerStopHandsPrefetchBack(t *testing.T) {
 
 // The tasks a killed worker had prefetched are active with a lease nobody
 // extends; asynq's recoverer retries them like the killed worker's running
-// tasks, and each job runs once.
+// tasks, and each job runs once. When the dequeue claimed their jobs (one
+// node), the claims lapse with their leases: the retried tasks find the
+// jobs busy until then, and the reconciler takes each job over once its
+// lease has lapsed (about Lease + ReconcileEvery after the kill, as for a
+// killed worker's running jobs).
 func TestKilledPrefetchRecovered(t *testing.T) {
 	t.Parallel()
-	started := make(chan string, 64)
-	h := newHarness(t, chainPipeline(nil, started))
-	r := newPrefetchRig(t, h, 5)
-	r.dequeue(t) // takes all 5; the "killed" worker ran none of them
-	r.c.Close()
-	_, active, _ := r.lists(t)
-	if len(active) != 5 {
-		t.Fatalf("%d active, want 5", len(active))
-	}
-	// Their leases lapse (as 30 s + asynq's 30 s of slack would), and a
-	// worker starts: its recoverer runs at once.
-	ctx := context.Background()
-	lease := "asynq:{" + r.q + "}:lease"
-	for _, id := range r.ids {
-		if err := h.rdb.ZAddXX(ctx, lease, redis.Z{Score: float64(time.Now().Add(-2 * time.Minute).Unix()), Member: id}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h.start(h.config())
-	for _, id := range r.ids {
-		j := h.wait(id, api.StateSucceeded, 30*time.Second)
-		if string(j.Result) != `"xabc"` || !slices.Equal(attempts(j), []int{1, 1, 1}) {
-			t.Errorf("job %s: result %s, stage attempts %v; want \"xabc\" and each stage once", id, j.Result, attempts(j))
-		}
-	}
-	if n := len(started); n != 15 {
-		t.Errorf("%d stages ran for 5 jobs of 3 stages, want 15", n)
+	for _, claims := range []bool{false, true} {
+		t.Run(fmt.Sprintf("claims=%v", claims), func(t *testing.T) {
+			t.Parallel()
+			started := make(chan string, 64)
+			h := newHarness(t, chainPipeline(nil, started))
+			cfg := h.config()
+			r := newPrefetchRig(t, h, 5)
+			if claims {
+				r.wk.pf.take, r.wk.pf.lease = h.store, cfg.Lease
+			}
+			r.dequeue(t) // takes all 5; the "killed" worker ran none of them
+			r.c.Close()
+			_, active, _ := r.lists(t)
+			if len(active) != 5 {
+				t.Fatalf("%d active, want 5", len(active))
+			}
+			ctx := context.Background()
+			want := map[bool]string{false: "queued", true: "running"}[claims]
+			for _, id := range r.ids {
+				if s := h.rdb.HGet(ctx, store.JobKey(id), "state").Val(); s != want {
+					t.Fatalf("job %s in state %q after the dequeue, want %s", id, s, want)
+				}
+			}
+			// Their leases lapse (as 30 s + asynq's 30 s of slack would), and a
+			// worker starts: its recoverer runs at once.
+			lease := "asynq:{" + r.q + "}:lease"
+			for _, id := range r.ids {
+				if err := h.rdb.ZAddXX(ctx, lease, redis.Z{Score: float64(time.Now().Add(-2 * time.Minute).Unix()), Member: id}).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.start(cfg)
+			for _, id := range r.ids {
+				j := h.wait(id, api.StateSucceeded, 30*time.Second)
+				if string(j.Result) != `"xabc"` || !slices.Equal(attempts(j), []int{1, 1, 1}) {
+					t.Errorf("job %s: result %s, stage attempts %v; want \"xabc\" and each stage once", id, j.Result, attempts(j))
+				}
+			}
+			if n := len(started); n != 15 {
+				t.Errorf("%d stages ran for 5 jobs of 3 stages, want 15", n)
+			}
+		})
 	}
 }
 

@@ -84,13 +84,35 @@ func (w *Worker) taskLog(ctx context.Context) *slog.Logger {
 // attempt is handle's work.
 func (w *Worker) attempt(ctx context.Context, t *asynq.Task) error {
 	defer w.waker.pf.finished() // a slot is free again (prefetch.go)
+	tid, _ := asynq.GetTaskID(ctx)
+	h, taken := w.waker.pf.claimed(tid)
 	pl, err := store.DecodePayload(t.Payload())
 	if err != nil {
 		w.taskLog(ctx).Error("dropping a task with a bad payload", "task_type", t.Type(), "err", err)
+		if taken {
+			w.unclaim(h.t)
+		}
 		return fmt.Errorf("worker: bad payload in a %q task: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
 	log := w.log.With("job_id", pl.ID)
-	c, err := w.store.Claim(ctx, pl.ID, pl.Gen, w.cfg.Lease)
+	var c *store.Claim
+	claimedAt := time.Now()
+	if taken {
+		// The dequeue claimed the job (prefetch.go), for the job and
+		// generation its task id names: the payload's, unless the task was
+		// made by hand.
+		var ok bool
+		if c, ok, err = h.t.Claim(pl.ID, pl.Gen); !ok {
+			log.Warn("the task's id names another job than its payload; giving its claim back", "task_id", tid, "gen", pl.Gen)
+			w.unclaim(h.t)
+			taken = false
+		}
+		claimedAt = h.at
+	}
+	if !taken {
+		w.claimTrips.Add(1)
+		c, err = w.store.Claim(ctx, pl.ID, pl.Gen, w.cfg.Lease)
+	}
 	if err != nil {
 		log.Warn("cannot claim the job; asynq will retry the task", "err", err)
 		return infraError{fmt.Errorf("claim job %s: %w", pl.ID, err)}
@@ -106,26 +128,39 @@ func (w *Worker) attempt(ctx context.Context, t *asynq.Task) error {
 	}
 	r := w.newRun(ctx, pl, c, t.Headers(), log)
 	r.resultKey = taskResultKey(ctx)
+	r.claimedAt = claimedAt
 	return r.execute()
+}
+
+// unclaim gives back a claim made by the dequeue that no run will use.
+func (w *Worker) unclaim(t store.Taken) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if _, err := w.store.Unclaim(ctx, []store.Taken{t}); err != nil {
+		id, _ := store.JobOfTask(t.TaskID)
+		w.log.Warn("cannot give back a job's claim; it runs again once its lease lapses", "job_id", id, "err", err)
+	}
 }
 
 // run is one attempt at one job, from its claim to its last write.
 type run struct {
-	w        *Worker
-	log      *slog.Logger
-	p        *tasks.Pipeline // nil when not registered here
-	stages   []tasks.Stage   // the job's stages: p.StagesFor(input)
-	id       string
-	token    int64
-	claim    *store.Claim
-	opts     api.Options
-	retried  int // asynq's retry count of this task
-	maxRetry int // the job's retries left when this task was enqueued (store.TaskRetries)
-	timeout  time.Duration
-	keeper   *leaseKeeper
-	metrics  *typeMetrics // the job type's label children
-	scratch  scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
-	finished atomic.Bool  // this run wrote the job's final record
+	w      *Worker
+	log    *slog.Logger
+	p      *tasks.Pipeline // nil when not registered here
+	stages []tasks.Stage   // the job's stages: p.StagesFor(input)
+	id     string
+	token  int64
+	claim  *store.Claim
+	// claimedAt is when the claim was made (the lease's start).
+	claimedAt time.Time
+	opts      api.Options
+	retried   int // asynq's retry count of this task
+	maxRetry  int // the job's retries left when this task was enqueued (store.TaskRetries)
+	timeout   time.Duration
+	keeper    *leaseKeeper
+	metrics   *typeMetrics // the job type's label children
+	scratch   scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
+	finished  atomic.Bool  // this run wrote the job's final record
 	// resultKey is the asynq task's hash, whose result the job's final
 	// write sets (result.go); "" for none.
 	resultKey string

@@ -172,10 +172,11 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // dequeue sends asynq's dequeue cmd of queue q, or prefetches in its place
-// (prefetch.go), and records what it found.
+// (prefetch.go; always when the prefetch claims), and records what it
+// found.
 func (wk *waker) dequeue(ctx context.Context, next redis.ProcessHook, cmd redis.Cmder, q string) error {
 	var err error
-	if c, ok := cmd.(*redis.Cmd); ok && wk.pf.want() > 1 {
+	if c, ok := cmd.(*redis.Cmd); ok && (wk.pf.want() > 1 || wk.pf.takes()) {
 		err = wk.pf.fetch(ctx, next, c, q, wk.pf.want()) // at least 1 however busy changed
 	} else {
 		err = next(ctx, cmd)

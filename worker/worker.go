@@ -274,6 +274,8 @@ type Worker struct {
 
 	writeLog throttle // for retried record writes
 
+	claimTrips atomic.Int64 // claims the handlers made themselves, not the dequeue (tests)
+
 	started  atomic.Bool
 	draining atomic.Bool // set when shutdown begins: no stage starts after it
 	wg       sync.WaitGroup
@@ -339,6 +341,17 @@ func New(cfg Config) (*Worker, error) {
 			w.log.Error("cannot hand prefetched tasks back to their queue; asynq's recoverer retries them once their lease lapses",
 				"queue", q, "task_ids", ids, "err", err)
 		}}
+	if _, cluster := w.asynqRdb.(*redis.ClusterClient); !cluster && w.store.TakesClaims() {
+		// One node: the dequeue claims the jobs of the tasks it takes.
+		w.waker.pf.take, w.waker.pf.lease = w.store, cfg.Lease
+		w.waker.pf.onUnclaimErr = func(err error, bs []buffered) {
+			for _, b := range bs {
+				id, _ := store.JobOfTask(b.id)
+				w.log.Error("cannot give back the claim of a prefetched job handed back to its queue; it runs again once its lease lapses",
+					"job_id", id, "task_id", b.id, "err", err)
+			}
+		}
+	}
 	w.asynqRdb.AddHook(w.waker)
 	w.taskEnds = newTaskEnds(w.asynqRdb)
 	w.asynqRdb.AddHook(w.taskEnds)

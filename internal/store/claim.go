@@ -66,10 +66,19 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, lease time.Dura
 	if err != nil {
 		return nil, redisErr("store.Claim "+id, err)
 	}
+	return decodeClaim(id, res)
+}
+
+// decodeClaim decodes claimScript's answer for job id.
+func decodeClaim(id string, res []string) (*Claim, error) {
+	if len(res) == 0 {
+		return nil, tasks.Errorf(tasks.EINTERNAL, "job %s: an empty claim", id)
+	}
 	c := &Claim{Outcome: ClaimOutcome(res[0])}
 	if c.Outcome != ClaimOK {
 		return c, nil
 	}
+	var err error
 	c.Token, _ = strconv.ParseInt(res[1], 10, 64)
 	c.Outputs = map[int]json.RawMessage{}
 	for i := 2; i+1 < len(res); i += 2 {

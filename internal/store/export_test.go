@@ -1,5 +1,7 @@
 package store
 
+import "github.com/redis/go-redis/v9"
+
 // QueuedWrites returns how many requests wait in s's combiner for a
 // sender (tests).
 func QueuedWrites(s *Store) int {
@@ -8,3 +10,10 @@ func QueuedWrites(s *Store) int {
 	}
 	return 0
 }
+
+// ShardScript answers the lease-index shard key of each id in ARGV, as
+// the claiming dequeue computes it.
+var ShardScript = redis.NewScript(shardLua + `
+local r = {}
+for i, id in ipairs(ARGV) do r[i] = "` + keyPrefix + `leases:{l" .. shard(id) .. "}" end
+return r`)

@@ -123,46 +123,58 @@ return {eid, h[2] or '', live, h[5] or '', done}
 // the shard's ttl_ms, the job's id.
 // Returns {'missing'|'done'|'superseded'|'busy'} or {'ok', token, field, value, ...}
 // (the hash as it was before the claim, but for state and token).
+// The claim itself is the Lua function claimLua, which the dequeue that
+// claims (takeScript, take.go) calls too.
+var claimScript = redis.NewScript(claimLua + `
+return (claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]))
+`)
+
+// claimLua defines claim(job, lease, shard, gen, lease_ms, deadline,
+// shard_ttl_ms, id): claimScript's work on the keys and arguments given
+// (shard nil: no index entry), returning claimScript's answer and the
+// job's state before the claim.
 // One read of the hash (HGETALL) decides and answers; the new token is
 // the old one + 1, written with the state in one HSET, and SET NX takes
 // the lease only while nobody holds it. A successful claim enters the
 // lease index in the same script: no moment when the job is running and
 // not indexed.
-var claimScript = redis.NewScript(`
-local all = redis.call('HGETALL', KEYS[1])
-local state, gen, tok
-for i = 1, #all, 2 do
-  local k = all[i]
-  if k == 'state' then state = all[i + 1]
-  elseif k == 'gen' then gen = all[i + 1]
-  elseif k == 'token' then tok = all[i + 1] end
-end
-if not state then return {'missing'} end
-if gen ~= ARGV[1] then return {'superseded'} end
-if state == 'succeeded' or state == 'failed' or state == 'canceled' then return {'done'} end
-local t = string.format('%.0f', (tonumber(tok) or 0) + 1)
-if not redis.call('SET', KEYS[2], t, 'NX', 'PX', ARGV[2]) then return {'busy'} end
--- The owner is running it from now on: if it dies before its first write,
--- the reconciler sees a running job with a lapsed lease and takes it over.
--- The first claim (token 1) marks the job as one without an event stream
--- (ns): the save script knows it so without looking, until a write of
--- this owner makes the stream (and drops ns). Other tokens never read it.
-if t == '1' then redis.call('HSET', KEYS[1], 'token', t, 'state', 'running', 'ns', '1')
-else redis.call('HSET', KEYS[1], 'token', t, 'state', 'running') end
-if KEYS[3] then
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-end
-local r = {'ok', t}
-for i = 1, #all, 2 do
-  local k = all[i]
-  if k ~= 'state' and k ~= 'token' then
-    r[#r + 1] = k
-    r[#r + 1] = all[i + 1]
+const claimLua = `
+local function claim(job, lease, shard, gen_arg, lease_ms, deadline, shard_ttl, id)
+  local all = redis.call('HGETALL', job)
+  local state, gen, tok
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if k == 'state' then state = all[i + 1]
+    elseif k == 'gen' then gen = all[i + 1]
+    elseif k == 'token' then tok = all[i + 1] end
   end
+  if not state then return {'missing'} end
+  if gen ~= gen_arg then return {'superseded'} end
+  if state == 'succeeded' or state == 'failed' or state == 'canceled' then return {'done'} end
+  local t = string.format('%.0f', (tonumber(tok) or 0) + 1)
+  if not redis.call('SET', lease, t, 'NX', 'PX', lease_ms) then return {'busy'} end
+  -- The owner is running it from now on: if it dies before its first write,
+  -- the reconciler sees a running job with a lapsed lease and takes it over.
+  -- The first claim (token 1) marks the job as one without an event stream
+  -- (ns): the save script knows it so without looking, until a write of
+  -- this owner makes the stream (and drops ns). Other tokens never read it.
+  if t == '1' then redis.call('HSET', job, 'token', t, 'state', 'running', 'ns', '1')
+  else redis.call('HSET', job, 'token', t, 'state', 'running') end
+  if shard then
+    redis.call('ZADD', shard, deadline, id)
+    redis.call('PEXPIRE', shard, shard_ttl)
+  end
+  local r = {'ok', t}
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if k ~= 'state' and k ~= 'token' then
+      r[#r + 1] = k
+      r[#r + 1] = all[i + 1]
+    end
+  end
+  return r, state
 end
-return r
-`)
+`
 
 // renewScript extends the lease of the token holder; a lapsed lease is taken
 // again while nobody has taken the job over.
