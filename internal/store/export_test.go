@@ -1,6 +1,11 @@
 package store
 
-import "github.com/redis/go-redis/v9"
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // QueuedWrites returns how many requests wait in s's combiner for a
 // sender (tests).
@@ -17,3 +22,16 @@ var ShardScript = redis.NewScript(shardLua + `
 local r = {}
 for i, id in ipairs(ARGV) do r[i] = "` + keyPrefix + `leases:{l" .. shard(id) .. "}" end
 return r`)
+
+// TakeSHA is the claiming dequeue's script hash.
+func TakeSHA() string { return takeScript.Hash() }
+
+// ClaimScript is Claim's script, for benchmarks to load.
+var ClaimScript = claimScript
+
+// ClaimIn queues the one-node claim of job id (generation 1) on p, as
+// Claim sends it.
+func ClaimIn(ctx context.Context, s *Store, p redis.Pipeliner, id string, lease time.Duration) {
+	claimScript.EvalSha(ctx, p, []string{JobKey(id), LeaseKey(id), LeasesKey(id)},
+		1, lease.Milliseconds(), s.now().Add(lease).UnixMilli(), s.liveTTL().Milliseconds(), id)
+}

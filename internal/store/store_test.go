@@ -21,7 +21,7 @@ func testPipeline() *tasks.Pipeline {
 	return &tasks.Pipeline{Name: "t", Stages: []tasks.Stage{{Name: "a", Run: run}, {Name: "b", Run: run}}}
 }
 
-func newJob(t *testing.T, s *store.Store, tenant string) *api.Job {
+func newJob(t testing.TB, s *store.Store, tenant string) *api.Job {
 	t.Helper()
 	j := store.NewJob(testPipeline(), "", time.Now().UTC())
 	if _, err := s.Create(context.Background(), j, tenant, json.RawMessage(`{"x":1}`), api.Options{Retention: time.Minute}); err != nil {

@@ -60,8 +60,11 @@ var PrefetchLua = strings.Replace(dequeueLua, "--claim", "-- (no claim)", 1)
 
 // takeLua is dequeueLua with the claims, after claimLua and shardLua.
 var takeLua = claimLua + shardLua + strings.Replace(dequeueLua, "--claim", `
-  local id, gen = string.match(tid, "^(.+)%-g(%d+)$")
-  if not id then id, gen = tid, "1" end
+  local id, gen = tid, "1"
+  if string.find(tid, "-g", 1, true) then
+    id, gen = string.match(tid, "^(.+)%-g(%d+)$")
+    if not id then id, gen = tid, "1" end
+  end
   local job = "`+keyPrefix+`job:{" .. id .. "}"
   local c, was = claim(job, job .. ":lease", "`+keyPrefix+`leases:{l" .. shard(id) .. "}", gen, ARGV[4], ARGV[5], ARGV[6], id)
   if was then

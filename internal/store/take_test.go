@@ -42,7 +42,7 @@ func TestTakeShardIsLeasesKey(t *testing.T) {
 // takeRig is a queue of asynq tasks of store jobs and the claiming dequeue
 // on it, as the worker's prefetch sends it.
 type takeRig struct {
-	t   *testing.T
+	t   testing.TB
 	rdb *redis.Client
 	s   *store.Store
 	q   string
