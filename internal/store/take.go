@@ -74,24 +74,44 @@ var takeLua = claimLua + shardLua + strings.Replace(dequeueLua, "--claim", `
   r[#r + 1] = c`, 1)
 
 // shardLua defines shard(id), the number of id's lease-index shard
-// (leaseShard: FNV-1a, 32 bits, mod LeaseShards), for takeLua.
-const shardLua = `
--- shard is leaseShard: FNV-1a (32 bits) of the id, mod LeaseShards. h
--- stays in [0, 2^32) as a double; h * 16777619 mod 2^32 is
--- h * 403 + (h mod 2^8) * 2^24 mod 2^32 (16777619 = 2^24 + 403), exact in
--- doubles: one C call (bxor) a byte, about twice as fast as bit.tobit and
--- bit.lshift besides. The bytes come in one call when the id is short.
+// (leaseShard: FNV-1a, 32 bits, mod LeaseShards), for takeLua, without
+// Redis's bit library (miniredis, the embedded server of staged dev, has
+// none). With 16 shards only the low 4 bits of the hash count, and they
+// depend only on the low 4 bits of each step: (h xor b) mod 16 is
+// (h mod 16) xor (b mod 16), and (x * 16777619) mod 16 is
+// ((x mod 16) * 3) mod 16. So h4 starts at 2166136261 mod 16 = 5 and each
+// byte b takes it to shardNext[h4 * 16 + b mod 16 + 1]. The bytes come in
+// one call when the id is short.
+var shardLua = `
+local shardNext = {` + shardNext() + `}
 local function shard(id)
-  local h, bxor = 2166136261, bit.bxor
-  local bs = #id <= 64 and {string.byte(id, 1, -1)}
-  for i = 1, #id do
-    h = bxor(h, bs and bs[i] or string.byte(id, i))
-    if h < 0 then h = h + 4294967296 end
-    h = (h * 403 + (h % 256) * 16777216) % 4294967296
+  local h = 5
+  if #id <= 64 then
+    for _, b in ipairs({string.byte(id, 1, -1)}) do h = shardNext[h * 16 + b % 16 + 1] end
+  else
+    for i = 1, #id do h = shardNext[h * 16 + string.byte(id, i) % 16 + 1] end
   end
-  return h % 16 -- LeaseShards (a test checks)
+  return h
 end
 `
+
+// shardNext is the Lua table of shardLua's steps: ((h xor n) * 3) mod 16
+// for h, n < 16, at h * 16 + n + 1.
+func shardNext() string {
+	var b strings.Builder
+	for h := range 16 {
+		for n := range 16 {
+			if h+n > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(((h ^ n) * 3) % 16))
+		}
+	}
+	return b.String()
+}
+
+// The shard's arithmetic above holds for 16 shards.
+var _ = [1]struct{}{}[LeaseShards-16]
 
 var takeScript = redis.NewScript(takeLua)
 

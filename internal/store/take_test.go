@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
@@ -16,10 +17,9 @@ import (
 )
 
 // The claiming dequeue computes a job's lease-index shard in Lua: the same
-// shard as LeasesKey, for any id.
+// shard as LeasesKey, for any id, on Redis and on the embedded server of
+// staged dev (miniredis: no bit library).
 func TestTakeShardIsLeasesKey(t *testing.T) {
-	ctx := context.Background()
-	rdb := redistest.Start(t).Client()
 	ids := []string{"", "a", "0b6c0b6c-0b6c-4b6c-8b6c-0b6c0b6c0b6c", "\xff\xfe\x80", "ü-g2", strings.Repeat("long id ", 40)}
 	for range 2000 {
 		ids = append(ids, uuid.NewString())
@@ -28,14 +28,49 @@ func TestTakeShardIsLeasesKey(t *testing.T) {
 	for i, id := range ids {
 		args[i] = id
 	}
-	got, err := store.ShardScript.Run(ctx, rdb, nil, args...).StringSlice()
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name string
+		addr func(t *testing.T) string
+	}{
+		{"redis", func(t *testing.T) string { return redistest.Start(t).Addr }},
+		{"embedded", func(t *testing.T) string { return miniredis.RunT(t).Addr() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: tt.addr(t)})
+			defer rdb.Close()
+			got, err := store.ShardScript.Run(context.Background(), rdb, nil, args...).StringSlice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range ids {
+				if got[i] != store.LeasesKey(id) {
+					t.Fatalf("id %q: Lua's shard key %s, LeasesKey %s", id, got[i], store.LeasesKey(id))
+				}
+			}
+		})
 	}
-	for i, id := range ids {
-		if got[i] != store.LeasesKey(id) {
-			t.Fatalf("id %q: Lua's shard key %s, LeasesKey %s", id, got[i], store.LeasesKey(id))
-		}
+}
+
+// The claiming dequeue runs on the embedded server of staged dev too.
+func TestTakeEmbedded(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	defer rdb.Close()
+	r := &takeRig{t: t, rdb: rdb, s: store.NewStore(rdb), q: "q1"}
+	a := newJob(t, r.s, "")
+	r.pend(a.ID)
+	ts := r.take(16, time.Minute)
+	if len(ts) != 1 {
+		t.Fatalf("took %d tasks, want 1", len(ts))
+	}
+	c, ok, err := ts[0].Claim(a.ID, 1)
+	if err != nil || !ok || c.Outcome != store.ClaimOK || c.Token != 1 {
+		t.Fatalf("claim: %v %v %v, want ok with token 1", c, ok, err)
+	}
+	if err := rdb.ZScore(context.Background(), store.LeasesKey(a.ID), a.ID).Err(); err != nil {
+		t.Errorf("no lease-index entry: %v", err)
+	}
+	if n, err := r.s.Unclaim(context.Background(), ts); err != nil || n != 1 {
+		t.Errorf("Unclaim = %d, %v; want 1", n, err)
 	}
 }
 
