@@ -86,12 +86,12 @@ for i = #ARGV, 2, -1 do
 end
 return n`)
 
-// buffered is a prefetched task, with its job's claim when the dequeue
-// claims (t.TaskID is the task id then too).
+// buffered is a prefetched task of queue q (t's TaskID and Msg), with its
+// job's claim when the dequeue claims.
 type buffered struct {
-	q, id, msg string
-	at         time.Time
-	t          store.Taken
+	q  string
+	t  store.Taken
+	at time.Time
 }
 
 // held is the claim of a task handed to asynq whose handler has not taken
@@ -222,7 +222,7 @@ func (p *prefetcher) cancel(id string) bool {
 	defer p.mu.Unlock()
 	found := false
 	for i := range p.buf {
-		if j, _ := store.JobOfTask(p.buf[i].id); j == id {
+		if j, _ := store.JobOfTask(p.buf[i].t.TaskID); j == id {
 			p.buf[i].t.Cancel()
 			found = true
 		}
@@ -296,7 +296,7 @@ func (p *prefetcher) keep(q string, ts []store.Taken) {
 	now := time.Now()
 	bs := make([]buffered, 0, len(ts))
 	for _, t := range ts {
-		bs = append(bs, buffered{q: q, id: t.TaskID, msg: t.Msg, at: now, t: t})
+		bs = append(bs, buffered{q: q, t: t, at: now})
 	}
 	p.mu.Lock()
 	if p.stopped.Load() { // too late to buffer: back they go
@@ -369,7 +369,7 @@ func (p *prefetcher) handBack(ctx context.Context, bs []buffered) {
 			order = append(order, b.q)
 			byQ[b.q] = []any{"asynq:{" + b.q + "}:t:"}
 		}
-		byQ[b.q] = append(byQ[b.q], b.id)
+		byQ[b.q] = append(byQ[b.q], b.t.TaskID)
 	}
 	for _, q := range order {
 		k := "asynq:{" + q + "}:"

@@ -176,7 +176,7 @@ func TestCancelWhileClaimBuffered(t *testing.T) {
 	w, ids, _ := runBuffered(t, h, cfg, started, 3)
 	pf := w.waker.pf
 	pf.mu.Lock()
-	last, _ := store.JobOfTask(pf.buf[1].id) // the job dequeued last
+	last, _ := store.JobOfTask(pf.buf[1].t.TaskID) // the job dequeued last
 	pf.mu.Unlock()
 	if s := h.rdb.HGet(context.Background(), store.JobKey(last), "state").Val(); s != "running" {
 		t.Fatalf("buffered job %s in state %q, want running (claimed)", last, s)

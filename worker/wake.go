@@ -120,7 +120,7 @@ func (wk *waker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		// queue from the task message.
 		if c, ok := cmd.(*redis.Cmd); ok {
 			if b, ok := wk.pf.pop(); ok {
-				c.SetVal(b.msg)
+				c.SetVal(b.t.Msg)
 				wk.pf.started()
 				wk.empties.Store(0)
 				wk.pf.refill(next, cmd.Args(), q, b.q)

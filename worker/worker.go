@@ -346,9 +346,9 @@ func New(cfg Config) (*Worker, error) {
 		w.waker.pf.take, w.waker.pf.lease = w.store, cfg.Lease
 		w.waker.pf.onUnclaimErr = func(err error, bs []buffered) {
 			for _, b := range bs {
-				id, _ := store.JobOfTask(b.id)
+				id, _ := store.JobOfTask(b.t.TaskID)
 				w.log.Error("cannot give back the claim of a prefetched job handed back to its queue; it runs again once its lease lapses",
-					"job_id", id, "task_id", b.id, "err", err)
+					"job_id", id, "task_id", b.t.TaskID, "err", err)
 			}
 		}
 	}
