@@ -152,14 +152,21 @@ func anyType(t reflect.Type) bool {
 // checkChain returns an error naming the first pair of consecutive typed
 // stages where one's Out is not the next one's In, or where the pipeline's
 // input type (input, nil if unknown) is not the first stage's In.
+//
+// A pipeline with Build has its stages checked for every job started, so
+// the names in the error are formatted only when there is one.
 func checkChain(pipeline string, input reflect.Type, stages []Stage) error {
-	prev, prevName := input, "the pipeline's input (InputOf)"
-	for _, s := range stages {
+	prev := input
+	for i, s := range stages {
 		if !anyType(prev) && !anyType(s.in) && prev != s.in {
+			prevName := "the pipeline's input (InputOf)"
+			if i > 0 {
+				prevName = fmt.Sprintf("the output of stage %q", stages[i-1].Name)
+			}
 			return fmt.Errorf("pipeline %q: stage %q takes %s but %s is %s: the stages do not chain",
 				pipeline, s.Name, s.in, prevName, prev)
 		}
-		prev, prevName = s.out, fmt.Sprintf("the output of stage %q", s.Name)
+		prev = s.out
 	}
 	return nil
 }
