@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -104,10 +106,28 @@ func profile(dir, name string) (stop func() error, err error) {
 		f.Close()
 		return nil, err
 	}
+	// Heap profiles at the start and the end: the allocations in between
+	// are `go tool pprof -sample_index=alloc_objects -diff_base START END`.
+	base := strings.TrimSuffix(name, ".pprof")
+	if err := writeHeap(filepath.Join(dir, base+"-heap-start.pprof")); err != nil {
+		pprof.StopCPUProfile()
+		f.Close()
+		return nil, err
+	}
 	return func() error {
 		pprof.StopCPUProfile()
-		return f.Close()
+		herr := writeHeap(filepath.Join(dir, base+"-heap-end.pprof"))
+		return errors.Join(f.Close(), herr)
 	}, nil
+}
+
+// writeHeap writes the heap profile (with the allocations so far) to file.
+func writeHeap(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
 }
 
 // startTrace starts an execution trace of this process into file when
