@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -54,18 +53,56 @@ func (r *run) endStage(k int, out []byte) {
 	now, j := r.w.now(), r.job
 	j.Stages[k].State, j.Stages[k].FinishedAt = api.StateSucceeded, &now
 	j.Progress = stagesProgress(r.stages, k+1, 0)
-	r.addFields(map[string][]byte{"out:" + strconv.Itoa(k): out})
+	r.setField(checkpointField(k), out)
 	r.unsaved = true
 }
 
-func (r *run) addFields(f map[string][]byte) {
-	if len(f) == 0 {
-		return
-	}
+// setField adds field k, v to the next write; the caller holds wmu.
+func (r *run) setField(k string, v []byte) {
 	if r.fields == nil {
-		r.fields = make(map[string][]byte, len(f))
+		// Room for a checkpoint per stage and one more field: the
+		// map does not grow while the stages run.
+		r.fields = make(map[string][]byte, len(r.stages)+1)
 	}
-	maps.Copy(r.fields, f)
+	r.fields[k] = v
+}
+
+// checkpointNames are the checkpoint fields of the first stages, named once:
+// endStage names one per stage run.
+var checkpointNames = func() (names [128]string) {
+	for k := range names {
+		names[k] = "out:" + strconv.Itoa(k)
+	}
+	return names
+}()
+
+// checkpointField is the record's hash field holding stage k's output.
+func checkpointField(k int) string {
+	if k < len(checkpointNames) {
+		return checkpointNames[k]
+	}
+	return "out:" + strconv.Itoa(k)
+}
+
+// withoutCheckpoints returns the fields of f that are not checkpoints, in a
+// map of their own (nil if none): f stays as it is for a retry of the write.
+func withoutCheckpoints(f map[string][]byte) map[string][]byte {
+	var m map[string][]byte
+	for k, v := range f {
+		if !strings.HasPrefix(k, "out:") {
+			if m == nil {
+				m = make(map[string][]byte, 1)
+			}
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func (r *run) addFields(f map[string][]byte) {
+	for k, v := range f {
+		r.setField(k, v)
+	}
 }
 
 // commit applies change to the record and writes it at once with every
@@ -89,8 +126,7 @@ func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields
 	r.addFields(fields)
 	fields = r.fields
 	if j.State == api.StateSucceeded { // a succeeded job needs no checkpoints
-		fields = maps.Clone(fields)
-		maps.DeleteFunc(fields, func(k string, _ []byte) bool { return strings.HasPrefix(k, "out:") })
+		fields = withoutCheckpoints(fields)
 	}
 	args := store.SaveArgs{TTL: ttl, Fields: fields}
 	if final && j.State.Terminal() {
@@ -147,7 +183,7 @@ func (r *run) sending(fields map[string][]byte) {
 func (r *run) checkpoints() []string {
 	cps := make([]string, 0, len(r.claim.Outputs)+len(r.written))
 	for k := range r.claim.Outputs {
-		if name := "out:" + strconv.Itoa(k); !r.written[name] {
+		if name := checkpointField(k); !r.written[name] {
 			cps = append(cps, name)
 		}
 	}
