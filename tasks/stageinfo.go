@@ -26,7 +26,23 @@ type stageInfoKey struct{}
 // WithStageInfo returns ctx carrying info. The worker calls it; tests of a
 // StageFunc may too.
 func WithStageInfo(ctx context.Context, info StageInfo) context.Context {
-	return context.WithValue(ctx, stageInfoKey{}, info)
+	return &stageInfoCtx{Context: ctx, info: info}
+}
+
+// stageInfoCtx is ctx with a StageInfo: one allocation per stage run, where
+// context.WithValue makes two (its context and the boxed info). The info is
+// boxed only when a stage asks for it.
+type stageInfoCtx struct {
+	context.Context
+	info StageInfo
+}
+
+// Value implements context.Context.
+func (c *stageInfoCtx) Value(key any) any {
+	if _, ok := key.(stageInfoKey); ok {
+		return c.info
+	}
+	return c.Context.Value(key)
 }
 
 // StageInfoFrom returns the StageInfo in ctx, if any.
