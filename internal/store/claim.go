@@ -85,7 +85,7 @@ func decodeClaim(id string, res []string) (*Claim, error) {
 		k, v := res[i], res[i+1]
 		switch {
 		case k == "rec":
-			if c.Job, err = decodeRecord([]byte(v)); err != nil {
+			if c.Job, err = decodeRecord(v); err != nil {
 				return nil, err
 			}
 		case k == "tenant":
@@ -93,7 +93,7 @@ func decodeClaim(id string, res []string) (*Claim, error) {
 		case k == "input":
 			c.Input = json.RawMessage(v)
 		case k == "opts":
-			decodeOptions([]byte(v), &c.Options)
+			decodeOptions(v, &c.Options)
 		case k == "cancel":
 			c.CancelRequested = v == "1"
 		case k == "live":

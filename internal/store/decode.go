@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/staged-dev/staged/api"
 )
@@ -15,23 +16,35 @@ import (
 // unknown or repeated key, an escape, a number or literal out of place,
 // invalid JSON) goes to api.DecodeJob, whose answer it then is. The two
 // agree on every input the fast path accepts (FuzzDecodeRecord).
-func decodeRecord(b []byte) (*api.Job, error) {
-	d := recDecoder{b: b}
+//
+// The record comes as Redis's reply, a string: its strings (id, type,
+// stage names, links) are parts of it, not copies, and live as long as
+// the job does.
+func decodeRecord(rec string) (*api.Job, error) {
+	d := newStringDecoder(rec)
 	var j api.Job
 	if d.job(&j) && d.end() {
 		return &j, nil
 	}
-	return api.DecodeJob(b)
+	return api.DecodeJob([]byte(rec))
 }
 
 // recDecoder is a cursor on a record; every method reports false on
 // anything outside the fast path.
 type recDecoder struct {
 	b []byte
-	i int
+	// src is what b reads in place (newStringDecoder): str takes its
+	// strings from it.
+	src string
+	i   int
 	// times holds the times the record's pointers point to, allocated
 	// together.
 	times []time.Time
+}
+
+// newStringDecoder returns a decoder of s, whose bytes it reads in place.
+func newStringDecoder(s string) recDecoder {
+	return recDecoder{b: unsafe.Slice(unsafe.StringData(s), len(s)), src: s}
 }
 
 func (d *recDecoder) ws() {
@@ -104,8 +117,10 @@ func (d *recDecoder) str(p *string) bool {
 	if d.lit("null") {
 		return true
 	}
+	d.ws()
+	start := d.i + 1 // after the quote, if it is a string
 	s, ok := d.rawString()
-	*p = string(s)
+	*p = d.src[start : start+len(s)]
 	return ok
 }
 
@@ -525,8 +540,8 @@ func (d *recDecoder) stages(p *[]api.StageStatus, total int) bool {
 
 // decodeOptions is json.Unmarshal of a job's options (the claim ignores
 // an error, as before), on the same fast path.
-func decodeOptions(b []byte, o *api.Options) {
-	d := recDecoder{b: b}
+func decodeOptions(opts string, o *api.Options) {
+	d := newStringDecoder(opts)
 	var v api.Options
 	ok := d.peek() == '{' && d.object(optionsKeys, func(k string) bool {
 		switch k {
@@ -545,7 +560,7 @@ func decodeOptions(b []byte, o *api.Options) {
 		*o = v
 		return
 	}
-	_ = json.Unmarshal(b, o)
+	_ = json.Unmarshal([]byte(opts), o)
 }
 
 func (d *recDecoder) duration(p *time.Duration) bool {

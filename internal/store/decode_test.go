@@ -41,7 +41,7 @@ func records(t testing.TB) [][]byte {
 
 // fast reports whether the fast path takes b.
 func fast(b []byte) (*api.Job, bool) {
-	d := recDecoder{b: b}
+	d := newStringDecoder(string(b))
 	var j api.Job
 	return &j, d.job(&j) && d.end()
 }
@@ -61,7 +61,7 @@ func TestDecodeRecord(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("fast path: %+v\nencoding/json: %+v\nrecord %s", got, want, b)
 		}
-		if got, err := decodeRecord(b); err != nil || !reflect.DeepEqual(got, want) {
+		if got, err := decodeRecord(string(b)); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("decodeRecord: %+v, %v", got, err)
 		}
 	}
@@ -80,7 +80,7 @@ func TestDecodeRecord(t *testing.T) {
 			t.Errorf("the fast path took %s", b)
 		}
 		want, werr := api.DecodeJob([]byte(b))
-		got, err := decodeRecord([]byte(b))
+		got, err := decodeRecord(b)
 		if (err == nil) != (werr == nil) || (err == nil && !reflect.DeepEqual(got, want)) {
 			t.Errorf("decodeRecord(%s) = %+v, %v; api.DecodeJob: %+v, %v", b, got, err, want, werr)
 		}
@@ -95,7 +95,7 @@ func TestDecodeOptions(t *testing.T) {
 		`{"retention":1.5}`, `{"queue":"a\u0062"}`, `{"Queue":"x"}`, `{"other":1}`, `[`, `{"timeout":"1s"}`,
 	} {
 		var got, want api.Options
-		decodeOptions([]byte(b), &got)
+		decodeOptions(b, &got)
 		_ = json.Unmarshal([]byte(b), &want)
 		if got != want {
 			t.Errorf("decodeOptions(%s) = %+v, json.Unmarshal: %+v", b, got, want)
@@ -104,7 +104,7 @@ func TestDecodeOptions(t *testing.T) {
 	o := api.Options{Retention: time.Hour, Timeout: time.Minute, MaxRetries: 2, Queue: "q"}
 	b, _ := api.Marshal(o)
 	var got api.Options
-	decodeOptions(b, &got)
+	decodeOptions(string(b), &got)
 	if got != o {
 		t.Errorf("decodeOptions(%s) = %+v, want %+v", b, got, o)
 	}
@@ -135,7 +135,7 @@ func FuzzDecodeRecord(f *testing.F) {
 }
 
 func BenchmarkDecodeRecord(b *testing.B) {
-	rec := records(b)[1]
+	rec := string(records(b)[1])
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := decodeRecord(rec); err != nil {
