@@ -44,27 +44,39 @@ const (
 // whose stack has grown already, not on asynq's new goroutine of the task;
 // a panic goes on in handle's goroutine, to asynq, as if it were there.
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
-	var (
-		err      error
-		panicked any
-		stack    []byte
-	)
-	done := make(chan struct{})
-	w.stages.run(func() {
-		defer close(done)
-		defer func() {
-			if x := recover(); x != nil {
-				panicked, stack = x, debug.Stack()
-			}
-		}()
-		err = w.attempt(ctx, t)
-	})
-	<-done
-	if panicked != nil {
-		w.taskLog(ctx).Error("the job's attempt panicked outside its stages; asynq retries the task", "panic", fmt.Sprint(panicked), "stack", string(stack))
-		panic(panicked)
+	c := &attemptCall{w: w, ctx: ctx, t: t}
+	c.wg.Add(1)
+	w.stages.run(c.run)
+	c.wg.Wait()
+	if c.panicked != nil {
+		w.taskLog(ctx).Error("the job's attempt panicked outside its stages; asynq retries the task", "panic", fmt.Sprint(c.panicked), "stack", string(c.stack))
+		panic(c.panicked)
 	}
-	return err
+	return c.err
+}
+
+// attemptCall is one attempt handed by handle to a pooled goroutine, with
+// what it returns: two allocations (the call and its func) where a
+// closure, its captured results and a channel took five.
+type attemptCall struct {
+	w   *Worker
+	ctx context.Context
+	t   *asynq.Task
+	wg  sync.WaitGroup // done when the fields below are set
+
+	err      error
+	panicked any
+	stack    []byte
+}
+
+func (c *attemptCall) run() {
+	defer c.wg.Done()
+	defer func() {
+		if x := recover(); x != nil {
+			c.panicked, c.stack = x, debug.Stack()
+		}
+	}()
+	c.err = c.w.attempt(c.ctx, c.t)
 }
 
 // taskLog is the worker's logger with the id of ctx's asynq task, and the
@@ -160,7 +172,11 @@ type run struct {
 	keeper    *leaseKeeper
 	metrics   *typeMetrics // the job type's label children
 	scratch   scratchDir   // the stages' scratch directory (tasks.StageInfo.Scratch)
-	finished  atomic.Bool  // this run wrote the job's final record
+	// scratchFn is StageInfo.Scratch for attempt scratchAttempt.
+	scratchFn      func() (string, error)
+	scratchAttempt int
+	call           *stageCall  // hands the stages to the pool (runStage)
+	finished       atomic.Bool // this run wrote the job's final record
 	// resultKey is the asynq task's hash, whose result the job's final
 	// write sets (result.go); "" for none.
 	resultKey string
@@ -372,33 +388,30 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 	defer r.setStage(-1)
 	ctx = tasks.WithStageInfo(ctx, r.stageInfo(k))
 
-	type result struct {
-		v   any
-		err error
+	c := r.call
+	if c == nil {
+		c = &stageCall{r: r, done: make(chan stageResult, 1), progress: make([]stageProgress, len(r.stages))}
+		for i := range c.progress {
+			c.progress[i] = stageProgress{r: r, k: i}
+		}
+		c.fn = c.run
+		r.call = c
 	}
-	done := make(chan result, 1)
+	c.ctx, c.k, c.in = ctx, k, in
 	start := time.Now()
-	r.w.stages.run(func() { // on a goroutine of its own (stagepool.go)
-		defer func() {
-			if x := recover(); x != nil {
-				r.log.Error("stage panicked", "stage", st.Name, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
-				done <- result{err: fmt.Errorf("panic in stage %s: %v", st.Name, x)}
-			}
-		}()
-		v, err := st.Run(ctx, in, stageProgress{r: r, k: k})
-		done <- result{v, err}
-	})
-	var res result
+	r.w.stages.run(c.fn) // on a goroutine of its own (stagepool.go)
+	var res stageResult
 	select {
-	case res = <-done:
+	case res = <-c.done:
 	case <-ctx.Done():
 		t := time.NewTimer(abandonAfter)
 		select {
-		case res = <-done:
+		case res = <-c.done:
 			t.Stop()
 		case <-t.C:
 			r.log.Error("stage did not return after its context ended; abandoning it", "stage", st.Name, "cause", context.Cause(ctx))
 			res.err = context.Cause(ctx)
+			r.call = nil // the abandoned stage still has this one
 		}
 	}
 	if res.err != nil {
@@ -428,14 +441,55 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 	return out, nil
 }
 
+// stageCall hands the stages of one run, one at a time, to the pooled
+// goroutines that run them: the run makes it once, with its result
+// channel, its func and the stages' Progress values, instead of those for
+// every stage. A stage that is abandoned keeps it (runStage makes another
+// should the run go on).
+type stageCall struct {
+	r        *run
+	fn       func() // run, as the func the pool takes
+	done     chan stageResult
+	progress []stageProgress // stage k's Progress is &progress[k]
+
+	// The stage to run next, set before fn is handed to the pool.
+	ctx context.Context
+	k   int
+	in  json.RawMessage
+}
+
+type stageResult struct {
+	v   any
+	err error
+}
+
+// run runs the stage set in c and sends its result.
+func (c *stageCall) run() {
+	r, ctx, k, in, done := c.r, c.ctx, c.k, c.in, c.done
+	st := r.stages[k]
+	defer func() {
+		if x := recover(); x != nil {
+			r.log.Error("stage panicked", "stage", st.Name, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+			done <- stageResult{err: fmt.Errorf("panic in stage %s: %v", st.Name, x)}
+		}
+	}()
+	v, err := st.Run(ctx, in, &c.progress[k])
+	done <- stageResult{v, err}
+}
+
 // stageInfo describes the run of stage k to the stage.
 func (r *run) stageInfo(k int) tasks.StageInfo {
 	r.wmu.Lock()
 	attempt := r.job.Attempt
 	r.wmu.Unlock()
+	if r.scratchFn == nil || r.scratchAttempt != attempt {
+		// One func for the run's stages: the attempt is set by the first
+		// stage's start.
+		r.scratchFn, r.scratchAttempt = func() (string, error) { return r.scratch.get(r.id, attempt) }, attempt
+	}
 	return tasks.StageInfo{
 		JobID: r.id, Stage: r.stages[k].Name, Index: k + 1, Total: len(r.stages), Attempt: attempt,
-		Scratch: func() (string, error) { return r.scratch.get(r.id, attempt) },
+		Scratch: r.scratchFn,
 	}
 }
 
