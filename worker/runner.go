@@ -106,7 +106,7 @@ func (w *Worker) attempt(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("worker: bad payload in a %q task: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
-	log := w.log.With("job_id", pl.ID)
+	log := w.jobLog(pl.ID)
 	var c *store.Claim
 	claimedAt := time.Now()
 	if taken {
