@@ -36,9 +36,10 @@ import (
 // upkeep is not due), index ttl_ms, orphan deadline_ms,
 // job ttl_ms, n (0, or 5 with a task), then with a task: its message, its
 // id, now_ns, queue name, sadd (1|0); then the values of the record's
-// fields rec, state, tenant, input, opts, type, queue (token 0, gen 1, and
-// live 1 when admitted, are the script's own: fewer arguments, less Lua
-// work per call).
+// fields rec, state, tenant, input, opts, type, queue, ls (the job's
+// lease-index shard: see claimLua; token 0, gen 1, and live 1 when
+// admitted, are the script's own: fewer arguments, less Lua work per
+// call).
 // Returns {1} when created, or {0, n} when the tenant has n ≥ limit live jobs
 // (nothing written).
 var createScript = redis.NewScript(`
@@ -65,10 +66,10 @@ end
 local v = 12 + t
 if limit > 0 then
   redis.call('HSET', KEYS[1], 'rec', ARGV[v], 'state', ARGV[v+1], 'tenant', ARGV[v+2], 'token', '0', 'gen', '1',
-    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6], 'live', '1')
+    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6], 'ls', ARGV[v+7], 'live', '1')
 else
   redis.call('HSET', KEYS[1], 'rec', ARGV[v], 'state', ARGV[v+1], 'tenant', ARGV[v+2], 'token', '0', 'gen', '1',
-    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6])
+    'input', ARGV[v+3], 'opts', ARGV[v+4], 'type', ARGV[v+5], 'queue', ARGV[v+6], 'ls', ARGV[v+7])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[10])
 if t > 0 then
@@ -128,7 +129,7 @@ func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input jso
 	}
 	ob, _ := json.Marshal(opts)
 	// The record's fields, in createScript's order.
-	vals := []any{rec, string(j.State), tenant, []byte(input), ob, j.Type, j.Queue}
+	vals := []any{rec, string(j.State), tenant, []byte(input), ob, j.Type, j.Queue, leaseShard(j.ID)}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
 		enqueue = false
 		fields := []any{"rec", vals[0], "state", vals[1], "tenant", vals[2], "token", 0, "gen", 1,

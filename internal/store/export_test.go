@@ -20,7 +20,7 @@ func QueuedWrites(s *Store) int {
 // the claiming dequeue computes it.
 var ShardScript = redis.NewScript(shardLua + `
 local r = {}
-for i, id in ipairs(ARGV) do r[i] = "` + keyPrefix + `leases:{l" .. shard(id) .. "}" end
+for i, id in ipairs(ARGV) do r[i] = "` + keyPrefix + `leases:{l" .. leaseShard(id) .. "}" end
 return r`)
 
 // TakeSHA is the claiming dequeue's script hash.
@@ -35,3 +35,6 @@ func ClaimIn(ctx context.Context, s *Store, p redis.Pipeliner, id string, lease 
 	claimScript.EvalSha(ctx, p, []string{JobKey(id), LeaseKey(id), LeasesKey(id)},
 		1, lease.Milliseconds(), s.now().Add(lease).UnixMilli(), s.liveTTL().Milliseconds(), id)
 }
+
+// LeaseShardOf is the number of id's lease-index shard.
+func LeaseShardOf(id string) int { return leaseShard(id) }

@@ -131,22 +131,31 @@ return (claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARG
 
 // claimLua defines claim(job, lease, shard, gen, lease_ms, deadline,
 // shard_ttl_ms, id): claimScript's work on the keys and arguments given
-// (shard nil: no index entry), returning claimScript's answer and the
-// job's state before the claim.
+// (shard nil: no index entry; shard true: the job's shard, see below),
+// returning claimScript's answer and the job's state before the claim.
 // One read of the hash (HGETALL) decides and answers; the new token is
 // the old one + 1, written with the state in one HSET, and SET NX takes
 // the lease only while nobody holds it. A successful claim enters the
 // lease index in the same script: no moment when the job is running and
 // not indexed.
+// The claiming dequeue (takeLua) knows a job only by its id: the number
+// of its lease-index shard comes from the hash's field ls, which the
+// job's create wrote (leaseShard, what LeasesKey uses), so that the
+// dequeue need not hash the id in Lua (shardLua: a loop over its 36
+// bytes, about as much Redis CPU as the rest of a claim's Lua). A job
+// created without it (by a version before ls) gets it from shardLua's
+// leaseShard, which takeLua defines before claimLua (shard true comes
+// only from takeLua).
 const claimLua = `
 local function claim(job, lease, shard, gen_arg, lease_ms, deadline, shard_ttl, id)
   local all = redis.call('HGETALL', job)
-  local state, gen, tok
+  local state, gen, tok, ls
   for i = 1, #all, 2 do
     local k = all[i]
     if k == 'state' then state = all[i + 1]
     elseif k == 'gen' then gen = all[i + 1]
-    elseif k == 'token' then tok = all[i + 1] end
+    elseif k == 'token' then tok = all[i + 1]
+    elseif k == 'ls' then ls = all[i + 1] end
   end
   if not state then return {'missing'} end
   if gen ~= gen_arg then return {'superseded'} end
@@ -161,13 +170,14 @@ local function claim(job, lease, shard, gen_arg, lease_ms, deadline, shard_ttl, 
   if t == '1' then redis.call('HSET', job, 'token', t, 'state', 'running', 'ns', '1')
   else redis.call('HSET', job, 'token', t, 'state', 'running') end
   if shard then
+    if shard == true then shard = '` + keyPrefix + `leases:{l' .. (ls or leaseShard(id)) .. '}' end
     redis.call('ZADD', shard, deadline, id)
     redis.call('PEXPIRE', shard, shard_ttl)
   end
   local r = {'ok', t}
   for i = 1, #all, 2 do
     local k = all[i]
-    if k ~= 'state' and k ~= 'token' then
+    if k ~= 'state' and k ~= 'token' and k ~= 'ls' then
       r[#r + 1] = k
       r[#r + 1] = all[i + 1]
     end

@@ -58,22 +58,22 @@ return r`
 // no claims.
 var PrefetchLua = strings.Replace(dequeueLua, "--claim", "-- (no claim)", 1)
 
-// takeLua is dequeueLua with the claims, after claimLua and shardLua.
-var takeLua = claimLua + shardLua + strings.Replace(dequeueLua, "--claim", `
+// takeLua is dequeueLua with the claims, after shardLua and claimLua.
+var takeLua = shardLua + claimLua + strings.Replace(dequeueLua, "--claim", `
   local id, gen = tid, "1"
   if string.find(tid, "-g", 1, true) then
     id, gen = string.match(tid, "^(.+)%-g(%d+)$")
     if not id then id, gen = tid, "1" end
   end
   local job = "`+keyPrefix+`job:{" .. id .. "}"
-  local c, was = claim(job, job .. ":lease", "`+keyPrefix+`leases:{l" .. shard(id) .. "}", gen, ARGV[4], ARGV[5], ARGV[6], id)
+  local c, was = claim(job, job .. ":lease", true, gen, ARGV[4], ARGV[5], ARGV[6], id)
   if was then
     c[#c + 1] = "state"
     c[#c + 1] = was
   end
   r[#r + 1] = c`, 1)
 
-// shardLua defines shard(id), the number of id's lease-index shard
+// shardLua defines leaseShard(id), the number of id's lease-index shard
 // (leaseShard: FNV-1a, 32 bits, mod LeaseShards), for takeLua, without
 // Redis's bit library (miniredis, the embedded server of staged dev, has
 // none). With 16 shards only the low 4 bits of the hash count, and they
@@ -81,10 +81,13 @@ var takeLua = claimLua + shardLua + strings.Replace(dequeueLua, "--claim", `
 // (h mod 16) xor (b mod 16), and (x * 16777619) mod 16 is
 // ((x mod 16) * 3) mod 16. So h4 starts at 2166136261 mod 16 = 5 and each
 // byte b takes it to shardNext[h4 * 16 + b mod 16 + 1]. The bytes come in
-// one call when the id is short.
+// one call when the id is short. The table is built by the first call of
+// a script run that needs it (only for jobs created without field ls, see
+// claimLua).
 var shardLua = `
-local shardNext = {` + shardNext() + `}
-local function shard(id)
+local shardNext
+local function leaseShard(id)
+  if not shardNext then shardNext = {` + shardNext() + `} end
   local h = 5
   if #id <= 64 then
     for _, b in ipairs({string.byte(id, 1, -1)}) do h = shardNext[h * 16 + b % 16 + 1] end

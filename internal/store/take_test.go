@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +73,60 @@ func TestTakeEmbedded(t *testing.T) {
 	}
 	if n, err := r.s.Unclaim(context.Background(), ts); err != nil || n != 1 {
 		t.Errorf("Unclaim = %d, %v; want 1", n, err)
+	}
+}
+
+// The claiming dequeue finds a job's lease-index shard in the job's hash
+// (field ls, written by its create) and, for a job created without it,
+// computes it from the id; the claim it answers does not carry ls. On
+// Redis and on the embedded server.
+func TestTakeShardFromHash(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		addr func(t *testing.T) string
+	}{
+		{"redis", func(t *testing.T) string { return redistest.Start(t).Addr }},
+		{"embedded", func(t *testing.T) string { return miniredis.RunT(t).Addr() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redis.NewClient(&redis.Options{Addr: tt.addr(t)})
+			defer rdb.Close()
+			r := &takeRig{t: t, rdb: rdb, s: store.NewStore(rdb), q: "q1"}
+			plain, old, moved := newJob(t, r.s, ""), newJob(t, r.s, ""), newJob(t, r.s, "")
+			// Create put each in the lease index (its orphan check): out
+			// of it, so that only the claim's entry counts.
+			for _, j := range []*api.Job{plain, old, moved} {
+				if got := r.field(j.ID, "ls"); got != strconv.Itoa(store.LeaseShardOf(j.ID)) {
+					t.Fatalf("job %s: ls %q, want its shard %d", j.ID, got, store.LeaseShardOf(j.ID))
+				}
+				rdb.ZRem(ctx, store.LeasesKey(j.ID), j.ID)
+				r.pend(j.ID)
+			}
+			rdb.HDel(ctx, store.JobKey(old.ID), "ls") // as a version before ls created it
+			other := (store.LeaseShardOf(moved.ID) + 1) % store.LeaseShards
+			rdb.HSet(ctx, store.JobKey(moved.ID), "ls", other)
+			ts := r.take(16, time.Minute)
+			if len(ts) != 3 {
+				t.Fatalf("took %d tasks, want 3", len(ts))
+			}
+			for i, want := range []string{store.LeasesKey(plain.ID), store.LeasesKey(old.ID), store.LeasesShardKey(other)} {
+				id, _ := store.JobOfTask(ts[i].TaskID)
+				if err := rdb.ZScore(ctx, want, id).Err(); err != nil {
+					t.Errorf("job %s: no entry in %s: %v", id, want, err)
+				}
+				c, ok, err := ts[i].Claim(id, 1)
+				if err != nil || !ok || c.Outcome != store.ClaimOK {
+					t.Fatalf("claim of %s: %v %v %v", id, c, ok, err)
+				}
+				if s := fmt.Sprint(ts[i]); strings.Contains(s, " ls ") {
+					t.Errorf("the claim of %s carries field ls: %s", id, s)
+				}
+			}
+			if err := rdb.ZScore(ctx, store.LeasesKey(moved.ID), moved.ID).Err(); err != redis.Nil {
+				t.Errorf("job %s is in its computed shard too (%v)", moved.ID, err)
+			}
+		})
 	}
 }
 
