@@ -56,7 +56,7 @@ func (r *run) taskEnd(j *api.Job) *store.TaskEnd {
 		}
 	}
 	b, _ := json.Marshal(res)
-	return &store.TaskEnd{Queue: q, ID: id, Result: b, Retention: r.retention(),
+	return &store.TaskEnd{Queue: q, ID: id, Result: b, Retention: r.retention(), Msg: r.claim.TaskMsg,
 		Complete: (j.State == api.StateSucceeded || j.State == api.StateCanceled) && r.w.sameRedis()}
 }
 

@@ -40,6 +40,9 @@ type Claim struct {
 	// Live: the job counts among its tenant's live jobs (see LiveKey and
 	// SaveArgs.Live).
 	Live bool
+	// TaskMsg is the message of the asynq task whose dequeue made the
+	// claim (Taken.Claim; "" when the handler claimed), for TaskEnd.Msg.
+	TaskMsg string
 }
 
 // Claim makes the caller, running task generation gen, the job's owner with

@@ -35,10 +35,33 @@ func activeTask(t *testing.T, rdb redis.UniversalClient, q, id string) string {
 	return info.ID
 }
 
+// cmdCalls is how many times Redis ran command cmd (INFO commandstats,
+// with those run by scripts).
+func cmdCalls(t *testing.T, rdb redis.UniversalClient, cmd string) int64 {
+	t.Helper()
+	for _, l := range strings.Split(rdb.Info(context.Background(), "commandstats").Val(), "\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // A succeeded job's final write on a single node completes its asynq task
 // as asynq's MarkAsComplete does: asynqmon sees it completed, with its
-// result and completion time, and the processed counters count it.
+// result and completion time, and the processed counters count it. Given
+// the task's message (TaskEnd.Msg, from the dequeue), the write does not
+// read it.
 func TestFinalSaveCompletesTask(t *testing.T) {
+	for _, known := range []bool{false, true} {
+		t.Run(map[bool]string{false: "read-msg", true: "given-msg"}[known], func(t *testing.T) {
+			testFinalSaveCompletesTask(t, known)
+		})
+	}
+}
+
+func testFinalSaveCompletesTask(t *testing.T, known bool) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -49,15 +72,23 @@ func TestFinalSaveCompletesTask(t *testing.T) {
 	if err != nil || c.Outcome != store.ClaimOK {
 		t.Fatalf("claim: %v %v", c, err)
 	}
+	msg := ""
+	if known {
+		msg = rdb.HGet(ctx, "asynq:{q1}:t:"+tid, "msg").Val()
+	}
 	j.State = api.StateSucceeded
 	before := time.Now().Add(-time.Second)
+	hgets := cmdCalls(t, rdb, "hget")
 	res, err := s.Save(ctx, j, c.Token, store.SaveArgs{TTL: time.Minute,
-		Task: &store.TaskEnd{Queue: "q1", ID: tid, Result: []byte(`{"state":"succeeded"}`), Complete: true, Retention: time.Hour}})
+		Task: &store.TaskEnd{Queue: "q1", ID: tid, Result: []byte(`{"state":"succeeded"}`), Complete: true, Retention: time.Hour, Msg: msg}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.TaskCompleted {
 		t.Fatal("TaskCompleted = false, want true")
+	}
+	if n := cmdCalls(t, rdb, "hget") - hgets; known && n != 0 {
+		t.Errorf("the write given the task's message ran HGET %d times, want 0", n)
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	ti, err := insp.GetTaskInfo("q1", tid)
@@ -84,7 +115,7 @@ func TestFinalSaveCompletesTask(t *testing.T) {
 	// Sent again (its reply lost), the write finds its own completion and
 	// counts nothing twice.
 	res, err = s.Save(ctx, j, c.Token, store.SaveArgs{TTL: time.Minute,
-		Task: &store.TaskEnd{Queue: "q1", ID: tid, Result: []byte(`{"state":"succeeded"}`), Complete: true, Retention: time.Hour}})
+		Task: &store.TaskEnd{Queue: "q1", ID: tid, Result: []byte(`{"state":"succeeded"}`), Complete: true, Retention: time.Hour, Msg: msg}})
 	if err != nil || !res.TaskCompleted {
 		t.Errorf("the write sent again: completed %v, err %v; want true, nil", res.TaskCompleted, err)
 	}
@@ -102,9 +133,13 @@ func TestFinalSaveCompletesTask(t *testing.T) {
 	tid2 := activeTask(t, rdb, "q1", j2.ID)
 	rdb.LRem(ctx, "asynq:{q1}:active", 0, tid2)
 	c2, _ := s.Claim(ctx, j2.ID, 1, time.Minute)
+	msg2 := ""
+	if known {
+		msg2 = rdb.HGet(ctx, "asynq:{q1}:t:"+tid2, "msg").Val()
+	}
 	j2.State = api.StateSucceeded
 	res, err = s.Save(ctx, j2, c2.Token, store.SaveArgs{TTL: time.Minute,
-		Task: &store.TaskEnd{Queue: "q1", ID: tid2, Result: []byte("r2"), Complete: true, Retention: time.Hour}})
+		Task: &store.TaskEnd{Queue: "q1", ID: tid2, Result: []byte("r2"), Complete: true, Retention: time.Hour, Msg: msg2}})
 	if err != nil || res.TaskCompleted {
 		t.Fatalf("save of a task not active: completed %v, err %v; want false, nil", res.TaskCompleted, err)
 	}

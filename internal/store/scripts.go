@@ -19,8 +19,11 @@ import "github.com/redis/go-redis/v9"
 // then nd checkpoint names that a succeeded write drops (nd = -1: unknown,
 // the script looks for them), then with the asynq keys: task id, stats
 // expiry (Unix s), completed-set score, the bytes that set the task
-// message's completed_at, the task's result; with the task hash alone
-// (KEYS[4]): the task's result.
+// message's completed_at, the task's result, and when the caller has the
+// task's message (from its dequeue) the completed message (the message
+// and those bytes: the script need not read it, as asynq's own
+// MarkAsComplete is given it); with the task hash alone (KEYS[4]): the
+// task's result.
 // The event stream is trimmed exactly to maxlen entries (the caller picks
 // it from the record's size). A finished job's stream is deleted: its last
 // event is the record itself, and the hash keeps that event's id (field
@@ -92,8 +95,11 @@ local done = 0
 local a = 10 + nf + math.max(nd, 0)
 if #KEYS > 4 then
   -- asynq's MarkAsComplete (v0.26), for a task still active.
-  local tid = ARGV[a]
-  local msg = redis.call('HGET', KEYS[7], 'msg')
+  local tid, msg = ARGV[a], ARGV[a + 5]
+  if not msg then
+    msg = redis.call('HGET', KEYS[7], 'msg')
+    if msg then msg = msg .. ARGV[a + 3] end
+  end
   -- LREM from the tail: RPOPLPUSH put the task at the head when it was
   -- dequeued, so it has moved toward the tail since, with the tasks
   -- dequeued after it in front (asynq's LREM 0 reads the whole list; a
@@ -101,15 +107,19 @@ if #KEYS > 4 then
   if msg and redis.call('LREM', KEYS[4], -1, tid) > 0 then
     redis.call('ZREM', KEYS[5], tid)
     redis.call('ZADD', KEYS[6], ARGV[a + 2], tid)
-    redis.call('HSET', KEYS[7], 'msg', msg .. ARGV[a + 3], 'state', 'completed', 'result', ARGV[a + 4])
+    redis.call('HSET', KEYS[7], 'msg', msg, 'state', 'completed', 'result', ARGV[a + 4])
     if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIREAT', KEYS[8], ARGV[a + 1]) end
     local n = redis.pcall('INCR', KEYS[9])
     if type(n) == 'table' then redis.call('SET', KEYS[9], 1) end
     done = 1
-  elseif msg then
-    redis.call('HSET', KEYS[7], 'result', ARGV[a + 4])
-    -- A write sent again after a lost reply finds its own completion.
-    if redis.call('HGET', KEYS[7], 'state') == 'completed' then done = 1 end
+  else
+    -- Not active: only an existing task gets its result.
+    local st = redis.call('HGET', KEYS[7], 'state')
+    if st then
+      redis.call('HSET', KEYS[7], 'result', ARGV[a + 4])
+      -- A write sent again after a lost reply finds its own completion.
+      if st == 'completed' then done = 1 end
+    end
   end
 elseif #KEYS == 4 and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('HSET', KEYS[4], 'result', ARGV[a])

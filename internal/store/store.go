@@ -289,6 +289,10 @@ type TaskEnd struct {
 	// task's keys are in another slot, and asynq completes it itself.
 	Complete  bool
 	Retention time.Duration
+	// Msg is the task's message as its dequeue answered it
+	// (Claim.TaskMsg), "" when unknown: with it the completion does not
+	// read it from Redis.
+	Msg string
 }
 
 // SaveResult says what a Save learned.
@@ -358,6 +362,9 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 			// asynq sets it: appended, a later field wins in protobuf.
 			completedAt := binary.AppendUvarint([]byte{13 << 3}, uint64(now.Unix()))
 			args = append(args, task.ID, now.Add(statsTTL).Unix(), now.Unix()+secs, completedAt, task.Result)
+			if task.Msg != "" {
+				args = append(args, append([]byte(task.Msg), completedAt...))
+			}
 		} else {
 			keys = append(keys, q+"t:"+task.ID)
 			args = append(args, task.Result)

@@ -196,8 +196,11 @@ func (t *Taken) Claim(id string, gen int64) (c *Claim, ok bool, err error) {
 		return nil, false, nil
 	}
 	c, err = decodeClaim(id, t.claim)
-	if err == nil && t.canceled {
-		c.CancelRequested = true
+	if err == nil {
+		c.TaskMsg = t.Msg
+		if t.canceled {
+			c.CancelRequested = true
+		}
 	}
 	return c, true, err
 }

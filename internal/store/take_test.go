@@ -68,6 +68,9 @@ func TestTakeEmbedded(t *testing.T) {
 	if err != nil || !ok || c.Outcome != store.ClaimOK || c.Token != 1 {
 		t.Fatalf("claim: %v %v %v, want ok with token 1", c, ok, err)
 	}
+	if c.TaskMsg != "msg of "+a.ID {
+		t.Errorf("the claim's task message %q, want the dequeued one", c.TaskMsg)
+	}
 	if err := rdb.ZScore(context.Background(), store.LeasesKey(a.ID), a.ID).Err(); err != nil {
 		t.Errorf("no lease-index entry: %v", err)
 	}
