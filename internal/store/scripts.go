@@ -6,7 +6,8 @@ import "github.com/redis/go-redis/v9"
 // fields: rec (the record JSON), state, tenant, token (fencing token, bumped
 // by every claim and takeover), gen (the asynq task generation that may run
 // the job), cancel ("1" once canceled), handoff (gen of a continuation being
-// enqueued), input, opts, out:K (stage K's checkpointed output).
+// enqueued), input, opts, out:K (stage K's checkpointed output), ls (the
+// number of its lease-index shard, see claimLua).
 
 // saveScript writes the record if the caller's token is current.
 // KEYS: job, events, lease, and for a write that also completes the job's
