@@ -39,8 +39,20 @@ type batchReq struct {
 	script *redis.Script
 	keys   []string
 	args   []any
+	argv   []any                 // instead of keys and args: the whole EVALSHA command (evalArgs)
 	extra  func(redis.Pipeliner) // may be nil
 	res    chan batchRes         // buffered: the combiner never blocks on a caller
+}
+
+// evalSha adds r's script call to p.
+func (r *batchReq) evalSha(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	if r.argv == nil {
+		return r.script.EvalSha(ctx, p, r.keys, r.args...)
+	}
+	cmd := redis.NewCmd(ctx, r.argv...)
+	cmd.SetFirstKeyPos(3) // as go-redis's EvalSha does
+	_ = p.Process(ctx, cmd)
+	return cmd
 }
 
 type batchRes struct {
@@ -79,12 +91,12 @@ func (s *Store) Close() error {
 
 // do runs one request through the combiner, or directly once it is stopped.
 // It returns as soon as ctx is done, whether or not the script was sent.
-func (c *combiner) do(ctx context.Context, s *Store, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
-	r := &batchReq{ctx: ctx, script: script, keys: keys, args: args, extra: extra, res: make(chan batchRes, 1)}
+func (c *combiner) do(ctx context.Context, s *Store, r *batchReq) (*redis.Cmd, error) {
+	r.ctx, r.res = ctx, make(chan batchRes, 1)
 	select {
 	case c.reqs <- r:
 	case <-c.done:
-		return s.evalDirect(ctx, script, keys, args, extra)
+		return s.evalDirect(ctx, r)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -98,7 +110,7 @@ func (c *combiner) do(ctx context.Context, s *Store, script *redis.Script, keys 
 		case res := <-r.res:
 			return res.cmd, res.err
 		default:
-			return s.evalDirect(ctx, script, keys, args, extra)
+			return s.evalDirect(ctx, r)
 		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -169,7 +181,7 @@ func (c *combiner) send(batch []*batchReq) {
 		scripts := make([]*redis.Cmd, len(live))
 		for i, r := range live {
 			bounds[i] = p.Len()
-			scripts[i] = r.script.EvalSha(ctx, p, r.keys, r.args...)
+			scripts[i] = r.evalSha(ctx, p)
 			if r.extra != nil {
 				r.extra(p)
 			}
@@ -179,7 +191,8 @@ func (c *combiner) send(batch []*batchReq) {
 		var again []*batchReq
 		loaded := map[*redis.Script]error{}
 		for i, r := range live {
-			if try == 0 && redis.HasErrorPrefix(scripts[i].Err(), "NOSCRIPT") {
+			// (HasErrorPrefix allocates, also for no error at all.)
+			if err := scripts[i].Err(); try == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 				err, ok := loaded[r.script]
 				if !ok {
 					err = r.script.Load(ctx, c.rdb).Err()

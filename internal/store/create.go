@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -127,19 +128,17 @@ func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input jso
 	if err != nil {
 		return nil, false, &tasks.Error{Code: tasks.EINTERNAL, Message: "internal error", Err: err}
 	}
-	ob, _ := json.Marshal(opts)
-	// The record's fields, in createScript's order.
-	vals := []any{rec, string(j.State), tenant, []byte(input), ob, j.Type, j.Queue, leaseShard(j.ID)}
+	ob := optionsJSON(opts)
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
 		enqueue = false
-		fields := []any{"rec", vals[0], "state", vals[1], "tenant", vals[2], "token", 0, "gen", 1,
-			"input", vals[3], "opts", vals[4], "type", vals[5], "queue", vals[6]}
+		fields := []any{"rec", rec, "state", string(j.State), "tenant", tenant, "token", 0, "gen", 1,
+			"input", []byte(input), "opts", ob, "type", j.Type, "queue", j.Queue}
 		if s.TenantMaxLive > 0 {
 			fields = append(fields, "live", "1") // counted by the admission; Save uncounts it
 		}
 		err = s.createSlots(ctx, j, tenant, ttl, fields)
 	} else {
-		err = s.createOne(ctx, j, tenant, ttl, vals, enqueue, opts)
+		err = s.createOne(ctx, j, tenant, ttl, rec, input, ob, enqueue, opts)
 	}
 	if err != nil {
 		return nil, false, err
@@ -147,38 +146,85 @@ func (s *Store) create(ctx context.Context, j *api.Job, tenant string, input jso
 	return rec, enqueue, nil
 }
 
-// createOne is Create's createScript.
-func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, vals []any, enqueue bool, opts api.Options) error {
+// createOne is Create's createScript, with the record rec and the
+// encoded input and options. Its command is built with evalArgs, and its
+// keys mostly come from caches (tenantKeysOf, queueKeysOf): a submit is
+// the API's hot path.
+func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl time.Duration, rec, input, ob []byte, enqueue bool, opts api.Options) error {
 	now := s.now()
 	after := s.OrphanAfter
 	if after <= 0 {
 		after = OrphanAfterDefault
 	}
-	keys := []string{JobKey(j.ID), TenantJobsKey(tenant), LeasesKey(j.ID), LiveKey(tenant)}
-	trim := ""
-	if s.upkeepDue(tenant, now) {
-		trim = fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli())
-	}
-	args := append(make([]any, 0, 16+len(vals)),
-		now.UnixMilli(), max(s.TenantMaxLive, 0), now.Add(ttl).UnixMilli(), j.ID, (ttl + upkeepEvery).Milliseconds(),
-		indexMember(j.CreatedAt, j.ID), trim,
-		IndexHorizon.Milliseconds(), now.Add(after).UnixMilli(), ttl.Milliseconds())
-	var q string
+	var q, id string
 	var sadd bool
+	nkeys := 4
 	if enqueue {
 		q = TaskQueue(j)
-		id := TaskID(j.ID, 1)
+		id = TaskID(j.ID, 1)
 		_, known := s.queues.Load(q)
 		sadd = !known
-		keys = append(keys, asynqTaskKey(q, id), asynqPendingKey(q), asynqQueuesKey)
-		args = append(args, 5, taskMessage(j, 1, opts.MaxRetries, opts.Timeout, opts.Retention), id, now.UnixNano(), q, boolArg(sadd))
-	} else {
-		args = append(args, 0)
+		nkeys = 7
 	}
-	args = append(args, vals...)
+	// The job's own keys and its index member in one string (one allocation).
+	b := make([]byte, 0, 192)
+	b = appendJobKey(b, j.ID)
+	nJob := len(b)
+	b = appendIndexMember(b, j.CreatedAt, j.ID)
+	nMember := len(b)
+	if enqueue {
+		b = appendAsynqTaskKey(b, q, id)
+	}
+	own := string(b)
+	tk := s.tenantKeysOf(tenant)
+
+	a := newEvalArgs(createScript, nkeys)
+	a.key(own[:nJob])
+	a.key(tk.jobs)
+	shard := leaseShard(j.ID)
+	a.key(LeasesShardKey(shard))
+	a.key(tk.live)
+	if enqueue {
+		a.key(own[nMember:])
+		a.key(s.pendingKeyOf(q))
+		a.key(asynqQueuesKey)
+	}
+	a.int(now.UnixMilli())
+	a.int(int64(max(s.TenantMaxLive, 0)))
+	a.int(now.Add(ttl).UnixMilli())
+	a.str(j.ID)
+	a.int((ttl + upkeepEvery).Milliseconds())
+	a.str(own[nJob:nMember])
+	if s.upkeepDue(tenant, now) {
+		a.str(fmt.Sprintf("(%0*d", msDigits, now.Add(-IndexHorizon).UnixMilli()))
+	} else {
+		a.str("")
+	}
+	a.int(IndexHorizon.Milliseconds())
+	a.int(now.Add(after).UnixMilli())
+	a.int(ttl.Milliseconds())
+	if enqueue {
+		a.int(5)
+		a.raw(taskMessage(j, 1, opts.MaxRetries, opts.Timeout, opts.Retention))
+		a.str(id)
+		a.int(now.UnixNano())
+		a.str(q)
+		a.str(boolArg(sadd))
+	} else {
+		a.int(0)
+	}
+	// The record's fields, in createScript's order.
+	a.raw(rec)
+	a.str(string(j.State))
+	a.str(tenant)
+	a.raw(input)
+	a.raw(ob)
+	a.str(j.Type)
+	a.str(j.Queue)
+	a.int(int64(shard))
 	// Through the combiner when one runs (the API's): the creates of
 	// concurrent submits share a round trip.
-	cmd, err := s.evalWith(ctx, createScript, keys, args, nil)
+	cmd, err := s.evalArgv(ctx, createScript, a)
 	if err != nil {
 		return redisErr("store.Create "+j.ID, err)
 	}
@@ -191,6 +237,49 @@ func (s *Store) createOne(ctx context.Context, j *api.Job, tenant string, ttl ti
 	}
 	return nil
 }
+
+// tenantKeys are a tenant's keys that createScript writes.
+type tenantKeys struct{ jobs, live string }
+
+// tenantKeysOf returns tenant's keys, made once per tenant in this Store
+// (the tenants are the configured API keys' names, or "").
+func (s *Store) tenantKeysOf(tenant string) *tenantKeys {
+	if v, ok := s.keyCache.Load(tenant); ok {
+		return v.(*tenantKeys)
+	}
+	tk := &tenantKeys{jobs: TenantJobsKey(tenant), live: LiveKey(tenant)}
+	s.keyCache.Store(tenant, tk)
+	return tk
+}
+
+// pendingKeyOf returns asynq's pending list of queue q, made once per
+// queue in this Store.
+func (s *Store) pendingKeyOf(q string) string {
+	if v, ok := s.pendingKeys.Load(q); ok {
+		return v.(string)
+	}
+	k := asynqPendingKey(q)
+	s.pendingKeys.Store(q, k)
+	return k
+}
+
+// optionsJSON is json.Marshal(o), remembered for the last options seen:
+// the submits of one pipeline mostly share theirs.
+func optionsJSON(o api.Options) []byte {
+	if c := lastOptions.Load(); c != nil && c.o == o {
+		return c.json
+	}
+	b, _ := json.Marshal(o)
+	lastOptions.Store(&encodedOptions{o: o, json: b})
+	return b
+}
+
+type encodedOptions struct {
+	o    api.Options
+	json []byte // shared: never modified
+}
+
+var lastOptions atomic.Pointer[encodedOptions]
 
 // upkeepEvery is how often a Store's creates trim a tenant's listing
 // index and refresh the TTL of its live set (createScript).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/staged-dev/staged/api"
@@ -88,7 +89,11 @@ func taskLimits(maxRetry int, timeout time.Duration) (int, time.Duration) {
 // json.Marshal(Payload{id, gen}) writes it (id is a UUID: nothing to
 // escape).
 func payload(id string, gen int64) []byte {
-	b := make([]byte, 0, 64)
+	return appendPayload(make([]byte, 0, 64), id, gen)
+}
+
+// appendPayload appends payload(id, gen) to b.
+func appendPayload(b []byte, id string, gen int64) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","gen":`...)
@@ -130,7 +135,8 @@ func taskMessage(j *api.Job, gen int64, maxRetry int, timeout, retention time.Du
 	}
 	str(fType, j.Type)
 	b = protowire.AppendTag(b, fPayload, protowire.BytesType)
-	b = protowire.AppendBytes(b, payload(j.ID, gen))
+	var pb [64]byte // on the stack
+	b = protowire.AppendBytes(b, appendPayload(pb[:0], j.ID, gen))
 	str(fID, TaskID(j.ID, gen))
 	str(fQueue, TaskQueue(j))
 	varint(fRetry, int64(int32(maxRetry+spareRetries)))
@@ -152,6 +158,14 @@ func taskMessage(j *api.Job, gen int64, maxRetry int, timeout, retention time.Du
 // internal/base), which CreateQueued writes as asynq's enqueue does.
 func asynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
 func asynqPendingKey(queue string) string  { return "asynq:{" + queue + "}:pending" }
+
+// appendAsynqTaskKey appends asynqTaskKey(queue, id) to b.
+func appendAsynqTaskKey(b []byte, queue, id string) []byte {
+	b = append(b, "asynq:{"...)
+	b = append(b, queue...)
+	b = append(b, "}:t:"...)
+	return append(b, id...)
+}
 
 const asynqQueuesKey = "asynq:queues"
 
@@ -199,5 +213,31 @@ func TaskQueue(j *api.Job) string {
 	if j.Digest == "" {
 		return q
 	}
-	return catalog.QueueName(q, j.Type, j.Digest)
+	k := queueNameKey{q, j.Type, j.Digest}
+	queueNames.RLock()
+	name, ok := queueNames.m[k]
+	queueNames.RUnlock()
+	if !ok {
+		name = catalog.QueueName(q, j.Type, j.Digest)
+		queueNames.Lock()
+		if len(queueNames.m) >= queueNamesMax {
+			clear(queueNames.m)
+		}
+		queueNames.m[k] = name
+		queueNames.Unlock()
+	}
+	return name
 }
+
+// queueNames remembers TaskQueue's names, which a submit needs three times
+// and every submit of a pipeline shares: a name each time is an allocation.
+// Its entries are the queues, pipelines and definitions in use, a few; it
+// starts afresh should they ever pass queueNamesMax.
+var queueNames = struct {
+	sync.RWMutex
+	m map[queueNameKey]string
+}{m: map[queueNameKey]string{}}
+
+const queueNamesMax = 1024
+
+type queueNameKey struct{ queue, typ, digest string }

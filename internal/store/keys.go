@@ -26,6 +26,13 @@ const (
 // JobKey is the hash holding the record and its bookkeeping fields.
 func JobKey(id string) string { return keyPrefix + "job:{" + id + "}" }
 
+// appendJobKey appends JobKey(id) to b.
+func appendJobKey(b []byte, id string) []byte {
+	b = append(b, keyPrefix+"job:{"...)
+	b = append(b, id...)
+	return append(b, '}')
+}
+
 // EventsKey is the job's event stream: one entry per record write.
 func EventsKey(id string) string { return keyPrefix + "job:{" + id + "}:events" }
 
@@ -75,7 +82,23 @@ const (
 func LeasesKey(id string) string { return LeasesShardKey(leaseShard(id)) }
 
 // LeasesShardKey is shard n (0 ≤ n < LeaseShards) of the lease index.
-func LeasesShardKey(n int) string { return keyPrefix + "leases:{l" + strconv.Itoa(n) + "}" }
+func LeasesShardKey(n int) string {
+	if n >= 0 && n < LeaseShards {
+		return leasesShardKeys[n]
+	}
+	return leasesShardKey(n)
+}
+
+func leasesShardKey(n int) string { return keyPrefix + "leases:{l" + strconv.Itoa(n) + "}" }
+
+// leasesShardKeys are the LeaseShards keys, made once: every submit and
+// every claim names one.
+var leasesShardKeys = func() (ks [LeaseShards]string) {
+	for i := range ks {
+		ks[i] = leasesShardKey(i)
+	}
+	return ks
+}()
 
 // LeasesKeys are all the shards of the lease index.
 func LeasesKeys() []string {

@@ -43,7 +43,30 @@ const (
 
 // indexMember is the index entry of job id created at t.
 func indexMember(t time.Time, id string) string {
-	return fmt.Sprintf("%0*d:%s", msDigits, t.UnixMilli(), id)
+	return string(appendIndexMember(make([]byte, 0, msDigits+1+len(id)), t, id))
+}
+
+// appendIndexMember appends indexMember(t, id) to b: the creation time in
+// Unix ms, zero-padded to msDigits digits (as %0*d pads a negative number:
+// the sign first), ":", the id.
+func appendIndexMember(b []byte, t time.Time, id string) []byte {
+	ms := t.UnixMilli()
+	var d [24]byte
+	digits := strconv.AppendInt(d[:0], ms, 10)
+	if ms < 0 {
+		b = append(b, '-')
+		digits = digits[1:]
+		for range msDigits - 1 - len(digits) {
+			b = append(b, '0')
+		}
+	} else {
+		for range msDigits - len(digits) {
+			b = append(b, '0')
+		}
+	}
+	b = append(b, digits...)
+	b = append(b, ':')
+	return append(b, id...)
 }
 
 // indexJob returns the commands that add j to tenant's index, trim the

@@ -79,8 +79,10 @@ type Store struct {
 	// one node too, as on a Cluster (tests of that path).
 	SplitEnqueue bool
 
-	queues sync.Map // asynq queues CreateQueued has added to asynq:queues
-	upkeep sync.Map // tenant → when its next upkeep is due (Unix ms; see upkeepDue)
+	queues      sync.Map // asynq queues CreateQueued has added to asynq:queues
+	keyCache    sync.Map // tenant → *tenantKeys (tenantKeysOf)
+	pendingKeys sync.Map // asynq queue → its pending list's key (pendingKeyOf)
+	upkeep      sync.Map // tenant → when its next upkeep is due (Unix ms; see upkeepDue)
 
 	comb  atomic.Pointer[combiner] // set by StartCombiner
 	reads atomic.Pointer[reader]   // set by StartReads
@@ -424,23 +426,33 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 // or on a new server). With a combiner running (StartCombiner), the round
 // trip is shared with the other calls waiting at the same moment.
 func (s *Store) evalWith(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
-	if c := s.comb.Load(); c != nil {
-		return c.do(ctx, s, script, keys, args, extra)
-	}
-	return s.evalDirect(ctx, script, keys, args, extra)
+	return s.eval(ctx, &batchReq{script: script, keys: keys, args: args, extra: extra})
 }
 
-// evalDirect is evalWith on a pipeline of its own; extra may be nil.
-func (s *Store) evalDirect(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
+// evalArgv is evalWith for a script call built with evalArgs (and no
+// extra commands).
+func (s *Store) evalArgv(ctx context.Context, script *redis.Script, a *evalArgs) (*redis.Cmd, error) {
+	return s.eval(ctx, &batchReq{script: script, argv: a.Argv()})
+}
+
+func (s *Store) eval(ctx context.Context, r *batchReq) (*redis.Cmd, error) {
+	if c := s.comb.Load(); c != nil {
+		return c.do(ctx, s, r)
+	}
+	return s.evalDirect(ctx, r)
+}
+
+// evalDirect is evalWith on a pipeline of its own.
+func (s *Store) evalDirect(ctx context.Context, r *batchReq) (*redis.Cmd, error) {
 	for try := 0; ; try++ {
 		p := s.rdb.Pipeline()
-		cmd := script.EvalSha(ctx, p, keys, args...)
-		if extra != nil {
-			extra(p)
+		cmd := r.evalSha(ctx, p)
+		if r.extra != nil {
+			r.extra(p)
 		}
 		_, err := p.Exec(ctx)
 		if try == 0 && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			if err := script.Load(ctx, s.rdb).Err(); err != nil {
+			if err := r.script.Load(ctx, s.rdb).Err(); err != nil {
 				return nil, err
 			}
 			continue
