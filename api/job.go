@@ -102,7 +102,11 @@ type Options struct {
 
 // LinksFor returns the links of job id.
 func LinksFor(id string) Links {
-	return Links{Self: "/v1/jobs/" + id, Events: "/v1/jobs/" + id + "/events", Page: "/jobs/" + id}
+	// One string holds all three, "/v1/jobs/ID/events": the events link,
+	// then self and the page as parts of it (one allocation, not three).
+	events := "/v1/jobs/" + id + "/events"
+	self := events[:len(events)-len("/events")]
+	return Links{Self: self, Events: events, Page: self[len("/v1"):]}
 }
 
 // ValidID reports whether s has the shape of a job id (a UUID), so that

@@ -91,30 +91,51 @@ func (s *Store) Close() error {
 
 // do runs one request through the combiner, or directly once it is stopped.
 // It returns as soon as ctx is done, whether or not the script was sent.
-func (c *combiner) do(ctx context.Context, s *Store, r *batchReq) (*redis.Cmd, error) {
-	r.ctx, r.res = ctx, make(chan batchRes, 1)
+func (c *combiner) do(ctx context.Context, s *Store, req batchReq) (*redis.Cmd, error) {
+	r := getBatchReq()
+	ch := r.res // the pooled channel, empty
+	*r = req
+	r.ctx, r.res = ctx, ch
 	select {
 	case c.reqs <- r:
 	case <-c.done:
+		defer putBatchReq(r) // never taken
 		return s.evalDirect(ctx, r)
 	case <-ctx.Done():
+		putBatchReq(r) // never taken
 		return nil, ctx.Err()
 	}
 	select {
 	case res := <-r.res:
+		putBatchReq(r) // answered: the sender is done with it
 		return res.cmd, res.err
 	case <-c.done:
 		// The senders have stopped: they answered every request they
 		// took, and no one takes the ones still queued.
 		select {
 		case res := <-r.res:
+			putBatchReq(r)
 			return res.cmd, res.err
 		default:
+			defer putBatchReq(r)
 			return s.evalDirect(ctx, r)
 		}
 	case <-ctx.Done():
+		// A sender may hold r still: it is left to the garbage collector.
 		return nil, ctx.Err()
 	}
+}
+
+// batchReqs recycles the requests, with their channels, of the calls that
+// got their answer: a request and its channel are three allocations.
+var batchReqs = sync.Pool{New: func() any { return &batchReq{res: make(chan batchRes, 1)} }}
+
+func getBatchReq() *batchReq { return batchReqs.Get().(*batchReq) }
+
+// putBatchReq recycles r, which no sender holds and whose channel is empty.
+func putBatchReq(r *batchReq) {
+	*r = batchReq{res: r.res}
+	batchReqs.Put(r)
 }
 
 func (c *combiner) loop(ctx context.Context) {

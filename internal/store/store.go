@@ -426,20 +426,21 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 // or on a new server). With a combiner running (StartCombiner), the round
 // trip is shared with the other calls waiting at the same moment.
 func (s *Store) evalWith(ctx context.Context, script *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (*redis.Cmd, error) {
-	return s.eval(ctx, &batchReq{script: script, keys: keys, args: args, extra: extra})
+	return s.eval(ctx, batchReq{script: script, keys: keys, args: args, extra: extra})
 }
 
 // evalArgv is evalWith for a script call built with evalArgs (and no
 // extra commands).
 func (s *Store) evalArgv(ctx context.Context, script *redis.Script, a *evalArgs) (*redis.Cmd, error) {
-	return s.eval(ctx, &batchReq{script: script, argv: a.Argv()})
+	return s.eval(ctx, batchReq{script: script, argv: a.Argv()})
 }
 
-func (s *Store) eval(ctx context.Context, r *batchReq) (*redis.Cmd, error) {
+// eval runs the call of req (its script, keys and args or argv, extra).
+func (s *Store) eval(ctx context.Context, req batchReq) (*redis.Cmd, error) {
 	if c := s.comb.Load(); c != nil {
-		return c.do(ctx, s, r)
+		return c.do(ctx, s, req)
 	}
-	return s.evalDirect(ctx, r)
+	return s.evalDirect(ctx, &req)
 }
 
 // evalDirect is evalWith on a pipeline of its own.
