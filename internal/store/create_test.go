@@ -87,6 +87,7 @@ func TestFinalSaveUncounts(t *testing.T) {
 		if live {
 			args.Live, args.Tenant = c.Live, c.Tenant
 		}
+		hdels := cmdCalls(t, rdb, "hdel")
 		if _, err := s.Save(ctx, j, c.Token, args); err != nil {
 			t.Fatal(err)
 		}
@@ -96,10 +97,20 @@ func TestFinalSaveUncounts(t *testing.T) {
 		if r := rdb.HGet(ctx, task, "result").Val(); r != "r" {
 			t.Errorf("live %v: task result %q, want r", live, r)
 		}
-		if f := rdb.HExists(ctx, store.JobKey(j.ID), "live").Val(); f {
-			t.Errorf("live %v: the live field stays", live)
+		// Nothing to drop from the hash: the field live stays.
+		if n := cmdCalls(t, rdb, "hdel") - hdels; n != 0 {
+			t.Errorf("live %v: the final write ran HDEL %d times, want 0", live, n)
+		}
+		// Sent again (its reply lost), the write leaves the count alone.
+		if _, err := s.Save(ctx, j, c.Token, args); err != nil {
+			t.Fatal(err)
+		}
+		if n := rdb.ZCard(ctx, store.LiveKey("acme")).Val(); n != 0 {
+			t.Errorf("live %v: %d live jobs after the write sent again, want 0", live, n)
 		}
 	}
+	// The slot is free: another job is admitted.
+	newJob(t, s, "acme")
 }
 
 // The live set's lapsed entries (jobs whose finish was never recorded)
@@ -234,4 +245,33 @@ func TestCreateUpkeep(t *testing.T) {
 		t.Fatalf("the entry past the horizon is still indexed after the upkeep (%v)", err)
 	}
 	assertIndexTTLs(t, rdb)
+}
+
+// A finished job keeps its field live (its final write drops it from the
+// live set alone); a rerun, which is not admitted, drops it, so that its
+// claim does not take it for a counted job.
+func TestRerunIsNotLive(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := store.NewStore(rdb)
+	s.TenantMaxLive = 1
+	j := newJob(t, s, "acme")
+	c, err := s.Claim(ctx, j.ID, 1, time.Minute)
+	if err != nil || c.Outcome != store.ClaimOK || !c.Live {
+		t.Fatalf("claim: %v %v", c, err)
+	}
+	j.State = api.StateFailed
+	if _, err := s.Save(ctx, j, c.Token, store.SaveArgs{TTL: time.Minute, Live: true, Tenant: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rerun(ctx, j.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err = s.Claim(ctx, j.ID, 2, time.Minute)
+	if err != nil || c.Outcome != store.ClaimOK {
+		t.Fatalf("claim of the rerun: %v %v", c, err)
+	}
+	if c.Live {
+		t.Error("the rerun's claim takes it for a job counted among its tenant's live jobs")
+	}
 }
