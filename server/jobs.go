@@ -32,8 +32,7 @@ func (s *Server) submitJob(c echo.Context) error {
 	}
 	// One Redis deadline, from the body's end, for the submit's Redis
 	// calls (the catalogue's, when its cache must be read, and the create).
-	ctx, cancel := s.redisCtx(c.Request().Context())
-	defer cancel()
+	ctx := s.submitCtx(c.Request().Context())
 	sub, err := s.readSubmission(ctx, body)
 	if err != nil {
 		return err

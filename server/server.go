@@ -245,11 +245,13 @@ type Server struct {
 	metrics   *apiMetrics
 	client    *asynq.Client
 	waker     *store.Waker // wakes idle workers after each enqueue
-	inspector *asynq.Inspector
-	catalog   *catalog.Cache
-	monitor   *asynqmon.HTTPHandler
-	health    healthCache
-	noWorker  atomic.Pointer[noWorkerWarning] // the last one made (readSubmission)
+	// submitDeadlines bound the submits' Redis calls (submitCtx).
+	submitDeadlines *deadlines
+	inspector       *asynq.Inspector
+	catalog         *catalog.Cache
+	monitor         *asynqmon.HTTPHandler
+	health          healthCache
+	noWorker        atomic.Pointer[noWorkerWarning] // the last one made (readSubmission)
 
 	// newRequestID makes the id of a request that brings none (front).
 	newRequestID func() string
@@ -286,6 +288,8 @@ func New(cfg Config) (*Server, error) {
 		waker:     store.NewWaker(cfg.Redis),
 		inspector: asynq.NewInspector(cfg.RedisConnOpt),
 		stopping:  make(chan struct{}),
+
+		submitDeadlines: newDeadlines(cfg.RedisTimeout),
 	}
 	if s.metrics, err = newMetrics(cfg.Metrics, s.inspector, cfg.Registry); err != nil {
 		s.waker.Close()
@@ -398,6 +402,18 @@ func (s *Server) redisCtx(parent context.Context) (context.Context, context.Canc
 		return ctx, func() {}
 	}
 	return context.WithTimeout(parent, s.cfg.RedisTimeout)
+}
+
+// submitCtx is redisCtx for a submit: its context is shared with other
+// submits (deadlines), which makes the hot path cheaper, and does not end
+// with the request.
+func (s *Server) submitCtx(parent context.Context) context.Context {
+	if err := redisSpent(parent); err != nil {
+		ctx, cancel := context.WithCancelCause(parent)
+		cancel(err)
+		return ctx
+	}
+	return s.submitDeadlines.get()
 }
 
 // redisSpent returns the rate limiter's error when it already found Redis
