@@ -42,8 +42,8 @@ var flatInputs = []string{
 // what encoding/json does. It reports whether the fast path took raw.
 func checkFlat[T any](t *testing.T, raw []byte) bool {
 	t.Helper()
-	want, werr := decodeJSON[T]("stage s", "in", raw)
-	got, err := decodeStrict[T]("stage s", "in", raw)
+	want, werr := decodeJSON[T](whom{"stage ", "s"}, "in", raw)
+	got, err := decodeStrict[T](whom{"stage ", "s"}, "in", raw)
 	if !reflect.DeepEqual(got, want) || !sameError(err, werr) {
 		t.Fatalf("decodeStrict(%q) = %+v, %v; encoding/json: %+v, %v", raw, got, err, want, werr)
 	}
@@ -170,7 +170,7 @@ func BenchmarkDecodeStrict(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeStrict[out]("stage s", "in", raw); err != nil {
+			if _, err := decodeStrict[out](whom{"stage ", "s"}, "in", raw); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -178,7 +178,7 @@ func BenchmarkDecodeStrict(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeJSON[out]("stage s", "in", raw); err != nil {
+			if _, err := decodeJSON[out](whom{"stage ", "s"}, "in", raw); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -57,7 +57,7 @@ type Stage struct {
 // each stage's Out is the next stage's In, and that the first stage's In is
 // the type given to InputOf.
 func StageOf[In, Out any](name string, fn func(ctx context.Context, in In, p Progress) (Out, error)) Stage {
-	who := "stage " + name
+	who := whom{"stage ", name}
 	return Stage{
 		Name: name,
 		Run: func(ctx context.Context, raw json.RawMessage, p Progress) (any, error) {
@@ -88,7 +88,7 @@ func (s Stage) WithTimeout(d time.Duration) Stage { s.Timeout = d; return s }
 //	Build: tasks.BuildOf(func(in Input) ([]tasks.Stage, error) { ... }),
 func BuildOf[In any](fn func(in In) ([]Stage, error)) func(input json.RawMessage) ([]Stage, error) {
 	return func(input json.RawMessage) ([]Stage, error) {
-		in, err := decodeStrict[In]("Build", "input", input)
+		in, err := decodeStrict[In](whom{kind: "Build"}, "input", input)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +100,7 @@ func BuildOf[In any](fn func(in In) ([]Stage, error)) func(input json.RawMessage
 // types, no trailing data; a flat struct's plain JSON without
 // encoding/json (flatdecode.go). A failure is an EINVALID error whose message
 // starts with who and whose Field is prefix or prefix.field.
-func decodeStrict[T any](who, prefix string, raw json.RawMessage) (T, error) {
+func decodeStrict[T any](who whom, prefix string, raw json.RawMessage) (T, error) {
 	var v T
 	if d := flatDecoders.Get(reflect.TypeFor[T]()); d != nil {
 		if d.decode(raw, &v) {
@@ -110,8 +110,15 @@ func decodeStrict[T any](who, prefix string, raw json.RawMessage) (T, error) {
 	return decodeJSON[T](who, prefix, raw)
 }
 
+// whom names what decodes (kind + name: "stage " and a stage's name, or
+// "Build"), for the messages of its errors: joined only for one, as a
+// pipeline with Build makes its stages for every job.
+type whom struct{ kind, name string }
+
+func (w whom) String() string { return w.kind + w.name }
+
 // decodeJSON is decodeStrict by encoding/json.
-func decodeJSON[T any](who, prefix string, raw json.RawMessage) (T, error) {
+func decodeJSON[T any](who whom, prefix string, raw json.RawMessage) (T, error) {
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
