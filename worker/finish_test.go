@@ -32,7 +32,7 @@ func TestTaskEndsAnswersCompleted(t *testing.T) {
 		return []string{"asynq:{q}:active", "asynq:{q}:lease", "asynq:{q}:completed", "asynq:{q}:t:" + id,
 			"asynq:{q}:processed:2026-12-01", "asynq:{q}:processed"}
 	}
-	te.completed("q", "a")
+	te.completed("asynq:{q}:t:a")
 	if err := mark.Run(ctx, rdb, keys("a"), "a", 1, 2, "msg", 3).Err(); err != nil {
 		t.Errorf("completed task: %v, want nil", err)
 	}

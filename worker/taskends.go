@@ -137,13 +137,14 @@ func (te *taskEnds) loop() {
 // its entry goes at the next sweep.
 const completedMax = 10 * time.Minute
 
-// completed records that the job's final write completed the asynq task id
-// of queue q (store.SaveResult.TaskCompleted), for answer.
-func (te *taskEnds) completed(q, id string) {
+// completed records that the job's final write completed the asynq task
+// whose hash is key, asynq:{queue}:t:id (store.SaveResult.TaskCompleted),
+// for answer.
+func (te *taskEnds) completed(key string) {
 	now := time.Now()
 	te.mu.Lock()
 	defer te.mu.Unlock()
-	te.done["asynq:{"+q+"}:t:"+id] = now
+	te.done[key] = now
 	if now.Sub(te.swept) > completedMax {
 		te.swept = now
 		for k, t := range te.done {

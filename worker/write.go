@@ -155,7 +155,7 @@ func (r *run) commit(change func(*api.Job, time.Time), ttl time.Duration, fields
 		r.fields, r.unsaved = nil, false
 		r.closed = final
 		if res.TaskCompleted {
-			r.w.taskEnds.completed(args.Task.Queue, args.Task.ID)
+			r.w.taskEnds.completed(r.resultKey) // the task's hash, as taskEnd found it
 		}
 	case errors.Is(err, store.ErrFenced):
 		r.closed = true
