@@ -352,9 +352,14 @@ func New(cfg Config) (*Worker, error) {
 			}
 		}
 	}
-	w.asynqRdb.AddHook(w.waker)
+	// taskEnds is the outer hook, so that its answer to asynq's
+	// MarkAsComplete comes one frame shallower: asynq calls it on a new
+	// goroutine per task, whose small stack the waker's frame made grow
+	// (copying it: 5-6% of the drain bench's worker CPU). The two hooks
+	// handle different commands.
 	w.taskEnds = newTaskEnds(w.asynqRdb)
 	w.asynqRdb.AddHook(w.taskEnds)
+	w.asynqRdb.AddHook(w.waker)
 	w.srv = asynq.NewServerFromRedisClient(w.asynqRdb, acfg)
 	w.canceler = &canceler{w: w}
 	w.reconciler = &reconciler{w: w, insp: asynq.NewInspectorFromRedisClient(w.rdb), quit: make(chan struct{}), done: make(chan struct{})}
