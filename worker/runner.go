@@ -280,8 +280,7 @@ func (r *run) execute() error {
 			r.firstStart = false
 			r.metrics.jobStarted(r.job.CreatedAt, r.startedAt)
 		}
-		start := time.Now()
-		out, err := r.runStage(k, in)
+		out, took, err := r.runStage(k, in)
 		if err != nil {
 			if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, errJobTimeout) && !tasks.IsPermanent(cause) {
 				return r.interrupt(k, cause)
@@ -289,7 +288,7 @@ func (r *run) execute() error {
 			return r.fail(k, err)
 		}
 		r.endStage(k, out)
-		long = time.Since(start) >= r.w.cfg.FlushInterval
+		long = took >= r.w.cfg.FlushInterval
 		in = out
 	}
 	switch cause := context.Cause(r.ctx); {
@@ -375,9 +374,10 @@ func (r *run) startFields(first bool) map[string][]byte {
 	return map[string][]byte{fieldRetriesLeft: []byte(strconv.Itoa(r.maxRetry - r.retried))}
 }
 
-// runStage runs stage k on in and returns its output as JSON. Timeouts,
-// panics and oversized outputs come back as errors naming the stage.
-func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
+// runStage runs stage k on in and returns its output as JSON and how long
+// the stage ran. Timeouts, panics and oversized outputs come back as errors
+// naming the stage.
+func (r *run) runStage(k int, in json.RawMessage) (out json.RawMessage, took time.Duration, err error) {
 	st := r.stages[k]
 	ctx, cancel := r.ctx, context.CancelFunc(func() {})
 	if st.Timeout > 0 {
@@ -414,31 +414,32 @@ func (r *run) runStage(k int, in json.RawMessage) (json.RawMessage, error) {
 			r.call = nil // the abandoned stage still has this one
 		}
 	}
+	took = time.Since(start)
 	if res.err != nil {
 		switch cause := context.Cause(ctx); {
 		case errors.Is(cause, errStageTimeout):
-			return nil, fmt.Errorf("stage %s exceeded its %s timeout", st.Name, fmtDuration(st.Timeout))
+			return nil, took, fmt.Errorf("stage %s exceeded its %s timeout", st.Name, fmtDuration(st.Timeout))
 		case errors.Is(cause, errJobTimeout):
-			return nil, r.jobTimeoutError(k)
+			return nil, took, r.jobTimeoutError(k)
 		case tasks.IsPermanent(cause):
-			return nil, cause
+			return nil, took, cause
 		}
-		return nil, res.err
+		return nil, took, res.err
 	}
-	r.metrics.stage(st.Name).Observe(time.Since(start).Seconds())
-	out, err := api.Marshal(res.v)
+	r.metrics.stage(st.Name).Observe(took.Seconds())
+	out, err = api.Marshal(res.v)
 	if err != nil {
-		return nil, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %v", st.Name, err))
+		return nil, took, tasks.Permanent(fmt.Errorf("stage %s returned an output that is not JSON: %v", st.Name, err))
 	}
 	if len(out) > r.w.cfg.MaxPayload {
 		what := "an output"
 		if k == len(r.stages)-1 {
 			what = "a result"
 		}
-		return nil, tasks.Permanent(fmt.Errorf("stage %s returned %s of %d bytes (as JSON), over the %d-byte limit%s",
+		return nil, took, tasks.Permanent(fmt.Errorf("stage %s returned %s of %d bytes (as JSON), over the %d-byte limit%s",
 			st.Name, what, len(out), r.w.cfg.MaxPayload, payloadHint))
 	}
-	return out, nil
+	return out, took, nil
 }
 
 // stageCall hands the stages of one run, one at a time, to the pooled
