@@ -340,44 +340,82 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 	if a.Checkpoints != nil {
 		nd = len(a.Checkpoints)
 	}
-	args := make([]any, 0, 14+2*len(a.Fields)+len(a.Checkpoints))
-	args = append(args, token, rec, string(j.State), ttl.Milliseconds(), term, s.maxLen(len(rec)), pub, 2*len(a.Fields), nd)
-	for k, v := range a.Fields {
-		args = append(args, k, v)
-	}
-	for _, k := range a.Checkpoints {
-		args = append(args, k)
-	}
-	keys := []string{JobKey(j.ID), EventsKey(j.ID), LeaseKey(j.ID)}
 	task := a.Task
 	if !j.State.Terminal() {
 		task = nil
 	}
+	// On one node the task's result, and its completion, go in the script:
+	// its keys (asynq's) follow the job's.
 	_, cluster := s.rdb.(*redis.ClusterClient)
-	if task != nil && !cluster {
-		// One node: the task's result, and its completion, go in the script.
+	inScript, complete := task != nil && !cluster, false
+	secs := int64(0)
+	numKeys := 3
+	if inScript {
+		secs = int64(task.Retention / time.Second)
+		complete = task.Complete && secs > 0
+		numKeys += 1
+		if complete {
+			numKeys += 5
+		}
+	}
+	// The command is built without boxing its values (evalArgs): a final
+	// write has 30 or so.
+	ea := newEvalArgs(saveScript, numKeys)
+	ea.key(JobKey(j.ID))
+	ea.key(EventsKey(j.ID))
+	ea.key(LeaseKey(j.ID))
+	if inScript {
 		q := "asynq:{" + task.Queue + "}:"
-		if secs := int64(task.Retention / time.Second); task.Complete && secs > 0 {
-			keys = append(keys, q+"active", q+"lease", q+"completed", q+"t:"+task.ID,
-				q+"processed:"+now.Format("2006-01-02"), q+"processed")
+		if complete {
+			ea.key(q + "active")
+			ea.key(q + "lease")
+			ea.key(q + "completed")
+			ea.key(q + "t:" + task.ID)
+			ea.key(q + "processed:" + now.Format("2006-01-02"))
+			ea.key(q + "processed")
+		} else {
+			ea.key(q + "t:" + task.ID)
+		}
+	}
+	ea.int(token)
+	ea.raw(rec)
+	ea.str(string(j.State))
+	ea.int(ttl.Milliseconds())
+	ea.str(term)
+	ea.int(int64(s.maxLen(len(rec))))
+	ea.str(pub)
+	ea.int(int64(2 * len(a.Fields)))
+	ea.int(int64(nd))
+	for k, v := range a.Fields {
+		ea.str(k)
+		ea.raw(v)
+	}
+	for _, k := range a.Checkpoints {
+		ea.str(k)
+	}
+	if inScript {
+		if complete {
 			// The task message gets completed_at (field 13, a varint) as
 			// asynq sets it: appended, a later field wins in protobuf.
 			completedAt := binary.AppendUvarint([]byte{13 << 3}, uint64(now.Unix()))
-			args = append(args, task.ID, now.Add(statsTTL).Unix(), now.Unix()+secs, completedAt, task.Result)
+			ea.str(task.ID)
+			ea.int(now.Add(statsTTL).Unix())
+			ea.int(now.Unix() + secs)
+			ea.raw(completedAt)
+			ea.raw(task.Result)
 			if task.Msg != "" {
-				args = append(args, append([]byte(task.Msg), completedAt...))
+				ea.raw(append([]byte(task.Msg), completedAt...))
 			}
 		} else {
-			keys = append(keys, q+"t:"+task.ID)
-			args = append(args, task.Result)
+			ea.raw(task.Result)
 		}
 		task = nil
 	}
-	var cmd *redis.Cmd
+	r := batchReq{script: saveScript, argv: ea.Argv()}
 	if j.State.Terminal() {
 		// The lease index entry goes in the same round trip. Should the
 		// save turn out fenced, the new owner's next renewal adds it back.
-		cmd, err = s.evalWith(ctx, saveScript, keys, args, func(p redis.Pipeliner) {
+		r.extra = func(p redis.Pipeliner) {
 			p.ZRem(ctx, LeasesKey(j.ID), j.ID)
 			if a.Live {
 				p.ZRem(ctx, LiveKey(a.Tenant), j.ID)
@@ -385,15 +423,11 @@ func (s *Store) Save(ctx context.Context, j *api.Job, token int64, a SaveArgs) (
 			if task != nil { // a Cluster: the task's slot is not the job's
 				p.HSet(ctx, "asynq:{"+task.Queue+"}:t:"+task.ID, "result", task.Result)
 			}
-		})
-		if err != nil && cmd != nil && cmd.Err() == nil {
-			err = nil // the write is done; the other commands are best effort
 		}
-	} else if s.comb.Load() != nil {
-		cmd, err = s.evalWith(ctx, saveScript, keys, args, nil)
-	} else {
-		cmd = saveScript.Run(ctx, s.rdb, keys, args...)
-		err = cmd.Err()
+	}
+	cmd, err := s.eval(ctx, r)
+	if err != nil && r.extra != nil && cmd != nil && cmd.Err() == nil {
+		err = nil // the write is done; the other commands are best effort
 	}
 	if err != nil {
 		return SaveResult{}, redisErr("store.Save "+j.ID, err)
