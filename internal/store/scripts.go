@@ -63,10 +63,13 @@ if term == '1' then
     redis.call('DEL', KEYS[3])
   end
 end
-local f = {'rec', ARGV[2], 'state', state}
-if eid then f[5], f[6] = 'eid', eid end
-for i = 10, 9 + nf do f[#f + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(f))
+if nf > 0 then
+  local f = {'rec', ARGV[2], 'state', state}
+  if eid then f[5], f[6] = 'eid', eid end
+  for i = 10, 9 + nf do f[#f + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(f))
+elseif eid then redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', state, 'eid', eid)
+else redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'state', state) end
 local del, live = {}, 0
 if h[3] and state == 'running' then del[1] = 'handoff' end
 if term ~= '0' then
