@@ -292,7 +292,12 @@ func decodeFull(body []byte, v *submitRequest) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	// Into a copy, which escapes to the heap (encoding/json), so that v
+	// need not: the caller's request stays on its stack on the plain way.
+	r := *v
+	err = dec.Decode(&r)
+	*v = r
+	if err != nil {
 		return jsonError(body, err)
 	}
 	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {

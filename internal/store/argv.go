@@ -14,12 +14,12 @@ import "github.com/redis/go-redis/v9"
 type evalArgs struct {
 	argv []any // the command so far, in arr while it fits
 	arr  [evalArgsMax]any
-	strs [16]string
-	ints [12]int64
-	raws [6]rawArg
-	ns   int // of strs in use
-	ni   int // of ints in use
-	nr   int // of raws in use
+	strs [20]string // createScript's: its SHA, 7 keys, 10 arguments
+	ints [12]int64  // createScript's: the number of keys, 10 arguments
+	raws [6]rawArg  // createScript's: 4
+	ns   int        // of strs in use
+	ni   int        // of ints in use
+	nr   int        // of raws in use
 }
 
 // evalArgsMax is the longest command an evalArgs holds without growing
