@@ -97,9 +97,15 @@ func TestFinalSaveUncounts(t *testing.T) {
 		if r := rdb.HGet(ctx, task, "result").Val(); r != "r" {
 			t.Errorf("live %v: task result %q, want r", live, r)
 		}
-		// Nothing to drop from the hash: the field live stays.
-		if n := cmdCalls(t, rdb, "hdel") - hdels; n != 0 {
-			t.Errorf("live %v: the final write ran HDEL %d times, want 0", live, n)
+		// The finished hash keeps only what is read: not live, nor the
+		// lease-index shard (ls), nor ns, in one HDEL.
+		for _, f := range []string{"live", "ls", "ns"} {
+			if rdb.HExists(ctx, store.JobKey(j.ID), f).Val() {
+				t.Errorf("live %v: the field %s stays", live, f)
+			}
+		}
+		if n := cmdCalls(t, rdb, "hdel") - hdels; n != 1 {
+			t.Errorf("live %v: the final write ran HDEL %d times, want 1", live, n)
 		}
 		// Sent again (its reply lost), the write leaves the count alone.
 		if _, err := s.Save(ctx, j, c.Token, args); err != nil {
@@ -247,9 +253,9 @@ func TestCreateUpkeep(t *testing.T) {
 	assertIndexTTLs(t, rdb)
 }
 
-// A finished job keeps its field live (its final write drops it from the
-// live set alone); a rerun, which is not admitted, drops it, so that its
-// claim does not take it for a counted job.
+// A rerun of a finished job is not admitted among its tenant's live jobs:
+// its claim does not take it for a counted one (the final write dropped
+// the field live).
 func TestRerunIsNotLive(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client()

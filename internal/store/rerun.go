@@ -13,8 +13,7 @@ import (
 
 // rerunScript moves a failed or canceled job to a new task generation and
 // fencing token, queued again, with its cancel flag cleared; its
-// checkpoints (out:K) stay. A rerun is not admitted among its tenant's
-// live jobs: the field live its create left goes.
+// checkpoints (out:K) stay.
 // KEYS: job. ARGV: tenant (” = any).
 // Returns {'missing'}, {'conflict', state} or {'ok', token, gen, rec, opts, state}.
 var rerunScript = redis.NewScript(`
@@ -25,7 +24,7 @@ if h[1] ~= 'failed' and h[1] ~= 'canceled' then return {'conflict', h[1]} end
 local t = redis.call('HINCRBY', KEYS[1], 'token', 1)
 local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'state', 'queued')
-redis.call('HDEL', KEYS[1], 'cancel', 'handoff', 'live')
+redis.call('HDEL', KEYS[1], 'cancel', 'handoff')
 return {'ok', tostring(t), tostring(g), h[3], h[4] or '{}', h[1]}
 `)
 

@@ -74,11 +74,14 @@ local del, live = {}, 0
 if h[3] and state == 'running' then del[1] = 'handoff' end
 if term ~= '0' then
   if term == '2' then redis.call('DEL', KEYS[3]) end
-  -- The field live stays: the live set is what counts, and an HDEL for
-  -- it alone would cost Redis more than the rest of this branch. A
-  -- write sent again answers live again (its ZREM finds nothing); a
-  -- rerun drops the field (rerunScript).
-  if h[4] then live = 1 end
+  -- A finished job is claimed no more (a rerun's claim computes its
+  -- shard): ls goes, with live (the job leaves its tenant's live jobs)
+  -- and ns, so that the finished hash holds only what is read.
+  del[#del + 1] = 'ls'
+  if h[4] then
+    del[#del + 1] = 'live'
+    live = 1
+  end
   if state == 'succeeded' then
     if nd < 0 then
       for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -89,8 +92,8 @@ if term ~= '0' then
     end
   end
 end
--- The stream is made below: ns goes. A finished job's goes when there is
--- an HDEL anyway (a lone ns is harmless: only token 1 reads it).
+-- The stream is made below: ns goes. A finished job's goes with the
+-- HDEL above (a lone ns would be harmless: only token 1 reads it).
 if h[7] and (term ~= '1' or #del > 0) then del[#del + 1] = 'ns' end
 if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
