@@ -30,8 +30,9 @@ const evalArgsMax = 36
 // and go-redis writes it as the bytes (encoding.BinaryMarshaler).
 type rawArg []byte
 
-// MarshalBinary returns the bytes as they are.
-func (r *rawArg) MarshalBinary() ([]byte, error) { return *r, nil }
+// MarshalBinary returns the bytes as they are (a value receiver: a boxed
+// rawArg past the array's room is written the same way).
+func (r rawArg) MarshalBinary() ([]byte, error) { return r, nil }
 
 // newEvalArgs starts the EVALSHA command of script with numKeys keys,
 // which come next (key), then the arguments (str, int, raw).
@@ -50,37 +51,25 @@ func (a *evalArgs) add(v any) { a.argv = append(a.argv, v) }
 func (a *evalArgs) key(k string) { a.str(k) }
 
 // str appends a string argument.
-func (a *evalArgs) str(s string) {
-	if a.ns == len(a.strs) {
-		a.add(s)
-		return
-	}
-	a.strs[a.ns] = s
-	a.add(&a.strs[a.ns])
-	a.ns++
-}
+func (a *evalArgs) str(s string) { put(a, a.strs[:], &a.ns, s) }
 
 // int appends an integer argument.
-func (a *evalArgs) int(v int64) {
-	if a.ni == len(a.ints) {
-		a.add(v)
-		return
-	}
-	a.ints[a.ni] = v
-	a.add(&a.ints[a.ni])
-	a.ni++
-}
+func (a *evalArgs) int(v int64) { put(a, a.ints[:], &a.ni, v) }
 
 // raw appends a []byte argument (not copied: b must stay unchanged until
 // the call is done).
-func (a *evalArgs) raw(b []byte) {
-	if a.nr == len(a.raws) {
-		a.add(b)
+func (a *evalArgs) raw(b []byte) { put(a, a.raws[:], &a.nr, rawArg(b)) }
+
+// put appends v to a's command as a pointer to slot *n of room (one of
+// a's arrays, *n of it in use), or boxed as it is once room is full.
+func put[T any](a *evalArgs, room []T, n *int, v T) {
+	if *n == len(room) {
+		a.add(v)
 		return
 	}
-	a.raws[a.nr] = b
-	a.add(&a.raws[a.nr])
-	a.nr++
+	room[*n] = v
+	a.add(&room[*n])
+	*n++
 }
 
 // Argv returns the whole command: "evalsha", the script's SHA, the number
