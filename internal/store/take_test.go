@@ -30,13 +30,7 @@ func TestTakeShardIsLeasesKey(t *testing.T) {
 	for i, id := range ids {
 		args[i] = id
 	}
-	for _, tt := range []struct {
-		name string
-		addr func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).Addr }},
-		{"embedded", func(t *testing.T) string { return miniredis.RunT(t).Addr() }},
-	} {
+	for _, tt := range bothServers {
 		t.Run(tt.name, func(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: tt.addr(t)})
 			defer rdb.Close()
@@ -51,6 +45,16 @@ func TestTakeShardIsLeasesKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bothServers start a redis-server and the embedded server of staged dev
+// (miniredis), for tests of Lua that must run on both.
+var bothServers = []struct {
+	name string
+	addr func(t *testing.T) string
+}{
+	{"redis", func(t *testing.T) string { return redistest.Start(t).Addr }},
+	{"embedded", func(t *testing.T) string { return miniredis.RunT(t).Addr() }},
 }
 
 // The claiming dequeue runs on the embedded server of staged dev too.
@@ -84,13 +88,7 @@ func TestTakeEmbedded(t *testing.T) {
 // computes it from the id; the claim it answers does not carry ls. On
 // Redis and on the embedded server.
 func TestTakeShardFromHash(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		addr func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).Addr }},
-		{"embedded", func(t *testing.T) string { return miniredis.RunT(t).Addr() }},
-	} {
+	for _, tt := range bothServers {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			rdb := redis.NewClient(&redis.Options{Addr: tt.addr(t)})
